@@ -1,0 +1,1 @@
+"""Optuna search spaces and the paper's grids, registered by name."""

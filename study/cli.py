@@ -1,0 +1,77 @@
+"""The ``gmmpvae`` command line.
+
+Each sub-command lives in its own module with two functions, ``add_arguments(parser)`` and
+``run(args) -> int``, and is imported only when it is used (so ``gmmpvae --help`` stays fast and
+nothing heavy such as Ray is imported by commands that do not need it). Bad input is reported as
+one line on stderr with exit status 2: a sub-command raises ``UsageError`` (or a ``ValueError``
+from config validation) and this module prints it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from models import __version__
+
+# name -> (module, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "train": ("study.cmd_train", "train and evaluate one configuration (no Ray)"),
+    "data": ("study.cmd_data", "list or fetch datasets"),
+    "run": ("study.cmd_run", "run a study (TOML file or preset name) with Ray Tune"),
+    "resume": ("study.cmd_resume", "resume a study after a crash of the driver"),
+    "status": ("study.cmd_status", "show a study's trials by state and the best so far"),
+    "report": ("analysis.cli", "write tables, figures and index.html for study folders"),
+}
+
+
+class UsageError(Exception):
+    """Bad input from the user: printed as one line, exit status 2."""
+
+
+def build_parser(load: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="gmmpvae",
+        description="Hyperparameter studies of the GMMpVAE model with Ray Tune and Optuna.",
+    )
+    parser.add_argument("--version", action="version", version=f"gmmpvae {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (module_name, help_text) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        if load is None or name in load:
+            try:
+                module = importlib.import_module(module_name)
+            except ModuleNotFoundError:
+                continue  # a sub-command not built yet is listed but unavailable
+            module.add_arguments(p)
+            p.set_defaults(_module=module)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # Import only the sub-command that runs (the first positional word).
+    wanted = [a for a in argv if a in COMMANDS][:1]
+    parser = build_parser(load=wanted)
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 0
+    module = getattr(args, "_module", None)
+    if module is None:
+        print(f"gmmpvae: error: the '{args.command}' command is not available", file=sys.stderr)
+        return 2
+    try:
+        return int(module.run(args) or 0)
+    except (UsageError, ValueError, FileNotFoundError) as exc:
+        print(f"gmmpvae {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"gmmpvae {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

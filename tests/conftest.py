@@ -1,0 +1,35 @@
+"""Shared test fixtures: real data under ../shared/datasets when present, small CPU threads."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATASETS = Path(
+    os.environ.get("GMMPVAE_SHARED_DATASETS", REPO.parent / "shared" / "datasets")
+)
+
+
+@pytest.fixture(scope="session")
+def shared_datasets() -> Path:
+    """The real data files of ../shared/datasets; tests that need them skip when absent."""
+    if not SHARED_DATASETS.is_dir():
+        pytest.skip(f"real datasets not found at {SHARED_DATASETS}")
+    return SHARED_DATASETS
+
+
+@pytest.fixture(autouse=True)
+def _torch_threads():
+    """Two cores on CI machines: keep torch from oversubscribing them across processes."""
+    try:
+        import torch
+    except ImportError:  # pragma: no cover
+        yield
+        return
+    previous = torch.get_num_threads()
+    torch.set_num_threads(min(previous, 2))
+    yield
+    torch.set_num_threads(previous)
