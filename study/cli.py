@@ -74,4 +74,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Run as `python -m study.cli`: dispatch through the imported module, so that the
+    # UsageError raised by sub-commands is the class `main` catches.
+    from study.cli import main as _main
+
+    sys.exit(_main())

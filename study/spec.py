@@ -1,0 +1,711 @@
+"""A study file (TOML) or preset → a validated, frozen ``StudySpec``.
+
+``load_spec(source, overrides)`` reads ``source`` — a path to a ``.toml`` file, or the name of a
+preset in ``study/presets/`` (``list_presets()``) — applies command-line overrides
+(``{"budget.max_epochs": 3}``; ``None`` values are skipped) and validates everything before any
+trial starts: a bad value raises one ``ValueError`` of one line that names the file (or "command
+line"), the field, the value and what is accepted. ``StudySpec.to_dict()`` / ``from_dict()``
+round-trip the resolved spec (saved as ``study.json`` in the study folder for ``resume``).
+
+Sections and fields (every field optional unless marked *required*):
+
+``[study]``
+  ``name``            folder-safe name (default: the file stem / preset name)
+  ``storage``         results folder or pyarrow filesystem URI (s3://, gs://, file://…);
+                      default ``studies/<name>``; a local path is made absolute
+  ``optuna_storage``  Optuna's storage: absent → the journal file ``optuna.journal`` in the
+                      study folder; or an RDB URL (``sqlite:///…``, ``postgresql://…``,
+                      ``mysql://…``), or a path ending in ``.journal``. Required when
+                      ``storage`` is a URI (a journal file needs a shared POSIX file system)
+  ``address``         Ray: absent → start Ray here; ``"auto"`` or ``"host:port"`` (or
+                      ``"ray://host:port"``) → join that cluster
+``[data]``
+  ``dataset``         mnist, fashion_mnist, omniglot, frey or digits (*required* unless the grid
+                      lists ``datasets``)
+  ``data_dir``        data folder (default: ``$GMMPVAE_DATA_DIR`` or the per-user cache)
+``[search]``
+  ``space``           *required*: a name of ``search_spaces.names()``
+  ``sampler``         grid (grid spaces; the default there) or tpe (the default for open
+                      spaces), random, cmaes (needs the ``cmaes`` package), qmc, gp, nsga2
+  ``seeds``           seeds per configuration, 0 … seeds − 1 (default 3 for grids; open spaces:
+                      1, the only accepted value — each Optuna trial trains one seed, 0)
+  ``num_samples``     open spaces: *required*, trials to sample (>= 1); grids: the grid's size
+                      (computed; a different value is an error)
+  ``sampler_seed``    seed of the Optuna sampler (default: none, nondeterministic)
+  ``metric``          val_loss (default), val_re, val_kl, best_val_loss, train_loss (reported
+                      every epoch), test_ll, test_elbo_bound, test_elbo_mc, test_re, test_kl
+                      (reported at the end of a trial; not with ASHA)
+  ``mode``            the metric's own: max for test_ll / test_elbo_*, min otherwise (checked)
+``[search.grid]``     list overrides of a grid space (``datasets``, ``archs``, ``Ks``, ``Ms``,
+                      ``include_vae``, figure4: ``pis``): see ``search_spaces.grids``
+``[model]``           ModelConfig fields fixed for every trial (e.g. latent_dim, hidden_dim,
+                      kl_estimator, arch); not ``image_shape`` / ``likelihood`` (they follow
+                      from the dataset) and not the fields the grid sets
+``[budget]``          TrainConfig fields fixed for every trial: max_epochs, warmup_epochs,
+                      patience, is_samples, lr, batch_size, max_train_examples,
+                      max_test_examples, eval_memory_mb, device (not dataset / data_dir: see
+                      [data]; not seed: see search.seeds). Missing ones keep TrainConfig's
+                      defaults, the paper's protocol
+``[scheduler]``
+  ``kind``            fifo (default) or asha
+  ``max_t``           ASHA's longest run in epochs (default: budget.max_epochs)
+  ``grace_period``    epochs before ASHA may stop a trial (default: budget.warmup_epochs if
+                      set and >= 1, else 10; at most max_t)
+  ``reduction_factor`` ASHA's η (> 1, default 4). The three are ignored by fifo
+``[resources]``
+  ``cpus_per_trial``  CPUs per trial (> 0, default 1)
+  ``gpus_per_trial``  GPUs per trial (>= 0, default 0; fractions below 1, whole numbers above)
+  ``max_concurrent``  most trials at once (>= 1; default: as many as fit)
+``[failure]``
+  ``retries``         times a failed trial is retried (Ray's ``FailureConfig.max_failures``;
+                      >= 0, default 2)
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import os
+import re
+import tomllib
+import uuid
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import search_spaces
+from models.config import DATASETS, MODEL_FIELDS, TRAIN_FIELDS, ModelConfig, TrainConfig
+from search_spaces import KEY_FIELD, trial_key
+
+SPEC_FILENAME = "study.json"
+OPTUNA_JOURNAL = "optuna.journal"
+SAMPLERS = ("grid", "tpe", "random", "cmaes", "qmc", "gp", "nsga2")
+SCHEDULERS = ("fifo", "asha")
+# metric -> its natural mode; the first five are reported every epoch.
+METRICS = {
+    "val_loss": "min", "val_re": "min", "val_kl": "min", "best_val_loss": "min",
+    "train_loss": "min", "test_ll": "max", "test_elbo_bound": "max", "test_elbo_mc": "max",
+    "test_re": "min", "test_kl": "min",
+}
+EPOCH_METRICS = ("val_loss", "val_re", "val_kl", "best_val_loss", "train_loss")
+MODEL_KEYS = tuple(sorted(MODEL_FIELDS - {"image_shape", "likelihood"}))
+BUDGET_KEYS = tuple(sorted(TRAIN_FIELDS - {"dataset", "data_dir", "seed"}))
+KEYS: dict[str, tuple[str, ...]] = {
+    "study": ("name", "storage", "optuna_storage", "address"),
+    "data": ("dataset", "data_dir"),
+    "search": ("space", "sampler", "seeds", "num_samples", "sampler_seed", "metric", "mode",
+               "grid"),
+    "model": MODEL_KEYS,
+    "budget": BUDGET_KEYS,
+    "scheduler": ("kind", "grace_period", "reduction_factor", "max_t"),
+    "resources": ("cpus_per_trial", "gpus_per_trial", "max_concurrent"),
+    "failure": ("retries",),
+}
+
+# (flag, section.field, type) for `gmmpvae run`; FIELD_HELP has a line of help for each.
+OVERRIDE_FLAGS: list[tuple[str, str, type]] = [
+    ("--name", "study.name", str),
+    ("--storage", "study.storage", str),
+    ("--optuna-storage", "study.optuna_storage", str),
+    ("--address", "study.address", str),
+    ("--dataset", "data.dataset", str),
+    ("--data-dir", "data.data_dir", str),
+    ("--space", "search.space", str),
+    ("--sampler", "search.sampler", str),
+    ("--seeds", "search.seeds", int),
+    ("--num-samples", "search.num_samples", int),
+    ("--sampler-seed", "search.sampler_seed", int),
+    ("--max-epochs", "budget.max_epochs", int),
+    ("--warmup-epochs", "budget.warmup_epochs", int),
+    ("--patience", "budget.patience", int),
+    ("--is-samples", "budget.is_samples", int),
+    ("--max-train-examples", "budget.max_train_examples", int),
+    ("--max-test-examples", "budget.max_test_examples", int),
+    ("--scheduler", "scheduler.kind", str),
+    ("--cpus-per-trial", "resources.cpus_per_trial", float),
+    ("--gpus-per-trial", "resources.gpus_per_trial", float),
+    ("--max-concurrent", "resources.max_concurrent", int),
+    ("--retries", "failure.retries", int),
+]
+FIELD_HELP: dict[str, str] = {
+    "study.name": "study name (folder-safe; default: the file stem)",
+    "study.storage": "results folder or pyarrow URI (default: studies/<name>)",
+    "study.optuna_storage": "Optuna storage: RDB URL or .journal path (default: journal file)",
+    "study.address": "Ray cluster to join: auto or host:port (default: start Ray here)",
+    "data.dataset": "dataset: " + ", ".join(DATASETS),
+    "data.data_dir": "data folder (default: $GMMPVAE_DATA_DIR or the per-user cache)",
+    "search.space": "search space: " + ", ".join(search_spaces.names()),
+    "search.sampler": "Optuna sampler: " + ", ".join(SAMPLERS),
+    "search.seeds": "seeds per configuration (grids)",
+    "search.num_samples": "trials to sample (open spaces)",
+    "search.sampler_seed": "seed of the Optuna sampler",
+    "budget.max_epochs": "most epochs per trial",
+    "budget.warmup_epochs": "KL warm-up epochs",
+    "budget.patience": "early-stopping look-ahead in epochs",
+    "budget.is_samples": "importance samples for the test log-likelihood",
+    "budget.max_train_examples": "use only the first N training images (0: all)",
+    "budget.max_test_examples": "use only the first N validation/test images (0: all)",
+    "scheduler.kind": "trial scheduler: fifo or asha",
+    "resources.cpus_per_trial": "CPUs per trial",
+    "resources.gpus_per_trial": "GPUs per trial (fractions allowed)",
+    "resources.max_concurrent": "most trials at once (default: as many as fit)",
+    "failure.retries": "retries of a failed trial",
+}
+
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+_ADDRESS_RE = re.compile(r"^(ray://)?[A-Za-z0-9_.\-]+:\d{1,5}$")
+_RDB_RE = re.compile(r"^(sqlite|postgresql|mysql)(\+\w+)?://")
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+def is_uri(location: str) -> bool:
+    """True for a pyarrow filesystem URI (``scheme://…``), False for a local path."""
+    return "://" in location
+
+
+def _local(path: str) -> str:
+    return os.path.abspath(os.path.expanduser(path))
+
+
+class _Context:
+    """Where values come from, to say so in error messages."""
+
+    def __init__(self, origin: str, overridden: set[str] | None = None) -> None:
+        self.origin = origin
+        self.overridden = overridden or set()
+
+    def error(self, text: str, field_name: str | None = None) -> ValueError:
+        where = "command line" if field_name in self.overridden else self.origin
+        return ValueError(_one_line(f"{where}: {text}"))
+
+    def bad(self, name: str, value: Any, accepted: str) -> ValueError:
+        return self.error(f"{name}={value!r} is invalid: expected {accepted}", name)
+
+    def qualify(self, exc: Exception) -> ValueError:
+        """A config's error ("latent_dim=0 is invalid: …") with its section ("model.")."""
+        text = str(exc)
+        name = re.match(r"[A-Za-z_]*", text).group(0)  # type: ignore[union-attr]
+        section = ("search." if name == "grid" else "model." if name in MODEL_KEYS
+                   else "budget." if name in BUDGET_KEYS
+                   else "data." if name in ("dataset", "data_dir") else "")
+        full = section + name if section and name != "grid" else None
+        return self.error(section + text, full)
+
+
+# ----------------------------------------------------------------------------- checks
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_num(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _take(ctx: _Context, table: dict[str, Any], section: str, key: str, ok, accepted: str,
+          default: Any = None) -> Any:
+    """``table[key]`` if present (checked with ``ok``), else ``default``."""
+    if key not in table or table[key] is None:
+        return default
+    value = table[key]
+    if not ok(value):
+        raise ctx.bad(f"{section}.{key}", value, accepted)
+    return value
+
+
+def _table(ctx: _Context, raw: dict[str, Any], section: str) -> dict[str, Any]:
+    table = raw.get(section, {})
+    if not isinstance(table, dict):
+        raise ctx.error(f"[{section}] must be a table of fields, not {table!r}", section)
+    unknown = sorted(set(table) - set(KEYS[section]))
+    if unknown:
+        raise ctx.error(
+            f"unknown key {section}.{unknown[0]}: expected one of {', '.join(KEYS[section])}",
+            f"{section}.{unknown[0]}",
+        )
+    return table
+
+
+# ----------------------------------------------------------------------------- sections
+
+@dataclass(frozen=True)
+class StudySection:
+    name: str
+    storage: str
+    optuna_storage: str | None = None
+    address: str | None = None
+
+
+@dataclass(frozen=True)
+class DataSection:
+    dataset: str | None
+    data_dir: str | None = None
+
+
+@dataclass(frozen=True)
+class SearchSection:
+    space: str
+    sampler: str
+    seeds: int
+    num_samples: int
+    sampler_seed: int | None
+    metric: str
+    mode: str
+    grid: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SchedulerSection:
+    kind: str
+    grace_period: int
+    reduction_factor: float
+    max_t: int
+
+
+@dataclass(frozen=True)
+class ResourcesSection:
+    cpus_per_trial: float
+    gpus_per_trial: float
+    max_concurrent: int | None = None
+
+
+@dataclass(frozen=True)
+class FailureSection:
+    retries: int
+
+
+def _study_section(ctx: _Context, t: dict[str, Any], default_name: str | None) -> StudySection:
+    name = _take(ctx, t, "study", "name", lambda v: isinstance(v, str) and _NAME_RE.match(v),
+                 "letters, digits, '_', '.', '-' (a folder name)", default_name)
+    if name is None:
+        raise ctx.error("study.name is missing: expected a folder-safe name", "study.name")
+    storage = _take(ctx, t, "study", "storage", lambda v: isinstance(v, str) and v.strip(),
+                    "a folder or a pyarrow URI", f"studies/{name}")
+    storage = storage if is_uri(storage) else _local(storage)
+    optuna_storage = _take(
+        ctx, t, "study", "optuna_storage",
+        lambda v: isinstance(v, str) and (bool(_RDB_RE.match(v)) or v.endswith(".journal")),
+        "an RDB URL (sqlite:///..., postgresql://..., mysql://...) or a .journal file path",
+    )
+    if optuna_storage is not None and not _RDB_RE.match(optuna_storage):
+        optuna_storage = _local(optuna_storage)
+    if optuna_storage is None and is_uri(storage):
+        raise ctx.error(
+            f"study.optuna_storage is missing: expected an RDB URL or a .journal path on a "
+            f"shared file system when study.storage={storage!r} is a URI", "study.optuna_storage")
+    address = _take(ctx, t, "study", "address",
+                    lambda v: isinstance(v, str) and (v == "auto" or _ADDRESS_RE.match(v)),
+                    "'auto', 'host:port' or 'ray://host:port' (absent: start Ray here)")
+    return StudySection(name, storage, optuna_storage, address)
+
+
+def _data_section(ctx: _Context, t: dict[str, Any]) -> DataSection:
+    dataset = _take(ctx, t, "data", "dataset", lambda v: v in DATASETS,
+                    "one of " + ", ".join(DATASETS))
+    data_dir = _take(ctx, t, "data", "data_dir", lambda v: isinstance(v, str) and v.strip(),
+                     "a folder path")
+    return DataSection(dataset, None if data_dir is None else _local(data_dir))
+
+
+def _config_table(ctx: _Context, t: dict[str, Any], section: str) -> dict[str, Any]:
+    """[model] / [budget]: checked by building the config with the other fields' defaults."""
+    table = dict(t)
+    try:
+        if section == "model":
+            probe = dict(table)
+            if isinstance(table.get("pi"), list) and "M" not in table:
+                probe["M"] = len(table["pi"])  # pi alone fixes M
+            ModelConfig.from_dict(probe)
+        else:
+            TrainConfig.from_dict(table)
+    except ValueError as exc:
+        raise ctx.qualify(exc) from None
+    return table
+
+
+def _search_section(ctx: _Context, t: dict[str, Any]) -> SearchSection:
+    if t.get("space") is None:
+        raise ctx.error("search.space is missing: expected one of "
+                        + ", ".join(search_spaces.names()), "search.space")
+    space_name = _take(ctx, t, "search", "space", lambda v: v in search_spaces.names(),
+                       "one of " + ", ".join(search_spaces.names()))
+    kind = search_spaces.get(space_name).kind
+    open_samplers = ", ".join(s for s in SAMPLERS if s != "grid")
+    sampler = _take(ctx, t, "search", "sampler", lambda v: v in SAMPLERS,
+                    "one of " + ", ".join(SAMPLERS), "grid" if kind == "grid" else "tpe")
+    if kind == "grid" and sampler != "grid":
+        raise ctx.bad("search.sampler", sampler,
+                      f"'grid' for the grid space '{space_name}' (samplers {open_samplers} "
+                      f"need an open space: open, mixture_weights, quickstart_open)")
+    if kind == "open" and sampler == "grid":
+        raise ctx.bad("search.sampler", sampler,
+                      f"one of {open_samplers} for the open space '{space_name}' (grid needs "
+                      f"a grid space: table1, figure3, figure4, quickstart)")
+    if sampler == "cmaes" and importlib.util.find_spec("cmaes") is None:
+        raise ctx.bad("search.sampler", sampler,
+                      "a sampler whose package is installed (cmaes needs: pip install cmaes)")
+    seeds = _take(ctx, t, "search", "seeds", lambda v: _is_int(v) and v >= 1,
+                  "an integer >= 1", 3 if kind == "grid" else 1)
+    if kind == "open" and seeds != 1:
+        raise ctx.bad("search.seeds", seeds, f"1 for the open space '{space_name}' (each "
+                      "Optuna trial trains one seed)")
+    num_samples = _take(ctx, t, "search", "num_samples", lambda v: _is_int(v) and v >= 1,
+                        "an integer >= 1")
+    if kind == "open" and num_samples is None:
+        raise ctx.error(f"search.num_samples is missing: expected an integer >= 1 for the "
+                        f"open space '{space_name}'", "search.num_samples")
+    sampler_seed = _take(ctx, t, "search", "sampler_seed", lambda v: _is_int(v) and v >= 0,
+                         "an integer >= 0")
+    metric = _take(ctx, t, "search", "metric", lambda v: v in METRICS,
+                   "one of " + ", ".join(METRICS), "val_loss")
+    mode = _take(ctx, t, "search", "mode", lambda v: v == METRICS[metric],
+                 f"{METRICS[metric]!r} for search.metric={metric!r}", METRICS[metric])
+    grid = _take(ctx, t, "search", "grid", lambda v: isinstance(v, dict),
+                 "a table of list overrides", {})
+    if grid and kind == "open":
+        raise ctx.error(f"search.grid is only for grid spaces: the space '{space_name}' is "
+                        f"open (remove [search.grid])", "search.grid")
+    return SearchSection(space_name, sampler, seeds, num_samples or 0, sampler_seed, metric,
+                         mode, dict(grid))
+
+
+def _scheduler_section(ctx: _Context, t: dict[str, Any], budget: dict[str, Any],
+                       metric: str) -> SchedulerSection:
+    kind = _take(ctx, t, "scheduler", "kind", lambda v: v in SCHEDULERS,
+                 "one of " + ", ".join(SCHEDULERS), "fifo")
+    max_t = _take(ctx, t, "scheduler", "max_t", lambda v: _is_int(v) and v >= 1,
+                  "an integer >= 1", budget.get("max_epochs", TrainConfig.max_epochs))
+    warmup = budget.get("warmup_epochs", 0)
+    grace = _take(ctx, t, "scheduler", "grace_period", lambda v: _is_int(v) and 1 <= v <= max_t,
+                  f"an integer in [1, max_t={max_t}]", min(max_t, warmup if warmup >= 1 else 10))
+    factor = _take(ctx, t, "scheduler", "reduction_factor", lambda v: _is_num(v) and v > 1,
+                   "a number > 1", 4.0)
+    if kind == "asha" and metric not in EPOCH_METRICS:
+        raise ctx.bad("scheduler.kind", kind, f"fifo with search.metric={metric!r}, which is "
+                      f"reported only at the end (asha needs one of {', '.join(EPOCH_METRICS)})")
+    return SchedulerSection(kind, grace, float(factor), max_t)
+
+
+def _resources_section(ctx: _Context, t: dict[str, Any]) -> ResourcesSection:
+    cpus = _take(ctx, t, "resources", "cpus_per_trial", lambda v: _is_num(v) and v > 0,
+                 "a number > 0", 1.0)
+    gpus = _take(ctx, t, "resources", "gpus_per_trial",
+                 lambda v: _is_num(v) and v >= 0 and (v <= 1 or float(v).is_integer()),
+                 "a number >= 0: a fraction up to 1, or a whole number", 0.0)
+    concurrent = _take(ctx, t, "resources", "max_concurrent", lambda v: _is_int(v) and v >= 1,
+                       "an integer >= 1 (absent: as many as fit)")
+    return ResourcesSection(float(cpus), float(gpus), concurrent)
+
+
+# ----------------------------------------------------------------------------- the spec
+
+@dataclass(frozen=True)
+class StudySpec:
+    """A validated study: what to run (``plan`` / ``suggest``), where, and with what."""
+
+    study: StudySection
+    data: DataSection
+    search: SearchSection
+    model: dict[str, Any]
+    budget: dict[str, Any]
+    scheduler: SchedulerSection
+    resources: ResourcesSection
+    failure: FailureSection
+    source: str = field(default="", compare=False)
+
+    # -- convenience
+    @property
+    def name(self) -> str:
+        return self.study.name
+
+    @property
+    def storage(self) -> str:
+        """The study folder: a local absolute path or a pyarrow URI."""
+        return self.study.storage
+
+    @property
+    def search_space(self) -> search_spaces.SearchSpace:
+        return search_spaces.get(self.search.space)
+
+    @property
+    def is_grid(self) -> bool:
+        return self.search_space.kind == "grid"
+
+    @property
+    def optuna_storage_url(self) -> str:
+        """An RDB URL, or the path of the Optuna journal file (``optuna.journal`` in the study
+        folder unless the study names one)."""
+        if self.study.optuna_storage is not None:
+            return self.study.optuna_storage
+        return os.path.join(self.study.storage, OPTUNA_JOURNAL)
+
+    @property
+    def optuna_storage_is_journal(self) -> bool:
+        return not _RDB_RE.match(self.optuna_storage_url)
+
+    # -- serialisation
+    def to_dict(self) -> dict[str, Any]:
+        """The resolved spec as TOML-like nested plain data (JSON-safe), for ``study.json``."""
+        return {
+            "study": vars(self.study).copy(),
+            "data": vars(self.data).copy(),
+            "search": {**vars(self.search), "grid": json.loads(json.dumps(self.search.grid))},
+            "model": json.loads(json.dumps(self.model)),
+            "budget": dict(self.budget),
+            "scheduler": vars(self.scheduler).copy(),
+            "resources": vars(self.resources).copy(),
+            "failure": vars(self.failure).copy(),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], origin: str = SPEC_FILENAME) -> StudySpec:
+        """Rebuild (and re-validate) a spec saved with ``to_dict``."""
+        return _build(data, _Context(origin), default_name=None)
+
+    # -- trials
+    def fixed_trial_fields(self) -> dict[str, Any]:
+        """The flat fields every trial gets: dataset and data_dir ([data]), [budget], [model]."""
+        fixed: dict[str, Any] = {}
+        if self.data.dataset is not None:
+            fixed["dataset"] = self.data.dataset
+        if self.data.data_dir is not None:
+            fixed["data_dir"] = self.data.data_dir
+        fixed.update(self.budget)
+        fixed.update(json.loads(json.dumps(self.model)))
+        return fixed
+
+    def plan(self) -> list[dict[str, Any]] | None:
+        """Every trial of a grid study in order: a complete flat config plus its ``trial_key``;
+        None for open searches (their trials come from ``suggest``)."""
+        if not self.is_grid:
+            return None
+        configs = self.search_space.enumerate(
+            self.fixed_trial_fields(), self.search.seeds, self.search.grid
+        )
+        return [{**c, KEY_FIELD: trial_key(c)} for c in configs]
+
+    def suggest(self, trial: Any) -> dict[str, Any]:
+        """One trial of an open search, chosen define-by-run with an Optuna ``trial``: the
+        complete flat config plus its ``trial_key``."""
+        config = self.search_space.suggest(trial, self.fixed_trial_fields())
+        return {**config, KEY_FIELD: trial_key(config)}
+
+    def make_sampler(self) -> Any:
+        """The Optuna sampler of an open search (seeded with ``search.sampler_seed``); None for
+        grids, whose trials are ``plan()``."""
+        if self.is_grid:
+            return None
+        import optuna  # lazily: only the driver of an open search needs it
+
+        seed = self.search.sampler_seed
+        samplers = optuna.samplers
+        make = {
+            "tpe": lambda: samplers.TPESampler(seed=seed),
+            "random": lambda: samplers.RandomSampler(seed=seed),
+            "cmaes": lambda: samplers.CmaEsSampler(seed=seed, warn_independent_sampling=False),
+            "qmc": lambda: samplers.QMCSampler(seed=seed, warn_independent_sampling=False),
+            "gp": lambda: samplers.GPSampler(seed=seed),
+            "nsga2": lambda: samplers.NSGAIISampler(seed=seed),
+        }
+        return make[self.search.sampler]()
+
+    def describe(self) -> str:
+        """The human summary that ``gmmpvae run --dry-run`` prints (grids: every trial)."""
+        s, r, sch = self.search, self.resources, self.scheduler
+        space = self.search_space
+        optuna_where = (f"journal file {self.optuna_storage_url}"
+                        if self.optuna_storage_is_journal else self.optuna_storage_url)
+        sched = "fifo (every trial runs to its own early stop)" if sch.kind == "fifo" else (
+            f"asha (grace_period {sch.grace_period}, reduction_factor {sch.reduction_factor:g}, "
+            f"max_t {sch.max_t})")
+        fixed = ", ".join(f"{k}={v}" for k, v in sorted(self.fixed_trial_fields().items()))
+        plan = self.plan()
+        lines = [
+            f"study      {self.name}  ({self.source or 'from dict'})",
+            f"storage    {self.storage}",
+            f"optuna     {optuna_where}",
+            f"ray        {'start Ray here' if self.study.address is None else self.study.address}",
+            f"search     space '{s.space}' ({space.kind}): {space.description}",
+            f"           sampler {s.sampler}"
+            + (f" (seed {s.sampler_seed})" if s.sampler_seed is not None else "")
+            + f", {s.seeds} seed(s), {len(plan) if plan is not None else s.num_samples} trials, "
+            f"metric {s.metric} ({s.mode})",
+        ]
+        if s.grid:
+            lines.append(f"           grid {json.dumps(s.grid)}")
+        lines += [
+            f"fixed      {fixed or '(none)'}",
+            f"scheduler  {sched}",
+            f"resources  {r.cpus_per_trial:g} CPU + {r.gpus_per_trial:g} GPU per trial, "
+            f"max_concurrent {r.max_concurrent or 'as many as fit'}",
+            f"failure    {self.failure.retries} retries per trial",
+        ]
+        if plan is None:
+            searched = [p for p in space.searched if p not in self.fixed_trial_fields()]
+            lines.append(f"trials     up to {s.num_samples}, sampled by {s.sampler} over "
+                         f"{', '.join(searched) or 'nothing (every field is fixed)'}")
+            return "\n".join(lines)
+        lines.append(f"trials     {len(plan)}:")
+        lines.append(f"  {'#':>4}  {'trial_key':<40} {'dataset':<13} {'arch':<5} "
+                     f"{'prior':<14} {'M':>1}  {'K':>4} {'seed':>4}  pi")
+        for i, t in enumerate(plan, 1):
+            pi = "[" + ", ".join(f"{p:.4g}" for p in t["pi"]) + "]"
+            lines.append(f"  {i:>4}  {t[KEY_FIELD]:<40} {t['dataset']:<13} {t['arch']:<5} "
+                         f"{t['prior']:<14} {t['M']:>1}  {t['K']:>4} {t['seed']:>4}  {pi}")
+        return "\n".join(lines)
+
+
+def _build(raw: dict[str, Any], ctx: _Context, default_name: str | None) -> StudySpec:
+    """Validate the nested dict of a study file and build the spec (trials included)."""
+    unknown = sorted(set(raw) - set(KEYS))
+    if unknown:
+        raise ctx.error(f"unknown section [{unknown[0]}]: expected some of "
+                        + ", ".join(f"[{s}]" for s in KEYS), unknown[0])
+    tables = {section: _table(ctx, raw, section) for section in KEYS}
+    study = _study_section(ctx, tables["study"], default_name)
+    data = _data_section(ctx, tables["data"])
+    search = _search_section(ctx, tables["search"])
+    model = _config_table(ctx, tables["model"], "model")
+    budget = _config_table(ctx, tables["budget"], "budget")
+    scheduler = _scheduler_section(ctx, tables["scheduler"], budget, search.metric)
+    resources = _resources_section(ctx, tables["resources"])
+    retries = _take(ctx, tables["failure"], "failure", "retries", lambda v: _is_int(v) and v >= 0,
+                    "an integer >= 0", 2)
+    device = budget.get("device", "auto")
+    if resources.gpus_per_trial == 0 and device not in ("auto", "cpu"):
+        raise ctx.bad("budget.device", device, "auto or cpu when resources.gpus_per_trial = 0 "
+                      "(Ray gives a trial no GPU then)")
+    if data.dataset is None and "datasets" not in search.grid:
+        raise ctx.error("data.dataset is missing: expected one of " + ", ".join(DATASETS),
+                        "data.dataset")
+    spec = StudySpec(study, data, search, model, budget, scheduler, resources,
+                     FailureSection(retries), source=ctx.origin)
+    return _check_trials(spec, ctx)
+
+
+def _check_trials(spec: StudySpec, ctx: _Context) -> StudySpec:
+    """Build every planned trial (grids) or a few sampled ones (open spaces) as a TrialConfig,
+    so that a bad combination fails now, not in the hundredth trial."""
+    if spec.is_grid:
+        try:
+            plan = spec.plan() or []
+        except ValueError as exc:
+            raise ctx.qualify(exc) from None
+        keys = [t[KEY_FIELD] for t in plan]
+        if len(set(keys)) != len(keys):
+            raise ctx.error(f"search.grid={spec.search.grid!r} gives the same configuration "
+                            f"twice: expected distinct values in every list", "search.grid")
+        given = spec.search.num_samples
+        if given and given != len(plan):
+            raise ctx.bad("search.num_samples", given, f"{len(plan)} (the size of the grid "
+                          f"'{spec.search.space}') or nothing")
+        search = SearchSection(**{**vars(spec.search), "num_samples": len(plan)})
+        return StudySpec(**{**vars(spec), "search": search})
+    import optuna  # lazily: a handful of sampled trials checks the open space with the fixed fields
+
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        probe = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+        for _ in range(8):
+            trial = probe.ask()
+            spec.suggest(trial)
+            probe.tell(trial, 0.0)
+    except ValueError as exc:
+        raise ctx.qualify(exc) from None
+    finally:
+        optuna.logging.set_verbosity(verbosity)
+    return spec
+
+
+# ----------------------------------------------------------------------------- loading
+
+def list_presets() -> list[str]:
+    """Names of the presets shipped in ``study/presets/``."""
+    folder = resources.files("study").joinpath("presets")
+    return sorted(p.name[: -len(".toml")] for p in folder.iterdir() if p.name.endswith(".toml"))
+
+
+def _read(source: str) -> tuple[str, str, str]:
+    """(TOML text, origin for messages, default study name) of a file path or a preset name."""
+    path = Path(source).expanduser()
+    if source.endswith(".toml") or os.sep in source or path.is_file():
+        try:
+            return path.read_text(encoding="utf-8"), str(path), path.stem
+        except OSError as exc:
+            raise ValueError(_one_line(f"{path}: cannot read the study file: "
+                                       f"{exc.strerror or exc}")) from None
+    presets = list_presets()
+    if source not in presets:
+        raise ValueError(f"unknown preset {source!r}: expected a .toml file path or one of "
+                         f"{', '.join(presets)}")
+    text = resources.files("study").joinpath("presets", f"{source}.toml").read_text("utf-8")
+    return text, f"preset '{source}'", source
+
+
+def _apply_overrides(raw: dict[str, Any], overrides: dict[str, Any]) -> set[str]:
+    """Write ``{"section.field": value}`` into ``raw`` (None values skipped); the set of the
+    fields written."""
+    written = set()
+    for key, value in overrides.items():
+        if value is None:
+            continue
+        parts = key.split(".")
+        if len(parts) < 2 or parts[0] not in KEYS or parts[1] not in KEYS[parts[0]]:
+            flags = ", ".join(f for f, _, _ in OVERRIDE_FLAGS)
+            raise ValueError(f"unknown override {key!r}: expected section.field of a study "
+                             f"file, such as the fields of {flags}")
+        table = raw
+        for part in parts[:-1]:
+            table = table.setdefault(part, {})
+            if not isinstance(table, dict):
+                raise ValueError(f"command line: cannot set {key}: {part} is not a table")
+        table[parts[-1]] = value
+        written.add(key)
+    return written
+
+
+def load_spec(source: str, overrides: dict[str, Any] | None = None) -> StudySpec:
+    """The validated study of ``source`` (a .toml path or a preset name) with ``overrides``
+    (``{"budget.max_epochs": 3}``) applied; ``ValueError`` of one line on any problem."""
+    text, origin, stem = _read(str(source))
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ValueError(_one_line(f"{origin}: malformed TOML: {exc}")) from None
+    overridden = _apply_overrides(raw, dict(overrides or {}))
+    return _build(raw, _Context(origin, overridden), default_name=stem)
+
+
+def check_storage(spec: StudySpec) -> None:
+    """Check that the study's storage can be written, leaving nothing behind: a local folder
+    (its nearest existing ancestor when it does not exist yet) gets a probe file created and
+    removed; a URI must resolve with ``pyarrow.fs.FileSystem.from_uri``. ``ValueError`` of one
+    line otherwise."""
+    where = spec.storage
+    if is_uri(where):
+        import pyarrow.fs
+
+        try:
+            pyarrow.fs.FileSystem.from_uri(where)
+        except Exception as exc:  # pyarrow raises several kinds for an unusable URI
+            text = f"study.storage={where!r} is not reachable: {exc}"
+            raise ValueError(_one_line(text)) from None
+        return
+    folder = Path(where)
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir():
+        raise ValueError(f"study.storage={where!r} is not writable: {folder} is not a folder")
+    probe = folder / f".gmmpvae-probe-{uuid.uuid4().hex}"
+    try:
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise ValueError(_one_line(f"study.storage={where!r} is not writable: "
+                                   f"{exc.strerror or exc} ({folder})")) from None
