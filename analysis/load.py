@@ -1,0 +1,396 @@
+"""Read one or more study folders into Polars frames (the ``load`` step of load → prep → render).
+
+A study folder holds ``results/trials.parquet`` (one row per trial), ``results/epochs.parquet``
+(trial × epoch) and ``results/test_ll.parquet`` (trial × test image), with the columns of
+docs/ARCHITECTURE.md "Results". Reading is deliberately forgiving, because a report is most
+needed when a study is half-way or has crashed, and because studies written by different schema
+versions get compared:
+
+- every file is scanned lazily and normalised to one canonical schema (``TRIALS``, ``EPOCHS``,
+  ``TEST_LL``): a missing column becomes a typed null column, a column of another type is cast
+  (non-strictly), unknown extra columns are dropped;
+- a missing or unreadable ``epochs.parquet`` or ``test_ll.parquet`` is an empty frame (its
+  outputs are skipped with a note; an unreadable one is named in ``Frames.warnings``); a
+  missing, empty or unreadable ``trials.parquet``, or a missing folder, is a ``ResultsError``
+  (one line; ``gmmpvae report`` exits with status 2);
+- each folder gets a label, written into the ``study`` column of all three frames so that studies
+  merged with ``--compare`` stay apart even when they share a name;
+- a trial written twice (a re-run after a crash) keeps its last row;
+- a grid study's ``study.json`` (its plan, read with ``study.spec``) adds the planned trials that
+  have no row yet, in state ``NOT STARTED`` (a trial's row is written when it ends).
+
+Derived trial columns used by every output: ``model`` ("VAE" for the standard prior,
+"Mix1" = VampPrior, "Mix2", "Mix3", … for the pseudo-mixture prior with M components), ``K``
+(null for the standard prior: it has no pseudo-inputs), ``pi_label``/``pi_uniform``, ``variant``
+(settings that vary between trials besides the paper's keys), ``label`` (one readable name per
+model) and ``trial_path`` (``trial_dir`` resolved against the study folder).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import polars as pl
+
+COMPLETED = "COMPLETED"
+NOT_STARTED = "NOT STARTED"  # planned in study.json, no row in trials.parquet yet
+PLAN_FILE = "study.json"
+
+TRIALS: dict[str, pl.DataType] = {
+    "study": pl.String(),
+    "trial_key": pl.String(),
+    "state": pl.String(),
+    "error": pl.String(),
+    "dataset": pl.String(),
+    "arch": pl.String(),
+    "prior": pl.String(),
+    "likelihood": pl.String(),
+    "kl_estimator": pl.String(),
+    "M": pl.Int64(),
+    "pi": pl.List(pl.Float64()),
+    "K": pl.Int64(),
+    "latent_dim": pl.Int64(),
+    "seed": pl.Int64(),
+    "max_epochs": pl.Int64(),
+    "warmup_epochs": pl.Int64(),
+    "epochs_run": pl.Int64(),
+    "best_epoch": pl.Int64(),
+    "best_val_loss": pl.Float64(),
+    "test_re": pl.Float64(),
+    "test_kl": pl.Float64(),
+    "test_kl_mc": pl.Float64(),
+    "test_elbo_bound": pl.Float64(),
+    "test_elbo_mc": pl.Float64(),
+    "test_ll": pl.Float64(),
+    "is_samples": pl.Int64(),
+    "train_seconds": pl.Float64(),
+    "trial_dir": pl.String(),
+    "schema_version": pl.Int64(),
+}
+EPOCHS: dict[str, pl.DataType] = {
+    "study": pl.String(),
+    "trial_key": pl.String(),
+    "epoch": pl.Int64(),
+    "beta": pl.Float64(),
+    "train_loss": pl.Float64(),
+    "train_re": pl.Float64(),
+    "train_kl": pl.Float64(),
+    "val_loss": pl.Float64(),
+    "val_re": pl.Float64(),
+    "val_kl": pl.Float64(),
+    "seconds": pl.Float64(),
+}
+TEST_LL: dict[str, pl.DataType] = {
+    "study": pl.String(),
+    "trial_key": pl.String(),
+    "image": pl.Int64(),
+    "log_likelihood": pl.Float64(),
+    "elbo_bound": pl.Float64(),
+    "elbo_mc": pl.Float64(),
+    "re": pl.Float64(),
+    "kl_bound": pl.Float64(),
+}
+
+# The paper's grouping (Table 1); ``label`` is a function of these plus the varying extras.
+ARCH_ORDER = {"mlp": 0, "cnn": 1, "pixel": 2}  # the paper's order, not the alphabet
+BASE_KEYS = ("study", "dataset", "arch", "model", "prior", "M", "K")
+# Settings that become grouping keys only where they vary between trials.
+OPTIONAL_KEYS = ("pi_label", "kl_estimator", "latent_dim")
+
+
+class ResultsError(ValueError):
+    """A study folder that cannot be reported (missing, empty, unreadable): one line."""
+
+
+@dataclass(frozen=True)
+class Frames:
+    """Everything the outputs read. ``trials`` is small and eager; the others stay lazy."""
+
+    trials: pl.DataFrame
+    epochs: pl.LazyFrame
+    test_ll: pl.LazyFrame
+    studies: pl.DataFrame  # study (label), path, name
+    extra_keys: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()  # e.g. an unreadable epochs.parquet, read as empty
+
+    @property
+    def model_keys(self) -> list[str]:
+        """Columns that identify one model (a row of Table 1); seeds are averaged over."""
+        return [*BASE_KEYS, *self.extra_keys, "label"]
+
+
+def _parquet_source(results: Path, stem: str) -> Path | str | None:
+    """``results/<stem>.parquet`` as a file, or a folder of Parquet parts, or None."""
+    for candidate in (results / f"{stem}.parquet", results / stem):
+        if candidate.is_file():
+            return candidate
+        if candidate.is_dir() and any(candidate.rglob("*.parquet")):
+            return str(candidate / "**" / "*.parquet")
+    return None
+
+
+def _normalise(lf: pl.LazyFrame, schema: dict[str, pl.DataType], where: str) -> pl.LazyFrame:
+    """Select the canonical columns: cast what is there, add typed nulls for what is not."""
+    try:
+        have = lf.collect_schema()
+    except Exception as exc:  # a truncated or foreign file: polars raises several kinds
+        raise ResultsError(f"cannot read {where}: {_one_line(exc)}") from exc
+    columns = []
+    for name, dtype in schema.items():
+        if name not in have:
+            columns.append(pl.lit(None, dtype=dtype).alias(name))
+        elif have[name] == dtype:
+            columns.append(pl.col(name))
+        elif isinstance(dtype, pl.List) and have[name] == pl.String:
+            # an older writer stored π as a JSON string
+            columns.append(pl.col(name).str.json_decode(dtype).alias(name))
+        else:
+            columns.append(pl.col(name).cast(dtype, strict=False))
+    return lf.select(columns)
+
+
+def _scan(results: Path, stem: str, schema: dict[str, pl.DataType]) -> pl.LazyFrame:
+    source = _parquet_source(results, stem)
+    if source is None:
+        return pl.LazyFrame(schema=schema)
+    return _normalise(pl.scan_parquet(source), schema, f"{results / stem}.parquet")
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+def _results_folder(study_dir: Path) -> Path:
+    """The folder holding trials.parquet: STUDY/results, or STUDY itself if given that."""
+    if not study_dir.exists():
+        raise ResultsError(f"study folder {study_dir} does not exist")
+    if not study_dir.is_dir():
+        raise ResultsError(f"{study_dir} is not a folder (expected a study folder)")
+    for candidate in (study_dir / "results", study_dir):
+        if _parquet_source(candidate, "trials") is not None:
+            return candidate
+    hint = "has the study written any trial yet?"
+    if (study_dir / "trials").is_dir() and any((study_dir / "trials").iterdir()):
+        hint = f"its trial folders are not consolidated yet: run gmmpvae status {study_dir}"
+    raise ResultsError(
+        f"no results in {study_dir}: expected {study_dir / 'results' / 'trials.parquet'} "
+        f"({hint})"
+    )
+
+
+def _not_started(study_dir: Path, trials: pl.DataFrame, warnings: list[str]) -> pl.DataFrame:
+    """The trials a grid study planned (its ``study.json``) that trials.parquet lacks.
+
+    A running study writes a trial's row only when the trial ends, so the plan is the only
+    place that knows what is still missing. Open searches have no plan: nothing is added.
+    """
+    path = study_dir / PLAN_FILE
+    if not path.is_file():
+        return trials.clear()
+    try:
+        from study.spec import StudySpec
+
+        plan = StudySpec.from_dict(json.loads(path.read_text())["spec"]).plan() or []
+    except Exception as exc:  # an old or foreign study.json must not stop the report
+        warnings.append(f"cannot read the plan in {path} ({_one_line(exc)}): trials not "
+                        "started yet are not listed")
+        return trials.clear()
+    columns = [c for c in TRIALS if c not in ("study", "state")]
+    planned = pl.DataFrame(
+        [{c: row.get(c) for c in columns} for row in plan],
+        schema={c: TRIALS[c] for c in columns},
+        strict=False,
+    )
+    return (
+        planned.filter(~pl.col("trial_key").is_in(trials["trial_key"].implode()))
+        .with_columns(pl.lit(NOT_STARTED).alias("state"), pl.lit(None).alias("study"))
+        .select(trials.columns)
+        .cast(trials.schema)
+    )
+
+
+def _labels(dirs: Sequence[Path], names: Sequence[str | None]) -> list[str]:
+    """One distinct label per folder: the study name, else the folder name, else numbered."""
+    labels = [name or d.resolve().name for d, name in zip(dirs, names, strict=True)]
+    if len(set(labels)) < len(labels):
+        labels = [d.resolve().name for d in dirs]
+    if len(set(labels)) < len(labels):
+        labels = [f"{label}#{i + 1}" for i, label in enumerate(labels)]
+    return labels
+
+
+def _derive(trials: pl.LazyFrame) -> pl.LazyFrame:
+    """Add the columns every output groups by (see the module docstring)."""
+    standard = pl.col("prior") == "standard"
+    pi = pl.col("pi")
+    return (
+        trials
+        # a state missing from an old schema: results present means the trial finished
+        .with_columns(
+            pl.col("state")
+            .str.to_uppercase()
+            .fill_null(
+                pl.when(pl.col("test_elbo_bound").is_not_null() | pl.col("test_ll").is_not_null())
+                .then(pl.lit(COMPLETED))
+                .otherwise(pl.lit("UNKNOWN"))
+            ),
+            pl.coalesce(pl.col("M"), pi.list.len().cast(pl.Int64)).alias("M"),
+        )
+        # π omitted means uniform (as in ModelConfig)
+        .with_columns(
+            pl.coalesce(pi, (1.0 / pl.col("M")).repeat_by(pl.col("M"))).alias("pi")
+        )
+        .with_columns(
+            pl.when(standard & (pl.col("M").fill_null(1) == 1))
+            .then(pl.lit("VAE"))
+            .when(standard)
+            .then(pl.format("VAE-M{}", pl.col("M")))
+            .when(pl.col("prior") == "pseudo_mixture")
+            .then(pl.format("Mix{}", pl.col("M")))
+            .otherwise(pl.lit("unknown"))
+            .alias("model"),
+            # the standard prior has no pseudo-inputs: K is not one of its settings
+            pl.when(standard).then(None).otherwise(pl.col("K")).alias("K"),
+            pl.format("({})", pi.list.eval(pl.element().round(2).cast(pl.String)).list.join(", "))
+            .fill_null("uniform")
+            .alias("pi_label"),
+            ((pi.list.max() - pi.list.min()).fill_null(0.0) < 1e-6).alias("pi_uniform"),
+            pi.list.max().fill_null(1.0).alias("pi_max"),
+        )
+    )
+
+
+def _text_labels(trials: pl.DataFrame, extra_keys: Sequence[str]) -> pl.DataFrame:
+    """``variant`` (varying settings other than π) and ``label`` (arch, model, K, extras)."""
+    parts = {
+        # π of one component is always (1.0): not worth a word
+        "pi_label": pl.when(pl.col("M") > 1).then(pl.format("π={}", pl.col("pi_label"))),
+        "kl_estimator": pl.format("KL={}", pl.col("kl_estimator").fill_null("?")),
+        "latent_dim": pl.format("D={}", pl.col("latent_dim").cast(pl.String).fill_null("?")),
+    }
+    variant = [parts[k] for k in extra_keys if k != "pi_label"]
+    label = [
+        pl.col("arch").fill_null("?"),
+        pl.col("model"),
+        pl.when(pl.col("K").is_not_null()).then(pl.format("K={}", pl.col("K"))),
+        *[parts[k] for k in extra_keys],
+    ]
+    variant_expr = pl.concat_str(variant, separator=" ") if variant else pl.lit("")
+    return trials.with_columns(
+        variant_expr.alias("variant"),
+        pl.concat_str(label, separator=" ", ignore_nulls=True).alias("label"),
+    )
+
+
+def load(study_dirs: Sequence[Path | str]) -> Frames:
+    """Read study folders (the first is the main one; others come from ``--compare``)."""
+    dirs = [Path(d) for d in study_dirs]
+    if not dirs:
+        raise ResultsError("no study folder given")
+    results = [_results_folder(d) for d in dirs]
+    scans = [_scan(r, "trials", TRIALS) for r in results]
+    try:
+        tables = [s.collect() for s in scans]
+    except Exception as exc:
+        raise ResultsError(f"cannot read trials.parquet: {_one_line(exc)}") from exc
+    for d, table in zip(dirs, tables, strict=True):
+        if table.is_empty():
+            raise ResultsError(f"study folder {d} has no trials yet (trials.parquet is empty)")
+        if table["trial_key"].null_count() == table.height:
+            raise ResultsError(f"{d}: trials.parquet has no trial_key column")
+    names = [_single_name(t) for t in tables]
+    warnings: list[str] = []
+    tables = [pl.concat([t, _not_started(d, t, warnings)]) for d, t in zip(dirs, tables,
+                                                                          strict=True)]
+    labels = _labels(dirs, names)
+
+    def tag(lf: pl.LazyFrame, label: str) -> pl.LazyFrame:
+        return lf.with_columns(pl.lit(label).alias("study"))
+
+    trials = pl.concat(
+        [
+            tag(t.lazy(), label).with_columns(
+                pl.lit(str(d.resolve())).alias("study_dir"),
+                # relative trial folders are relative to the study folder
+                pl.when(pl.col("trial_dir").str.starts_with("/"))
+                .then(pl.col("trial_dir"))
+                .otherwise(pl.lit(str(d.resolve()) + "/") + pl.col("trial_dir"))
+                .alias("trial_path"),
+            )
+            for d, t, label in zip(dirs, tables, labels, strict=True)
+        ],
+        how="diagonal_relaxed",
+    )
+    trials = (
+        _derive(trials)
+        .unique(subset=["study", "trial_key"], keep="last", maintain_order=True)
+        .collect()
+    )
+    extra = tuple(
+        k
+        for k in OPTIONAL_KEYS
+        # a column missing from one study's schema (all null there) is not a variation
+        if trials.filter(pl.col("state") == COMPLETED)[k].drop_nulls().n_unique() > 1
+    )
+    trials = _text_labels(trials, extra)
+
+    def optional(results: Path, stem: str, schema: dict[str, pl.DataType]) -> pl.LazyFrame:
+        # a crashed writer may leave a broken file: report without it rather than not at all
+        try:
+            return _scan(results, stem, schema)
+        except ResultsError as exc:
+            warnings.append(f"{exc}; its outputs are skipped")
+            return pl.LazyFrame(schema=schema)
+
+    epochs = pl.concat(
+        [tag(optional(r, "epochs", EPOCHS), lab) for r, lab in zip(results, labels, strict=True)],
+        how="diagonal_relaxed",
+    )
+    test_ll = pl.concat(
+        [tag(optional(r, "test_ll", TEST_LL), lab)
+         for r, lab in zip(results, labels, strict=True)],
+        how="diagonal_relaxed",
+    )
+    studies = pl.DataFrame(
+        {
+            "study": labels,
+            "path": [str(d) for d in dirs],
+            "name": [n or "" for n in names],
+        }
+    )
+    return Frames(trials=trials, epochs=epochs, test_ll=test_ll, studies=studies,
+                  extra_keys=extra, warnings=tuple(warnings))
+
+
+def _single_name(trials: pl.DataFrame) -> str | None:
+    names = trials["study"].drop_nulls().unique()
+    return str(names[0]) if len(names) == 1 else None
+
+
+def spread_over_k(df: pl.LazyFrame, panel: Sequence[str] = ("dataset", "arch")) -> pl.LazyFrame:
+    """Repeat the rows without K (the VAE) in every K panel of the same ``panel`` keys.
+
+    Figures with one panel per K, or with K on the x axis, show the VAE — which has no
+    pseudo-inputs — as the same reference in each; where a panel has no K at all the rows stay
+    with a null K.
+    """
+    panel = list(panel)
+    ks = df.filter(pl.col("K").is_not_null()).select(*panel, "K").unique()
+    with_k = df.filter(pl.col("K").is_not_null())
+    spread = df.filter(pl.col("K").is_null()).drop("K").join(ks, on=panel, how="left",
+                                                             nulls_equal=True)
+    return pl.concat([with_k, spread], how="diagonal_relaxed")
+
+
+def arch_order() -> pl.Expr:
+    """mlp, cnn, pixel (the paper's order); unknown architectures after them."""
+    return pl.col("arch").replace_strict(ARCH_ORDER, default=len(ARCH_ORDER), return_dtype=pl.Int64)
+
+
+def model_order() -> pl.Expr:
+    """VAE first, then Mix1, Mix2, … (sorting the label text would put VAE last)."""
+    return pl.when(pl.col("prior") == "standard").then(0).otherwise(pl.col("M").fill_null(99))
