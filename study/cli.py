@@ -13,6 +13,7 @@ import argparse
 import importlib
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from models import __version__
 
@@ -31,8 +32,16 @@ class UsageError(Exception):
     """Bad input from the user: printed as one line, exit status 2."""
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse prints the usage and then the error; we print one line (exit status 2)."""
+
+    def error(self, message: str) -> NoReturn:
+        print(f"{self.prog}: error: {' '.join(message.split())}", file=sys.stderr)
+        raise SystemExit(2)
+
+
 def build_parser(load: Sequence[str] | None = None) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="gmmpvae",
         description="Hyperparameter studies of the GMMpVAE model with Ray Tune and Optuna.",
     )
@@ -55,7 +64,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Import only the sub-command that runs (the first positional word).
     wanted = [a for a in argv if a in COMMANDS][:1]
     parser = build_parser(load=wanted)
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, --version, or a one-line usage error
+        return exc.code if isinstance(exc.code, int) else 2
     if args.command is None:
         parser.print_help()
         return 0

@@ -1,0 +1,189 @@
+"""One whole trial: load the data, train, evaluate, write the trial folder.
+
+`run_trial` is what `gmmpvae train` runs and what each Ray Tune trial runs. The folder it
+writes (every file atomically: a temporary file, then ``os.replace``):
+
+- ``config.json``: ``TrialConfig.to_flat()`` plus ``resolved_device`` (the device "auto" became);
+- ``checkpoint/checkpoint.pt``: the latest resumable training checkpoint (every epoch);
+- ``best.pt``: the best weights (``{"config", "model", "best_epoch", "best_val_loss"}``);
+- ``epochs.parquet``: one row per epoch (`EPOCHS_SCHEMA`);
+- ``test_ll.parquet``: one row per test image (`TEST_LL_SCHEMA`);
+- ``reconstructions.png`` (rows of test images, then the same rows reconstructed) and
+  ``samples.png`` (mean images of p(x|z), z ∼ p(z); drawn images for PixelCNN);
+- ``metrics.json``: written last, so its presence means the trial is complete (`METRIC_KEYS`).
+
+Re-running into the same folder resumes from ``checkpoint/`` and returns ``metrics.json``
+without retraining when it exists; a folder of another configuration is refused.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from models.checkpoint import CHECKPOINT_FILE, atomic_torch_save, atomic_write, atomic_write_json
+from models.config import TrialConfig
+from models.evaluation import Evaluation, evaluate
+from models.training import (
+    Callback,
+    TrainResult,
+    check_data,
+    config_differences,
+    fixed_noise,
+    resolve_device,
+    train,
+)
+
+CONFIG_FILE = "config.json"
+METRICS_FILE = "metrics.json"
+CHECKPOINT_DIR = "checkpoint"
+BEST_FILE = "best.pt"
+EPOCHS_FILE = "epochs.parquet"
+TEST_LL_FILE = "test_ll.parquet"
+RECONSTRUCTIONS_FILE = "reconstructions.png"
+SAMPLES_FILE = "samples.png"
+N_RECONSTRUCTIONS = 32  # test images shown (4 rows of 8)
+N_SAMPLES = 64  # prior samples shown (8 × 8)
+GRID_COLUMNS = 8
+METRIC_KEYS = (
+    "epochs_run", "best_epoch", "best_val_loss", "stopped_early", "test_re", "test_kl",
+    "test_kl_mc", "test_elbo_bound", "test_elbo_mc", "test_ll", "is_samples", "train_seconds",
+    "eval_seconds", "device", "n_test",
+)
+
+
+class TrialFolderError(ValueError):
+    """The output folder holds another trial (its config.json differs)."""
+
+
+def _schemas() -> tuple[Any, Any]:
+    import pyarrow as pa
+
+    f64 = pa.float64()
+    epochs = pa.schema([("epoch", pa.int64())] + [
+        (name, f64) for name in ("beta", "train_loss", "train_re", "train_kl", "val_loss",
+                                 "val_re", "val_kl", "seconds")
+    ])
+    test_ll = pa.schema([("image", pa.int64())] + [
+        (name, f64) for name in ("log_likelihood", "elbo_bound", "elbo_mc", "re", "kl_bound",
+                                 "kl_mc")
+    ])
+    return epochs, test_ll
+
+
+def write_parquet(path: Path, columns: dict[str, list], schema: Any) -> Path:
+    """Write ``columns`` with the explicit ``schema``, atomically."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.table({name: columns[name] for name in schema.names}, schema=schema)
+    return atomic_write(path, lambda tmp: pq.write_table(table, tmp))
+
+
+def check_folder(out: Path, cfg: TrialConfig) -> None:
+    """Refuse a folder whose config.json describes another trial (device, data_dir exempt)."""
+    path = out / CONFIG_FILE
+    if not path.is_file():
+        return
+    saved = json.loads(path.read_text(encoding="utf-8"))
+    saved.pop("resolved_device", None)
+    diffs = config_differences(saved, cfg.to_flat())
+    if diffs:
+        raise TrialFolderError(
+            f"{out} holds another trial ({'; '.join(diffs)}): choose another folder or delete it"
+        )
+
+
+def run_trial(
+    cfg: TrialConfig,
+    out_dir: str | Path,
+    callback: Callback | None = None,
+    resume: bool = True,
+    progress: bool = False,
+    data: Any = None,
+    resume_from: str | Path | None = None,
+) -> dict[str, Any]:
+    """Train and evaluate ``cfg``, writing the trial folder ``out_dir`` (module doc); return
+    the metrics of metrics.json. ``resume=False`` ignores an earlier checkpoint and result in
+    the folder (the config must still match). ``data``: an already loaded `Dataset`.
+    ``resume_from``: a checkpoint folder to continue from instead of ``out_dir/checkpoint``
+    (e.g. the one Ray Tune restores on another node after a failure)."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    check_folder(out, cfg)
+    metrics_path = out / METRICS_FILE
+    if resume and metrics_path.is_file():
+        return json.loads(metrics_path.read_text(encoding="utf-8"))
+    if not resume:
+        metrics_path.unlink(missing_ok=True)
+        (out / CHECKPOINT_DIR / CHECKPOINT_FILE).unlink(missing_ok=True)
+
+    tc = cfg.train
+    device = resolve_device(tc.device)
+    if data is None:
+        from models.data import load_dataset
+
+        data = load_dataset(tc.dataset, tc.data_dir, device, tc.max_train_examples,
+                            tc.max_test_examples)
+    check_data(cfg, data)
+    atomic_write_json(out / CONFIG_FILE, {**cfg.to_flat(), "resolved_device": str(device)})
+
+    ckpt_dir = out / CHECKPOINT_DIR
+    if resume_from is None and resume and (ckpt_dir / CHECKPOINT_FILE).is_file():
+        resume_from = ckpt_dir
+    result = train(cfg, data, callback=callback, checkpoint_dir=ckpt_dir,
+                   resume_from=resume_from, progress=progress)
+    flat = cfg.to_flat()
+    atomic_torch_save(out / BEST_FILE, {
+        "config": flat, "best_epoch": result.best_epoch, "best_val_loss": result.best_val_loss,
+        "model": {k: v.detach().cpu() for k, v in result.model.state_dict().items()},
+    })
+    epochs_schema, test_ll_schema = _schemas()
+    write_parquet(out / EPOCHS_FILE,
+                  {k: [row[k] for row in result.history] for k in epochs_schema.names},
+                  epochs_schema)
+
+    evaluation = evaluate(result.model, data, tc.is_samples, tc.eval_memory_mb, tc.seed,
+                          progress=progress)
+    write_parquet(out / TEST_LL_FILE, evaluation.rows(), test_ll_schema)
+    write_images(result.model, data, out, tc.seed)
+    metrics = trial_metrics(result, evaluation, device)
+    atomic_write_json(metrics_path, metrics)
+    return metrics
+
+
+def trial_metrics(result: TrainResult, evaluation: Evaluation,
+                  device: torch.device) -> dict[str, Any]:
+    metrics = {
+        "epochs_run": result.epochs_run,
+        "best_epoch": result.best_epoch,
+        "best_val_loss": result.best_val_loss,
+        "stopped_early": result.stopped_early,
+        **evaluation.summary,
+        "is_samples": evaluation.is_samples,
+        "train_seconds": float(sum(row["seconds"] for row in result.history)),
+        "eval_seconds": evaluation.seconds,
+        "device": str(device),
+        "n_test": int(evaluation.log_likelihood.shape[0]),
+    }
+    return {k: metrics[k] for k in METRIC_KEYS}
+
+
+@torch.no_grad()
+def write_images(model: torch.nn.Module, data: Any, out: Path, seed: int) -> None:
+    """reconstructions.png and samples.png (fixed test images, fixed sampling seed)."""
+    from models.images import make_grid, reconstruction_grid, save_png
+
+    device = next(model.parameters()).device
+    shape = tuple(data.image_shape)
+    scale = max(1, 64 // max(shape))  # 8×8 digits drawn 8× larger, 28×28 images 2×
+    x = data.test[:N_RECONSTRUCTIONS].to(device)
+    with fixed_noise(seed, device):
+        recons = model.reconstruct(x)
+        samples = model.sample(N_SAMPLES, mean=not model.autoregressive)
+    save_png(reconstruction_grid(x, recons, shape, GRID_COLUMNS), out / RECONSTRUCTIONS_FILE,
+             scale)
+    save_png(make_grid(samples, shape, GRID_COLUMNS), out / SAMPLES_FILE, scale)
