@@ -150,22 +150,23 @@ def _permutations(n_comp: int) -> list[tuple[int, ...]]:
 def _permutation_totals(rows: Sequence[Tensor], log_pi_q: Tensor) -> list[Tensor]:
     """Σ_m π_m (KL(q_m ‖ p_β(m)) − log π'_β(m)) for every permutation β — eq. 12 less the
     constant Σ_m π_m log π_m: M! × (...), differentiable; sums of strided row slices."""
-    if log_pi_q.dim() == 1:  # scalar weights: fused multiply-adds
+    if log_pi_q.dim() == 1:  # weights shared by all items: fused multiply-adds with floats
         pi = torch.exp(log_pi_q.detach()).tolist()
-        return [
-            functools.reduce(
-                lambda acc, mn: acc.add(rows[mn[0]][..., mn[1]], alpha=pi[mn[0]]),
-                enumerate(perm[1:], start=1),
-                pi[0] * rows[0][..., perm[0]],
-            )
-            for perm in _permutations(len(rows))
-        ]
-    pi = torch.exp(log_pi_q)  # (..., M)
-    costs = [pi[..., m : m + 1] * row for m, row in enumerate(rows)]  # M × (..., N)
-    return [
-        functools.reduce(torch.add, [costs[m][..., n] for m, n in enumerate(perm)])
-        for perm in _permutations(len(rows))
-    ]
+
+        def total(perm: tuple[int, ...]) -> Tensor:
+            acc = pi[0] * rows[0][..., perm[0]]  # (...)
+            for m in range(1, len(perm)):
+                acc = acc.add(rows[m][..., perm[m]], alpha=pi[m])
+            return acc
+
+    else:  # per-item weights (..., M)
+        weights = torch.exp(log_pi_q)
+
+        def total(perm: tuple[int, ...]) -> Tensor:
+            terms = [weights[..., m] * rows[m][..., n] for m, n in enumerate(perm)]
+            return functools.reduce(torch.add, terms)
+
+    return [total(perm) for perm in _permutations(len(rows))]
 
 
 def _optimal_subsets(cost: Tensor) -> Tensor:

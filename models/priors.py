@@ -6,7 +6,7 @@ and log-variances with (K, M) log-weights — and offers:
 - ``log_prob(z)``: the exact log p(z) with constants, z (..., D) → (...);
 - ``sample(n)``: n reparameterised draws, (n, D);
 - ``kl_bound(mu, logvar, log_pi, matching)``: the KL term U(x) of the loss, (B,);
-- ``kl_bounds(mu, logvar, log_pi)``: U(x) under every matching at once, {name: (B,)}.
+- ``kl_bounds(mu, logvar, log_pi)``: U(x) under several matchings at once, {name: (B,)}.
 
 Each method takes an optional ``components`` (the result of one `components()` call) so a
 training step encodes the pseudo-inputs once and shares them between all KL estimates.
@@ -61,9 +61,10 @@ class Prior(nn.Module):
         logvar: Tensor,
         log_pi: Tensor,
         components: PriorComponents | None = None,
+        matchings: tuple[str, ...] = tuple(MATCHINGS),
     ) -> dict[str, Tensor]:
-        """`kl_bound` under every matching: {"greedy": (B,), "optimal": (B,)}."""
-        return {m: self.kl_bound(mu, logvar, log_pi, m, components) for m in MATCHINGS}
+        """`kl_bound` under each of ``matchings``: {"greedy": (B,), "optimal": (B,)}."""
+        return {m: self.kl_bound(mu, logvar, log_pi, m, components) for m in matchings}
 
     def log_prob(self, z: Tensor, components: PriorComponents | None = None) -> Tensor:
         """log p(z) = logsumexp_{k,m} [log w_km + log N(z; μ_km, σ²_km)]: z (..., D) → (...)."""
@@ -118,10 +119,10 @@ class StandardPrior(Prior):
         logvar: Tensor,
         log_pi: Tensor,
         components: PriorComponents | None = None,
+        matchings: tuple[str, ...] = tuple(MATCHINGS),
     ) -> dict[str, Tensor]:
-        """U(x) once, for every matching (they agree here): {name: (B,)}."""
-        bound = self.kl_bound(mu, logvar, log_pi)
-        return dict.fromkeys(MATCHINGS, bound)
+        """U(x) once, for each of ``matchings`` (they agree here): {name: (B,)}."""
+        return dict.fromkeys(matchings, self.kl_bound(mu, logvar, log_pi))
 
 
 def init_pseudo_inputs(k: int, n_pixels: int, init_data: Tensor | None = None) -> Tensor:
@@ -190,10 +191,11 @@ class PseudoMixturePrior(Prior):
         logvar: Tensor,
         log_pi: Tensor,
         components: PriorComponents | None = None,
+        matchings: tuple[str, ...] = tuple(MATCHINGS),
     ) -> dict[str, Tensor]:
-        """U(x) under every matching from one all-pairs KL matrix: {name: (B,)}."""
+        """U(x) under each of ``matchings`` from one all-pairs KL matrix: {name: (B,)}."""
         c = self.components() if components is None else components
-        bounds = pseudo_mixture_bounds(mu, logvar, c.mu, c.logvar, log_pi, tuple(MATCHINGS))
+        bounds = pseudo_mixture_bounds(mu, logvar, c.mu, c.logvar, log_pi, matchings)
         return {name: bound.mean(-1) for name, bound in bounds.items()}
 
 

@@ -199,7 +199,8 @@ def train(
     generator = torch.Generator(device=device)
     generator.manual_seed(tc.seed)
     model = build_model(cfg, data).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=tc.lr)
+    # The fused kernel (CPU and CUDA) does one pass over all parameters: ≈10% of a CPU step.
+    optimizer = torch.optim.Adam(model.parameters(), lr=tc.lr, fused=True)
     stopper = EarlyStopping(tc.patience)
     history: list[dict[str, Any]] = []
     best_state: dict[str, torch.Tensor] | None = None

@@ -7,19 +7,20 @@ Per image x (DESIGN.md "The model", eq. 14/19, 18/22, 23):
   component (stratified); the PixelCNN decoder is teacher-forced with x;
 - KL: the configured estimator (``cfg.kl_estimator``) — the matched bound U(x) with greedy
   (eq. 13) or optimal matching, or the Monte Carlo KL log q(z|x) − log p(z) at the same
-  stratified samples, weighted by π — used in the loss mean(RE + β·KL); the other two are
-  computed without gradient for reporting.
+  stratified samples, weighted by π — used in the loss mean(RE + β·KL); all three are
+  available detached for reporting (computed when first read).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from functools import partial
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import cached_property, partial
 
 import torch
 from torch import Tensor, nn
 
-from models.config import ModelConfig
+from models.config import KL_ESTIMATORS, ModelConfig
 from models.distributions import log_mixture_diag, sample_stratified
 from models.kl import mc_kl
 from models.likelihoods import build_likelihood
@@ -27,16 +28,38 @@ from models.networks import build_decoder, build_encoder
 from models.priors import PriorComponents, build_prior
 
 
-@dataclass
+@dataclass(eq=False)
 class LossTerms:
-    """One batch's terms: ``loss`` a scalar, every other field (B,) in nats per image."""
+    """One batch's terms: ``loss`` a scalar, every other field (B,) in nats per image.
+
+    ``kl_greedy``, ``kl_optimal`` and ``kl_mc`` are computed without gradient on first access
+    (from this batch's encodings and samples), so a training step that never reads them does
+    not pay for them; the configured estimator's entry is ``kl.detach()``.
+    """
 
     loss: Tensor  # mean(re + β·kl)
     re: Tensor  # −E_q[log p(x|z)]
     kl: Tensor  # the configured estimator, with gradient
-    kl_greedy: Tensor  # U(x), greedy matching (eq. 13), detached
-    kl_optimal: Tensor  # U(x), optimal matching, detached
-    kl_mc: Tensor  # Monte Carlo KL (stratified, exact densities), detached
+    reports: Callable[[], dict[str, Tensor]] = field(repr=False)  # all three KLs, detached
+
+    @cached_property
+    def _reported(self) -> dict[str, Tensor]:
+        return self.reports()
+
+    @property
+    def kl_greedy(self) -> Tensor:
+        """U(x) with greedy matching (eq. 13), detached."""
+        return self._reported["greedy"]
+
+    @property
+    def kl_optimal(self) -> Tensor:
+        """U(x) with optimal matching, detached."""
+        return self._reported["optimal"]
+
+    @property
+    def kl_mc(self) -> Tensor:
+        """Monte Carlo KL (stratified samples, exact densities), detached."""
+        return self._reported["mc"]
 
 
 class GMMpVAE(nn.Module):
@@ -90,22 +113,24 @@ class GMMpVAE(nn.Module):
     # Loss
 
     def kl_terms(
-        self, mu: Tensor, logvar: Tensor, z: Tensor, components: PriorComponents
+        self,
+        mu: Tensor,
+        logvar: Tensor,
+        z: Tensor,
+        components: PriorComponents,
+        names: tuple[str, ...] = KL_ESTIMATORS,
     ) -> dict[str, Tensor]:
-        """The three KL estimates of a batch, {"greedy", "optimal", "mc"} → (B,) each; only
-        ``cfg.kl_estimator`` keeps its graph. mu, logvar (B, M, D); z (M, B, D) stratified.
-
-        The two bounds share one all-pairs KL matrix; the MC KL is Σ_m π_m [log q(z_m|x) −
-        log p(z_m)] at the stratified samples, with exact mixture densities.
-        """
-        estimator, grad = self.config.kl_estimator, torch.is_grad_enabled()
-        with torch.set_grad_enabled(grad and estimator != "mc"):
-            kls = self.prior.kl_bounds(mu, logvar, self.log_pi, components)
-        with torch.set_grad_enabled(grad and estimator == "mc"):
+        """KL estimates of a batch, {name: (B,)} for ``names`` among "greedy", "optimal"
+        (U(x), eq. 18/22, sharing one all-pairs KL matrix) and "mc" (Σ_m π_m [log q(z_m|x) −
+        log p(z_m)] at the stratified samples, exact mixture densities).
+        mu, logvar (B, M, D); z (M, B, D)."""
+        matchings = tuple(n for n in names if n != "mc")
+        kls = self.prior.kl_bounds(mu, logvar, self.log_pi, components, matchings)
+        if "mc" in names:
             prior_log_prob = partial(self.prior.log_prob, components=components)
             per_sample = mc_kl(z, mu, logvar, self.log_pi, prior_log_prob)  # (M, B)
             kls["mc"] = (self.pi[:, None] * per_sample).sum(0)  # (B,)
-        return {name: t if name == estimator else t.detach() for name, t in kls.items()}
+        return kls
 
     def forward(self, x: Tensor, beta: float = 1.0) -> LossTerms:
         """All terms for a batch x (B, P): loss = mean(RE + β·KL) (eq. 23 with warm-up β)."""
@@ -113,16 +138,16 @@ class GMMpVAE(nn.Module):
         z = sample_stratified(mu, logvar).transpose(0, 1)  # (M, B, D)
         re = -(self.pi[:, None] * self.log_px_given_z(x, z)).sum(0)  # (B,)
         comps = self.prior.components()  # the pseudo-inputs are encoded once per step
-        kls = self.kl_terms(mu, logvar, z, comps)
-        kl = kls[self.config.kl_estimator]
-        return LossTerms(
-            loss=(re + beta * kl).mean(),
-            re=re,
-            kl=kl,
-            kl_greedy=kls["greedy"].detach(),
-            kl_optimal=kls["optimal"].detach(),
-            kl_mc=kls["mc"].detach(),
-        )
+        estimator = self.config.kl_estimator
+        kl = self.kl_terms(mu, logvar, z, comps, (estimator,))[estimator]
+
+        def reports() -> dict[str, Tensor]:
+            others = tuple(n for n in KL_ESTIMATORS if n != estimator)
+            with torch.no_grad():
+                kls = self.kl_terms(mu, logvar, z, comps, others)
+            return {**kls, estimator: kl.detach()}
+
+        return LossTerms(loss=(re + beta * kl).mean(), re=re, kl=kl, reports=reports)
 
     # ------------------------------------------------------------------------------------------
     # Images
