@@ -1,0 +1,430 @@
+"""A study's results: per-trial records and the consolidated Parquet dataset (schema version 1).
+
+Layout of a study folder (a local path or a pyarrow filesystem URI such as ``s3://b/studies/x``)::
+
+    STUDY/study.json            the study spec, git revision, versions (written by `gmmpvae run`)
+    STUDY/optuna.journal        the Optuna study (unless the spec names an RDB URL)
+    STUDY/tune/                 Ray Tune's experiment state
+    STUDY/trials/<trial_key>/   one folder per trial: trial.json (the record below, written as
+                                the trial ends), epochs.parquet, test_ll.parquet, metrics.json,
+                                config.json, checkpoint/, images (see models.trial)
+    STUDY/results/              the consolidated dataset:
+
+``trials.parquet`` (`TRIALS_SCHEMA`, one row per trial_key):
+    ``study``, ``trial_key`` (stable, `search_spaces.trial_key`), ``state`` (``COMPLETED``;
+    ``ERROR``: a non-finite loss or a crash that used up its retries, reason in ``error``;
+    ``PRUNED``: stopped early by the scheduler, no test metrics), ``error``; every ModelConfig
+    field and every TrainConfig field under its own name (``pi`` list<double>, ``image_shape``
+    list<int64>) except TrainConfig's ``device``, stored as ``device_requested`` (``auto`` …),
+    because ``device`` is the device the trial actually ran on; ``epochs_run``, ``best_epoch``,
+    ``best_val_loss``, ``stopped_early``, ``test_re``, ``test_kl`` (the bound U), ``test_kl_mc``,
+    ``test_elbo_bound`` (−(RE + U), the paper's "≤ ln p(x)"), ``test_elbo_mc``, ``test_ll`` (all
+    nats per test image), ``n_test``, ``train_seconds``, ``eval_seconds``, ``started_at`` /
+    ``ended_at`` (timestamp[us, UTC]; started_at is the first attempt's start), ``attempts``
+    (1 + the times the trial was resumed from a checkpoint), ``node`` (``hostname/ip``),
+    ``device``, ``versions`` (JSON: torch, ray, optuna, python), ``git_rev`` (``git rev-parse
+    HEAD`` at study start, or ``unknown``), ``trial_dir``, ``schema_version`` (= 1).
+
+``epochs.parquet`` (`EPOCHS_SCHEMA`): ``study``, ``trial_key``, ``epoch`` (from 1), ``beta``,
+``train_loss``, ``train_re``, ``train_kl``, ``val_loss``, ``val_re``, ``val_kl``, ``seconds``.
+
+``test_ll.parquet`` (`TEST_LL_SCHEMA`): ``study``, ``trial_key``, ``image`` (test-set index),
+``log_likelihood`` (importance-sampled), ``elbo_bound``, ``elbo_mc``, ``re``, ``kl_bound``,
+``kl_mc`` (nats, per image).
+
+The trial folders are the source of truth: `consolidate` rebuilds the three files from them
+(sorted by trial_key, epoch, image), so it is idempotent and a resumed study cannot duplicate a
+row — a trial_key has one folder, and its latest attempt overwrote the earlier one's files.
+Every write is atomic (a temporary file renamed over the final name on local disks; a single
+object upload on object stores). Nothing here imports torch or Ray.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+SCHEMA_VERSION = 1
+STUDY_FILE = "study.json"
+TRIALS_DIR = "trials"
+RESULTS_DIR = "results"
+TUNE_DIR = "tune"
+RECORD_FILE = "trial.json"
+EPOCHS_FILE = "epochs.parquet"
+TEST_LL_FILE = "test_ll.parquet"
+TRIALS_FILE = "trials.parquet"
+STATES = ("COMPLETED", "ERROR", "PRUNED")
+
+_STR, _F64, _I64, _BOOL = pa.string(), pa.float64(), pa.int64(), pa.bool_()
+_TS = pa.timestamp("us", tz="UTC")
+
+# ModelConfig fields, in declaration order (a test checks this against models.config).
+MODEL_COLUMNS: tuple[tuple[str, pa.DataType], ...] = (
+    ("arch", _STR), ("prior", _STR), ("likelihood", _STR), ("kl_estimator", _STR), ("M", _I64),
+    ("pi", pa.list_(_F64)), ("K", _I64), ("latent_dim", _I64), ("hidden_dim", _I64),
+    ("image_shape", pa.list_(_I64)), ("pseudo_init", _STR), ("pixel_layers", _I64),
+    ("pixel_channels", _I64),
+)
+# TrainConfig fields, in declaration order; ``device`` is stored as ``device_requested``.
+TRAIN_COLUMNS: tuple[tuple[str, pa.DataType], ...] = (
+    ("dataset", _STR), ("lr", _F64), ("batch_size", _I64), ("max_epochs", _I64),
+    ("warmup_epochs", _I64), ("patience", _I64), ("seed", _I64), ("is_samples", _I64),
+    ("eval_memory_mb", _I64), ("max_train_examples", _I64), ("max_test_examples", _I64),
+    ("device_requested", _STR), ("data_dir", _STR),
+)
+TEST_METRICS = ("test_re", "test_kl", "test_kl_mc", "test_elbo_bound", "test_elbo_mc", "test_ll")
+
+TRIALS_SCHEMA = pa.schema([
+    ("study", _STR), ("trial_key", _STR), ("state", _STR), ("error", _STR),
+    *MODEL_COLUMNS,
+    *TRAIN_COLUMNS,
+    ("epochs_run", _I64), ("best_epoch", _I64), ("best_val_loss", _F64), ("stopped_early", _BOOL),
+    *[(name, _F64) for name in TEST_METRICS],
+    ("n_test", _I64), ("train_seconds", _F64), ("eval_seconds", _F64),
+    ("started_at", _TS), ("ended_at", _TS), ("attempts", _I64),
+    ("node", _STR), ("device", _STR), ("versions", _STR), ("git_rev", _STR), ("trial_dir", _STR),
+    ("schema_version", _I64),
+], metadata={"schema_version": str(SCHEMA_VERSION)})
+
+EPOCH_COLUMNS = ("epoch", "beta", "train_loss", "train_re", "train_kl", "val_loss", "val_re",
+                 "val_kl", "seconds")
+EPOCHS_SCHEMA = pa.schema(
+    [("study", _STR), ("trial_key", _STR), ("epoch", _I64)]
+    + [(name, _F64) for name in EPOCH_COLUMNS[1:]],
+    metadata={"schema_version": str(SCHEMA_VERSION)},
+)
+TEST_LL_COLUMNS = ("image", "log_likelihood", "elbo_bound", "elbo_mc", "re", "kl_bound", "kl_mc")
+TEST_LL_SCHEMA = pa.schema(
+    [("study", _STR), ("trial_key", _STR), ("image", _I64)]
+    + [(name, _F64) for name in TEST_LL_COLUMNS[1:]],
+    metadata={"schema_version": str(SCHEMA_VERSION)},
+)
+_TIMESTAMPS = ("started_at", "ended_at")
+
+
+# ----------------------------------------------------------------------------------------------
+# Storage: a local folder or a pyarrow filesystem URI
+
+
+def is_uri(location: str) -> bool:
+    """True for ``scheme://…`` locations other than ``file://``."""
+    return "://" in str(location) and not str(location).startswith("file://")
+
+
+def filesystem(location: str | os.PathLike[str]) -> tuple[pafs.FileSystem, str]:
+    """The pyarrow filesystem and path of a local folder (made absolute) or a URI.
+
+    Raises ``ValueError`` (one line) for a URI pyarrow cannot open (unknown scheme, …)."""
+    text = str(location)
+    if text.startswith("file://"):
+        text = text[len("file://"):]
+    if not is_uri(text):
+        return pafs.LocalFileSystem(), os.path.abspath(os.path.expanduser(text))
+    try:
+        return pafs.FileSystem.from_uri(text)
+    except (pa.ArrowException, ValueError, OSError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ValueError(f"storage {text!r} cannot be opened: {first}") from None
+
+
+def join(*parts: str) -> str:
+    """Join path parts with '/' (pyarrow paths, local or remote)."""
+    return "/".join([parts[0].rstrip("/"), *(p.strip("/") for p in parts[1:])])
+
+
+def exists(fs: pafs.FileSystem, path: str) -> bool:
+    return fs.get_file_info(path).type != pafs.FileType.NotFound
+
+
+def write_bytes(fs: pafs.FileSystem, path: str, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically (temp + rename locally; one upload elsewhere)."""
+    parent = path.rsplit("/", 1)[0]
+    fs.create_dir(parent, recursive=True)
+    if isinstance(fs, pafs.LocalFileSystem):
+        tmp = f"{parent}/.{path.rsplit('/', 1)[1]}.{os.getpid()}.{uuid.uuid4().hex}.tmp"
+        try:
+            with fs.open_output_stream(tmp) as out:
+                out.write(data)
+            os.replace(tmp, path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+    else:
+        with fs.open_output_stream(path) as out:
+            out.write(data)
+
+
+def read_bytes(fs: pafs.FileSystem, path: str) -> bytes:
+    with fs.open_input_stream(path) as f:
+        return f.read()
+
+
+def write_json(fs: pafs.FileSystem, path: str, obj: Any) -> None:
+    write_bytes(fs, path, (json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n").encode())
+
+
+def read_json(fs: pafs.FileSystem, path: str) -> Any:
+    return json.loads(read_bytes(fs, path).decode("utf-8"))
+
+
+def write_table(fs: pafs.FileSystem, path: str, table: pa.Table) -> None:
+    """Write a Parquet file atomically."""
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink)
+    write_bytes(fs, path, sink.getvalue().to_pybytes())
+
+
+def copy_folder(local_dir: str, fs: pafs.FileSystem, dest: str) -> None:
+    """Copy a local folder's files to ``dest`` on ``fs`` (how a trial on a node without the
+    study's storage mounted publishes its folder)."""
+    fs.create_dir(dest, recursive=True)
+    pafs.copy_files(local_dir, dest, source_filesystem=pafs.LocalFileSystem(),
+                    destination_filesystem=fs)
+
+
+# ----------------------------------------------------------------------------------------------
+# Trial records (trial.json)
+
+
+def now_utc() -> datetime:
+    return datetime.now(UTC)
+
+
+def make_record(
+    *,
+    study: str,
+    trial_key: str,
+    state: str,
+    config: dict[str, Any],
+    error: str | None = None,
+    metrics: dict[str, Any] | None = None,
+    epochs: Sequence[dict[str, Any]] = (),
+    started_at: datetime | str | None = None,
+    ended_at: datetime | str | None = None,
+    attempts: int = 1,
+    node: str | None = None,
+    versions: dict[str, str] | str | None = None,
+    git_rev: str = "unknown",
+    trial_dir: str | None = None,
+) -> dict[str, Any]:
+    """The record of one trial (a row of trials.parquet as JSON-ready values).
+
+    ``config`` is the flat trial configuration (``TrialConfig.to_flat()``); ``metrics`` the dict
+    `models.trial.run_trial` returns (absent for a failed or pruned trial, whose ``epochs_run``,
+    ``best_epoch`` and ``best_val_loss`` then come from ``epochs``, the rows reported so far).
+    """
+    if state not in STATES:
+        raise ValueError(f"state={state!r} is invalid: expected one of {', '.join(STATES)}")
+    metrics = dict(metrics or {})
+    record: dict[str, Any] = {"study": study, "trial_key": trial_key, "state": state,
+                              "error": error}
+    for name, _ in MODEL_COLUMNS + TRAIN_COLUMNS:
+        source = "device" if name == "device_requested" else name
+        value = config.get(source)
+        record[name] = list(value) if isinstance(value, tuple) else value
+    if epochs:
+        best = min(epochs, key=lambda row: (row["val_loss"], row["epoch"]))
+        metrics.setdefault("epochs_run", max(int(row["epoch"]) for row in epochs))
+        metrics.setdefault("best_epoch", int(best["epoch"]))
+        metrics.setdefault("best_val_loss", float(best["val_loss"]))
+        metrics.setdefault("train_seconds", float(sum(row["seconds"] for row in epochs)))
+    for name in ("epochs_run", "best_epoch", "best_val_loss", "stopped_early", *TEST_METRICS,
+                 "n_test", "train_seconds", "eval_seconds"):
+        record[name] = metrics.get(name)
+    if "is_samples" in metrics:
+        record["is_samples"] = metrics["is_samples"]
+    record["started_at"] = _iso(started_at)
+    record["ended_at"] = _iso(ended_at or now_utc())
+    record["attempts"] = int(attempts)
+    record["node"] = node
+    record["device"] = metrics.get("device") or config.get("device")
+    record["versions"] = versions if isinstance(versions, str) or versions is None \
+        else json.dumps(versions, sort_keys=True)
+    record["git_rev"] = git_rev
+    record["trial_dir"] = trial_dir
+    record["schema_version"] = SCHEMA_VERSION
+    return record
+
+
+def _iso(value: datetime | str | None) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    return value.astimezone(UTC).isoformat()
+
+
+def write_record(fs: pafs.FileSystem, trial_dir: str, record: dict[str, Any]) -> None:
+    """Write ``trial.json`` into the trial's folder (atomically; the latest attempt wins)."""
+    write_json(fs, join(trial_dir, RECORD_FILE), record)
+
+
+def write_epochs(fs: pafs.FileSystem, trial_dir: str, rows: Sequence[dict[str, Any]]) -> None:
+    """Write a trial's ``epochs.parquet`` (the columns of models.trial: no study, no key)."""
+    columns = {name: [row[name] for row in rows] for name in EPOCH_COLUMNS}
+    schema = pa.schema([f for f in EPOCHS_SCHEMA if f.name in EPOCH_COLUMNS])
+    write_table(fs, join(trial_dir, EPOCHS_FILE), pa.table(columns, schema=schema))
+
+
+def read_record(fs: pafs.FileSystem, trial_dir: str) -> dict[str, Any] | None:
+    """The trial's record, or None while it has none (running, pending, lost)."""
+    path = join(trial_dir, RECORD_FILE)
+    try:
+        return read_json(fs, path)
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError):
+        return None  # a record that cannot be read counts as missing; the trial will rewrite it
+
+
+def trial_folders(fs: pafs.FileSystem, study_dir: str) -> list[str]:
+    """Paths of the trial folders of a study, sorted."""
+    root = join(study_dir, TRIALS_DIR)
+    if not exists(fs, root):
+        return []
+    infos = fs.get_file_info(pafs.FileSelector(root, recursive=False))
+    return sorted(i.path for i in infos if i.type == pafs.FileType.Directory)
+
+
+def read_records(fs: pafs.FileSystem, study_dir: str) -> list[dict[str, Any]]:
+    """Every trial record of a study, sorted by trial_key."""
+    records = [read_record(fs, d) for d in trial_folders(fs, study_dir)]
+    return sorted((r for r in records if r is not None), key=lambda r: r["trial_key"])
+
+
+# ----------------------------------------------------------------------------------------------
+# Tables
+
+
+def records_table(records: Iterable[dict[str, Any]]) -> pa.Table:
+    """trials.parquet's table from records (cast to `TRIALS_SCHEMA`; missing fields null)."""
+    rows = []
+    for record in records:
+        row = {name: record.get(name) for name in TRIALS_SCHEMA.names}
+        for name in _TIMESTAMPS:
+            if isinstance(row[name], str):
+                row[name] = datetime.fromisoformat(row[name])
+        row["schema_version"] = SCHEMA_VERSION
+        rows.append(row)
+    return pa.Table.from_pylist(rows, schema=TRIALS_SCHEMA)
+
+
+def _trial_table(fs: pafs.FileSystem, path: str, study: str, key: str,
+                 schema: pa.Schema) -> pa.Table | None:
+    """A trial's own Parquet file with ``study`` and ``trial_key`` added, cast to ``schema``."""
+    if not exists(fs, path):
+        return None
+    table = pq.read_table(path, filesystem=fs)
+    n = table.num_rows
+    columns = {"study": pa.array([study] * n, _STR), "trial_key": pa.array([key] * n, _STR)}
+    for f in schema:
+        if f.name in columns:
+            continue
+        if f.name in table.column_names:
+            columns[f.name] = table[f.name].cast(f.type)
+        else:
+            columns[f.name] = pa.nulls(n, f.type)
+    return pa.table(columns, schema=schema)
+
+
+def _concat(tables: list[pa.Table], schema: pa.Schema, sort: list[tuple[str, str]]) -> pa.Table:
+    if not tables:
+        return schema.empty_table()
+    return pa.concat_tables(tables).sort_by(sort).replace_schema_metadata(schema.metadata)
+
+
+@dataclass
+class Consolidated:
+    """What `consolidate` wrote: the number of rows of each file, trials by state."""
+
+    trials: int = 0
+    epochs: int = 0
+    test_ll: int = 0
+    states: dict[str, int] = field(default_factory=dict)
+    records: list[dict[str, Any]] = field(default_factory=list, repr=False)
+
+
+def consolidate(study_dir: str, study: str | None = None) -> Consolidated:
+    """Rebuild ``STUDY/results/{trials,epochs,test_ll}.parquet`` from the trial folders.
+
+    One row per trial_key that has a record (trials still running have none yet); the epochs
+    and test images of each such trial. Idempotent; each file is replaced atomically.
+    """
+    fs, root = filesystem(study_dir)
+    records = read_records(fs, root)
+    epochs, test_ll = [], []
+    for record in records:
+        key, name = record["trial_key"], study or record["study"]
+        folder = join(root, TRIALS_DIR, key)
+        e = _trial_table(fs, join(folder, EPOCHS_FILE), name, key, EPOCHS_SCHEMA)
+        if e is not None:
+            epochs.append(e)
+        if record["state"] == "COMPLETED":
+            t = _trial_table(fs, join(folder, TEST_LL_FILE), name, key, TEST_LL_SCHEMA)
+            if t is not None:
+                test_ll.append(t)
+        if study is not None:
+            record["study"] = study
+    trials_t = records_table(records)
+    epochs_t = _concat(epochs, EPOCHS_SCHEMA, [("trial_key", "ascending"), ("epoch", "ascending")])
+    test_t = _concat(test_ll, TEST_LL_SCHEMA, [("trial_key", "ascending"), ("image", "ascending")])
+    out = join(root, RESULTS_DIR)
+    write_table(fs, join(out, TRIALS_FILE), trials_t)
+    write_table(fs, join(out, EPOCHS_FILE), epochs_t)
+    write_table(fs, join(out, TEST_LL_FILE), test_t)
+    states: dict[str, int] = {}
+    for record in records:
+        states[record["state"]] = states.get(record["state"], 0) + 1
+    return Consolidated(trials_t.num_rows, epochs_t.num_rows, test_t.num_rows, states, records)
+
+
+# ----------------------------------------------------------------------------------------------
+# Summaries
+
+
+def max_overlap(intervals: Iterable[tuple[Any, Any]]) -> int:
+    """The largest number of intervals (start, end) open at one instant; an interval ending
+    exactly when another starts does not overlap it."""
+    events = []
+    for start, end in intervals:
+        if start is None or end is None:
+            continue
+        events.append((start, 1))
+        events.append((end, -1))
+    events.sort(key=lambda e: (e[0], e[1]))  # ends before starts at the same instant
+    best = current = 0
+    for _, step in events:
+        current += step
+        best = max(best, current)
+    return best
+
+
+def record_intervals(records: Iterable[dict[str, Any]]) -> list[tuple[datetime, datetime]]:
+    """(started_at, ended_at) of records, as datetimes."""
+    out = []
+    for r in records:
+        if r.get("started_at") and r.get("ended_at"):
+            out.append((datetime.fromisoformat(r["started_at"]),
+                        datetime.fromisoformat(r["ended_at"])))
+    return out
+
+
+def best_records(records: Sequence[dict[str, Any]], metric: str = "best_val_loss",
+                 mode: str = "min") -> dict[str, dict[str, Any] | None]:
+    """The best completed trial by ``metric`` (``mode`` min/max) and by test_ll (max)."""
+    done = [r for r in records if r.get("state") == "COMPLETED"]
+
+    def pick(name: str, sign: float) -> dict[str, Any] | None:
+        scored = [r for r in done if isinstance(r.get(name), int | float)]
+        return min(scored, key=lambda r: sign * r[name]) if scored else None
+
+    return {"metric": pick(metric, 1.0 if mode == "min" else -1.0),
+            "test_ll": pick("test_ll", -1.0)}

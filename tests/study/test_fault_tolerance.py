@@ -1,0 +1,184 @@
+"""A study survives a lost node (a trial resumes from its checkpoint on another node) and a lost
+driver (`gmmpvae resume` finishes it: no trial missing, none twice, in Parquet and in Optuna).
+Trials are `fake_trials.fake_trial` (seconds, not minutes)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parents[1]
+os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # Ray on 127.0.0.1 only
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    p for p in (str(HERE), os.environ.get("PYTHONPATH", "")) if p)  # workers import fake_trials
+if str(HERE) not in sys.path:
+    sys.path.insert(0, str(HERE))
+
+import fake_trials  # noqa: E402
+import pyarrow.parquet as pq  # noqa: E402
+from test_runner import write_study  # noqa: E402
+
+from study import runner  # noqa: E402
+from study.spec import load_spec  # noqa: E402
+
+pytestmark = pytest.mark.slow
+
+
+def executed_epochs(study: Path, key: str) -> list[tuple[int, str]]:
+    """(epoch, pid) of every epoch the fake trainer ran for a trial, in order."""
+    text = (study / "trials" / key / "executed.log").read_text()
+    return [(int(e), pid) for e, pid in (line.split() for line in text.splitlines())]
+
+
+def check_complete(study: Path, spec, max_epochs: int) -> list[dict]:
+    """Every planned trial once, COMPLETED, with one epochs row per epoch."""
+    planned = sorted(t["trial_key"] for t in spec.plan())
+    trials = pq.read_table(study / "results" / "trials.parquet").to_pylist()
+    assert sorted(r["trial_key"] for r in trials) == planned
+    assert {r["state"] for r in trials} == {"COMPLETED"}
+    epochs = pq.read_table(study / "results" / "epochs.parquet").to_pylist()
+    for key in planned:
+        assert [e["epoch"] for e in epochs if e["trial_key"] == key] == \
+            list(range(1, max_epochs + 1))
+    test_ll = pq.read_table(study / "results" / "test_ll.parquet").to_pylist()
+    assert len(test_ll) == 5 * len(planned)
+    assert len({(r["trial_key"], r["image"]) for r in test_ll}) == len(test_ll)
+    return trials
+
+
+def test_a_lost_node_costs_a_retry_from_the_checkpoint(tmp_path):
+    import ray
+    from ray.cluster_utils import Cluster
+
+    # a head without CPUs (trials land on the workers) and two workers of one CPU
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})
+    workers = [cluster.add_node(num_cpus=1) for _ in range(2)]
+    cluster.wait_for_nodes()
+
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    fake = {"FAKE_EPOCH_SECONDS": 0.4, "FAKE_MARKER_DIR": str(markers), "FAKE_MARKER_EPOCH": 3}
+    spec = load_spec(str(write_study(
+        tmp_path, "nodes", fake=fake, budget={"max_epochs": 8, "patience": 8},
+        search={"grid": {"Ms": [1, 2], "Ks": [10], "include_vae": True}},
+        failure={"retries": 2}, study={"address": cluster.address})))
+    assert len(spec.plan()) == 3
+    removed: list[str] = []
+
+    def kill_a_node_mid_trial() -> None:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not removed:
+            for marker in markers.glob("*.marker"):
+                node_id = marker.read_text().strip()
+                node = next((w for w in workers if w.node_id == node_id), None)
+                if node is not None:
+                    cluster.remove_node(node, allow_graceful=False)
+                    removed.append(marker.name)
+                    return
+            time.sleep(0.05)
+
+    killer = threading.Thread(target=kill_a_node_mid_trial, daemon=True)
+    killer.start()
+    try:  # the runner joins the cluster as `--address` does (our code shipped to its nodes)
+        outcome = runner.run_study(spec, trial_function=fake_trials.fake_trial)
+    finally:
+        killer.join(timeout=5)
+        ray.shutdown()
+        cluster.shutdown()
+    assert outcome.slots == 2 and not ray.is_initialized()
+    assert removed, "no trial reached the marker epoch"
+
+    study = tmp_path / "nodes"
+    trials = check_complete(study, spec, max_epochs=8)
+    resumed = [r for r in trials if r["attempts"] > 1]
+    assert len(resumed) == 1, [r["attempts"] for r in trials]
+    key = resumed[0]["trial_key"]
+    runs = executed_epochs(study, key)
+    pids = list(dict.fromkeys(pid for _, pid in runs))
+    assert len(pids) == 2  # two attempts, in two processes
+    first, second = ([e for e, p in runs if p == pid] for pid in pids)
+    assert first[:3] == [1, 2, 3]
+    assert second[0] > 3 and second[-1] == 8  # resumed after the checkpointed epoch 3
+    assert second == list(range(second[0], 9))
+    for other in trials:
+        if other["trial_key"] != key:
+            assert [e for e, _ in executed_epochs(study, other["trial_key"])] == \
+                list(range(1, 9))
+
+
+def cli(args: list[str], env: dict[str, str], **kwargs) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "study.cli", *args], cwd=REPO, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True, **kwargs)
+
+
+def kill_group(process: subprocess.Popen) -> None:
+    """SIGKILL the driver and everything it started (Ray's GCS, raylet, workers)."""
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    process.wait(timeout=30)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(process.pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.2)
+    raise AssertionError("processes of the killed driver are still alive")
+
+
+def test_a_lost_driver_is_resumed_without_duplicates(tmp_path):
+    import optuna
+
+    fake = {"FAKE_EPOCH_SECONDS": 0.4}
+    path = write_study(tmp_path, "driver", fake=fake, budget={"max_epochs": 5, "patience": 5})
+    spec = load_spec(str(path))
+    planned = sorted(t["trial_key"] for t in spec.plan())
+    study = tmp_path / "driver"
+    env = {**os.environ, runner.ENV_TRIAL_FUNCTION: "fake_trials:fake_trial"}
+
+    driver = cli(["run", str(path)], env)
+    deadline = time.monotonic() + 240
+    try:
+        while time.monotonic() < deadline:  # kill it once two trials are done
+            done = list((study / "trials").glob("*/trial.json")) if study.exists() else []
+            if len(done) >= 2 or driver.poll() is not None:
+                break
+            time.sleep(0.1)
+    finally:
+        kill_group(driver)
+    output = driver.stdout.read()
+    assert 2 <= len(done) < len(planned), output
+    assert not (study / "results").exists()  # the driver died before consolidating
+
+    resume = cli(["resume", str(study)], env)
+    try:
+        output, _ = resume.communicate(timeout=300)
+    finally:
+        kill_group(resume)
+    assert resume.returncode == 0, output
+    assert "resuming from" in output or "continuing the Optuna study" in output
+
+    check_complete(study, spec, max_epochs=5)
+    ostudy = optuna.load_study(study_name=spec.name, storage=runner.open_optuna_storage(spec))
+    complete = [t.user_attrs["trial_key"] for t in ostudy.get_trials()
+                if t.state == optuna.trial.TrialState.COMPLETE]
+    assert sorted(complete) == planned  # each trial_key once among the COMPLETE trials
+    assert not [t for t in ostudy.get_trials() if t.state.name == "RUNNING"]
+    info = json.loads((study / "study.json").read_text())
+    assert info["trial_function"] == "fake_trials:fake_trial"
+    # status after the resume: everything completed
+    status = subprocess.run([sys.executable, "-m", "study.cli", "status", str(study)],
+                            cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    assert status.returncode == 0 and f"{len(planned)} COMPLETED" in status.stdout
