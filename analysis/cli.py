@@ -33,6 +33,16 @@ class ReportUsageError(UsageError, ValueError):
     ``study.cli.UsageError`` imported here is not the one ``__main__`` catches, ValueError is."""
 
 
+def _consolidate(study_dir: Path) -> None:
+    """Bring STUDY/results up to date with the trial folders first (idempotent, atomic), so a
+    running or crashed study is reported as it stands, not as of its last consolidation."""
+    from study.results import RECORD_FILE, TRIALS_DIR, consolidate
+
+    trials = study_dir / TRIALS_DIR
+    if trials.is_dir() and any(trials.glob(f"*/{RECORD_FILE}")):
+        consolidate(str(study_dir))
+
+
 def run(args: argparse.Namespace) -> int:
     from analysis import registry, report
     from analysis.load import ResultsError, load
@@ -41,6 +51,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         if args.only is not None:
             registry.outputs(args.only)  # unknown names are a usage error, before any work
+        for study_dir in dirs:
+            _consolidate(study_dir)
         frames = load(dirs)
     except ResultsError as exc:
         raise ReportUsageError(str(exc)) from exc

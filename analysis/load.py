@@ -175,7 +175,7 @@ def _results_folder(study_dir: Path) -> Path:
             return candidate
     hint = "has the study written any trial yet?"
     if (study_dir / "trials").is_dir() and any((study_dir / "trials").iterdir()):
-        hint = f"its trial folders are not consolidated yet: run gmmpvae status {study_dir}"
+        hint = "its trial folders hold no finished trial yet"
     raise ResultsError(
         f"no results in {study_dir}: expected {study_dir / 'results' / 'trials.parquet'} "
         f"({hint})"

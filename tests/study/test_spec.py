@@ -48,7 +48,7 @@ def test_presets_load_and_validate():
 def test_quickstart_is_small():
     spec = load_spec("quickstart")
     assert spec.resources.cpus_per_trial == 1 and spec.resources.gpus_per_trial == 0
-    assert spec.budget["max_epochs"] <= 5 and spec.budget["is_samples"] <= 200
+    assert spec.budget["max_epochs"] <= 60 and spec.budget["is_samples"] <= 1000
     assert all(t["dataset"] == "digits" and t["arch"] == "mlp" for t in spec.plan())
 
 
@@ -74,7 +74,7 @@ def test_overrides_apply(tmp_path):
     assert spec.storage == str(tmp_path / "s") and spec.name == "tiny"
     assert spec.resources.max_concurrent == 2 and spec.failure.retries == 0
     assert spec.scheduler.kind == "asha" and spec.scheduler.max_t == 3
-    assert spec.scheduler.grace_period == 2  # the warm-up of the preset
+    assert spec.scheduler.grace_period == 3  # the preset's warm-up (20), capped at max_t
     with pytest.raises(ValueError, match=r"^command line: budget.max_epochs=-1 is invalid"):
         load_spec("quickstart", overrides={"budget.max_epochs": -1})
     with pytest.raises(ValueError, match=r"^unknown override 'budget.epochs'"):
