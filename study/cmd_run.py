@@ -43,7 +43,7 @@ def resources_text(spec: StudySpec, slots: int | None) -> str:
     if slots is None:
         return (f"resources  {per_trial}; checked against the nodes of the cluster at "
                 f"{spec.study.address} when the run starts")
-    from study.runner import local_capacity
+    from study.checks import local_capacity
 
     cpus, gpus = local_capacity(r.gpus_per_trial > 0)
     at_once = min(slots, r.max_concurrent) if r.max_concurrent else slots
@@ -53,14 +53,16 @@ def resources_text(spec: StudySpec, slots: int | None) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from study import runner
+    from study import checks
 
     spec = load_spec(args.study, overrides_of(args))
-    slots = runner.validate(spec, new=True)
+    slots = checks.validate(spec, new=True)
     if args.dry_run:
         print(spec.describe())
         print(resources_text(spec, slots))
         return 0
+    from study import runner
+
     outcome = runner.run_study(spec, verbose=args.verbose)
     print("\n".join(runner.summary_lines(spec, outcome)))
     return 0

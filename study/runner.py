@@ -7,10 +7,10 @@ only modules that touch Ray). The pieces:
   the machine is never joined silently), on the loopback interface, no dashboard, sized to the
   machine; ``"auto"`` / ``"host:port"`` → that cluster, our packages shipped to its workers
   with the job's runtime environment (``py_modules``), so a node needs only the dependencies.
-- **Validation first**: the spec, the storage (`study.spec.check_storage`, an RDB URL's
-  reachability) and the resources — against this machine's CPUs/GPUs before an embedded Ray
-  starts, against ``ray.nodes()`` of a cluster (then disconnected) — each problem one line, and
-  the study folder is not created.
+- **Validation first** (`study.checks`): the spec, the storage (`study.spec.check_storage`,
+  an RDB URL's reachability) and the resources — against this machine's CPUs/GPUs before an
+  embedded Ray starts, against ``ray.nodes()`` of a cluster (then disconnected) — each problem
+  one line, and the study folder is not created.
 - **Searcher**: Optuna through ``OptunaSearch``, its study durable in the study folder's
   ``optuna.journal`` (or the spec's RDB URL) and its source of truth: the searcher is never
   pickled with its study — it pickles as its recipe (the spec) and re-opens the storage when
@@ -38,7 +38,6 @@ import logging
 import math
 import os
 import platform
-import subprocess
 import threading
 import time
 import warnings
@@ -48,8 +47,15 @@ from typing import Any
 
 from models.config import MODEL_FIELDS, TRAIN_FIELDS
 from study import results
+from study.checks import (
+    git_revision,
+    local_capacity,
+    node_slots,
+    resource_error,
+    validate,
+)
 from study.cli import UsageError
-from study.spec import SPEC_FILENAME, StudySpec, check_storage
+from study.spec import SPEC_FILENAME, StudySpec
 
 TUNE_NAME = results.TUNE_DIR
 OPTUNA_KEY_PARAM = "trial_key"
@@ -57,118 +63,6 @@ MAX_DUPLICATE_DRAWS = 100  # open searches: draws of an already-run configuratio
 ENV_TRIAL_FUNCTION = "GMMPVAE_TRIAL_FUNCTION"  # "module:function" (tests and benchmarks)
 # Ray started here listens on the loopback interface only (see _start_ray).
 _LOOPBACK_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
-REPO = Path(__file__).resolve().parents[1]
-
-
-# ----------------------------------------------------------------------------------------------
-# Validation and resources (no Ray)
-
-
-def git_revision() -> str:
-    """``git rev-parse HEAD`` of the code that runs, or ``unknown``."""
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True,
-                             text=True, timeout=10, check=False)
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-    rev = out.stdout.strip()
-    return rev if out.returncode == 0 and rev else "unknown"
-
-
-def local_capacity(need_gpus: bool) -> tuple[int, int]:
-    """(CPUs, GPUs) of this machine; GPUs are counted (with torch) only when asked for."""
-    try:
-        cpus = len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        cpus = os.cpu_count() or 1
-    gpus = 0
-    if need_gpus:
-        import torch
-
-        gpus = torch.cuda.device_count()
-    return cpus, gpus
-
-
-def node_slots(nodes: list[tuple[float, float]], cpus: float, gpus: float) -> int:
-    """How many trials of ``cpus`` CPUs and ``gpus`` GPUs fit at once on nodes of the given
-    (CPU, GPU) capacities."""
-    total = 0
-    for node_cpus, node_gpus in nodes:
-        fit = math.floor(node_cpus / cpus + 1e-9) if cpus > 0 else 10**6
-        if gpus > 0:
-            fit = min(fit, math.floor(node_gpus / gpus + 1e-9))
-        total += max(0, fit)
-    return total
-
-
-def _resource_error(spec: StudySpec, where: str | None, largest: tuple[float, float]
-                    ) -> UsageError:
-    """No node can hold one trial; ``where`` None means this machine (embedded Ray)."""
-    r = spec.resources
-    field_name = "gpus_per_trial" if r.gpus_per_trial > largest[1] else "cpus_per_trial"
-    value = getattr(r, field_name)
-    if where is None:
-        has = f"this machine has {largest[0]:g} CPU(s) and {largest[1]:g} GPU(s)"
-    else:
-        has = (f"no node {where} has {r.cpus_per_trial:g} CPU(s) and {r.gpus_per_trial:g} "
-               f"GPU(s) (the largest: {largest[0]:g} CPU(s), {largest[1]:g} GPU(s))")
-    return UsageError(f"resources.{field_name}={value:g} cannot be satisfied: {has}")
-
-
-def check_local_resources(spec: StudySpec) -> int:
-    """The trial slots of this machine for an embedded Ray; `UsageError` when none fits."""
-    cpus, gpus = local_capacity(spec.resources.gpus_per_trial > 0)
-    slots = node_slots([(cpus, gpus)], spec.resources.cpus_per_trial,
-                       spec.resources.gpus_per_trial)
-    if slots < 1:
-        raise _resource_error(spec, None, (cpus, gpus))
-    return slots
-
-
-def check_optuna_storage(spec: StudySpec) -> None:
-    """An RDB URL must be reachable (connected to, nothing written); a sqlite file's folder
-    must exist. Journal files are checked with the study's storage."""
-    url = spec.optuna_storage_url
-    if spec.optuna_storage_is_journal:
-        if spec.study.optuna_storage is not None:  # a journal outside the study folder
-            parent = Path(url).parent
-            while not parent.exists() and parent != parent.parent:
-                parent = parent.parent
-            if not os.access(parent, os.W_OK):
-                raise UsageError(f"study.optuna_storage={url!r} is not writable ({parent})")
-        return
-    if url.startswith("sqlite"):
-        path = url.split(":///", 1)[-1]
-        if path and path != ":memory:" and not Path(path).expanduser().parent.is_dir():
-            raise UsageError(f"study.optuna_storage={url!r} is not reachable: the folder "
-                             f"{Path(path).parent} does not exist")
-        return
-    try:
-        import sqlalchemy
-
-        engine = sqlalchemy.create_engine(url, connect_args={"connect_timeout": 10})
-        with engine.connect():
-            pass
-    except Exception as exc:  # driver missing, refused, bad credentials, …
-        first = " ".join(str(exc).split())[:200]
-        raise UsageError(f"study.optuna_storage={url!r} is not reachable: {first}") from None
-
-
-def validate(spec: StudySpec, *, new: bool = True) -> int | None:
-    """Every check that needs no Ray: storage (and, for a new study, that its folder holds
-    none yet), the Optuna storage, and for an embedded Ray the resources (its slots)."""
-    try:
-        check_storage(spec)
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
-    fs, root = results.filesystem(spec.storage)
-    if new and results.exists(fs, results.join(root, SPEC_FILENAME)):
-        raise UsageError(f"{spec.storage} already holds a study: continue it with "
-                         f"`gmmpvae resume {spec.storage}`, or choose another --name/--storage")
-    check_optuna_storage(spec)
-    if spec.study.address is None:
-        return check_local_resources(spec)
-    return None
 
 
 # ----------------------------------------------------------------------------------------------
@@ -211,7 +105,7 @@ def _start_ray(spec: StudySpec, verbose: bool) -> tuple[int, bool]:
         if started:
             ray.shutdown()
         where = f"of the cluster at {address}" if address else "of the running Ray"
-        raise _resource_error(spec, where, max(nodes, default=(0.0, 0.0)))
+        raise resource_error(spec, where, max(nodes, default=(0.0, 0.0)))
     return slots, started
 
 

@@ -1,0 +1,126 @@
+"""Checks a study must pass before Ray starts: storage, the Optuna storage, and resources.
+
+No Ray here: these run before an embedded Ray is started, so a study that cannot run fails in
+one line (`UsageError`, exit status 2) with nothing started and nothing written. The cluster's
+own resource check, after joining it, is in `study.runner`.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import subprocess
+from pathlib import Path
+
+from study import results
+from study.cli import UsageError
+from study.spec import SPEC_FILENAME, StudySpec, check_storage
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def git_revision() -> str:
+    """``git rev-parse HEAD`` of the code that runs, or ``unknown``."""
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True,
+                             text=True, timeout=10, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    rev = out.stdout.strip()
+    return rev if out.returncode == 0 and rev else "unknown"
+
+
+def local_capacity(need_gpus: bool) -> tuple[int, int]:
+    """(CPUs, GPUs) of this machine; GPUs are counted (with torch) only when asked for."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cpus = os.cpu_count() or 1
+    gpus = 0
+    if need_gpus:
+        import torch
+
+        gpus = torch.cuda.device_count()
+    return cpus, gpus
+
+
+def node_slots(nodes: list[tuple[float, float]], cpus: float, gpus: float) -> int:
+    """How many trials of ``cpus`` CPUs and ``gpus`` GPUs fit at once on nodes of the given
+    (CPU, GPU) capacities."""
+    total = 0
+    for node_cpus, node_gpus in nodes:
+        fit = math.floor(node_cpus / cpus + 1e-9) if cpus > 0 else 10**6
+        if gpus > 0:
+            fit = min(fit, math.floor(node_gpus / gpus + 1e-9))
+        total += max(0, fit)
+    return total
+
+
+def resource_error(spec: StudySpec, where: str | None, largest: tuple[float, float]
+                    ) -> UsageError:
+    """No node can hold one trial; ``where`` None means this machine (embedded Ray)."""
+    r = spec.resources
+    field_name = "gpus_per_trial" if r.gpus_per_trial > largest[1] else "cpus_per_trial"
+    value = getattr(r, field_name)
+    if where is None:
+        has = f"this machine has {largest[0]:g} CPU(s) and {largest[1]:g} GPU(s)"
+    else:
+        has = (f"no node {where} has {r.cpus_per_trial:g} CPU(s) and {r.gpus_per_trial:g} "
+               f"GPU(s) (the largest: {largest[0]:g} CPU(s), {largest[1]:g} GPU(s))")
+    return UsageError(f"resources.{field_name}={value:g} cannot be satisfied: {has}")
+
+
+def check_local_resources(spec: StudySpec) -> int:
+    """The trial slots of this machine for an embedded Ray; `UsageError` when none fits."""
+    cpus, gpus = local_capacity(spec.resources.gpus_per_trial > 0)
+    slots = node_slots([(cpus, gpus)], spec.resources.cpus_per_trial,
+                       spec.resources.gpus_per_trial)
+    if slots < 1:
+        raise resource_error(spec, None, (cpus, gpus))
+    return slots
+
+
+def check_optuna_storage(spec: StudySpec) -> None:
+    """An RDB URL must be reachable (connected to, nothing written); a sqlite file's folder
+    must exist. Journal files are checked with the study's storage."""
+    url = spec.optuna_storage_url
+    if spec.optuna_storage_is_journal:
+        if spec.study.optuna_storage is not None:  # a journal outside the study folder
+            parent = Path(url).parent
+            while not parent.exists() and parent != parent.parent:
+                parent = parent.parent
+            if not os.access(parent, os.W_OK):
+                raise UsageError(f"study.optuna_storage={url!r} is not writable ({parent})")
+        return
+    if url.startswith("sqlite"):
+        path = url.split(":///", 1)[-1]
+        if path and path != ":memory:" and not Path(path).expanduser().parent.is_dir():
+            raise UsageError(f"study.optuna_storage={url!r} is not reachable: the folder "
+                             f"{Path(path).parent} does not exist")
+        return
+    try:
+        import sqlalchemy
+
+        engine = sqlalchemy.create_engine(url, connect_args={"connect_timeout": 10})
+        with engine.connect():
+            pass
+    except Exception as exc:  # driver missing, refused, bad credentials, …
+        first = " ".join(str(exc).split())[:200]
+        raise UsageError(f"study.optuna_storage={url!r} is not reachable: {first}") from None
+
+
+def validate(spec: StudySpec, *, new: bool = True) -> int | None:
+    """Every check that needs no Ray: storage (and, for a new study, that its folder holds
+    none yet), the Optuna storage, and for an embedded Ray the resources (its slots)."""
+    try:
+        check_storage(spec)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    fs, root = results.filesystem(spec.storage)
+    if new and results.exists(fs, results.join(root, SPEC_FILENAME)):
+        raise UsageError(f"{spec.storage} already holds a study: continue it with "
+                         f"`gmmpvae resume {spec.storage}`, or choose another --name/--storage")
+    check_optuna_storage(spec)
+    if spec.study.address is None:
+        return check_local_resources(spec)
+    return None
