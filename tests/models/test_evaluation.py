@@ -24,13 +24,6 @@ from models.training import train
 N_TEST = 40
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
 
 def tiny_config(**model_changes) -> TrialConfig:
     fields = dict(image_shape=(8, 8), M=2, K=8, latent_dim=4, hidden_dim=32)

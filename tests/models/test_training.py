@@ -28,14 +28,6 @@ def tiny_config(**train_changes) -> TrialConfig:
     return TrialConfig(model, TrainConfig(**fields))
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models run fastest (and steadiest on shared CI cores) on one thread."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
 
 @pytest.fixture(scope="module")
 def digits():

@@ -14,15 +14,6 @@ from models.distributions import log_mixture_diag, sample_stratified
 from models.vae import GMMpVAE, LossTerms
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: one thread avoids OpenMP stalls when other processes share the cores."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 def _cfg(**changes) -> ModelConfig:
     base = dict(
         arch="mlp",
