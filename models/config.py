@@ -21,6 +21,15 @@ LIKELIHOODS = ("bernoulli", "logistic")
 KL_ESTIMATORS = ("greedy", "optimal", "mc")
 PSEUDO_INITS = ("normal", "data")
 DATASETS = ("mnist", "fashion_mnist", "omniglot", "frey", "digits")
+# The ModelConfig fields that follow from the dataset: image shape (H, W) and likelihood. The one
+# table of them, read by models.data (loading) and search_spaces (complete configs, no torch).
+DATASET_MODEL_FIELDS: dict[str, dict[str, Any]] = {
+    "mnist": {"image_shape": [28, 28], "likelihood": "bernoulli"},
+    "fashion_mnist": {"image_shape": [28, 28], "likelihood": "bernoulli"},
+    "omniglot": {"image_shape": [28, 28], "likelihood": "bernoulli"},
+    "frey": {"image_shape": [28, 20], "likelihood": "logistic"},
+    "digits": {"image_shape": [8, 8], "likelihood": "bernoulli"},
+}
 PI_TOLERANCE = 1e-6
 
 

@@ -51,6 +51,7 @@ import numpy as np
 import torch
 
 from models import datasets_io as dio
+from models.config import DATASET_MODEL_FIELDS
 from models.datasets_io import DataError
 
 __all__ = [
@@ -97,9 +98,16 @@ class DatasetSpec:
     name: str
     folders: tuple[str, ...]  # candidate sub-folders of the data folder, first is canonical
     files: tuple[DataFile, ...]  # what `fetch` downloads
-    image_shape: tuple[int, int]
-    likelihood: str
     binary: bool
+
+    @property
+    def image_shape(self) -> tuple[int, int]:
+        height, width = DATASET_MODEL_FIELDS[self.name]["image_shape"]
+        return height, width
+
+    @property
+    def likelihood(self) -> str:
+        return DATASET_MODEL_FIELDS[self.name]["likelihood"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -331,7 +339,7 @@ DATASETS: dict[str, DatasetSpec] = {
         _idx_file("t10k-images-idx3-ubyte.gz", MNIST_URLS, 10_000,
                   "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6",
                   "9fb629c4189551a2d022fa330f9573f3"),
-    ), (28, 28), "bernoulli", True),
+    ), True),
     "fashion_mnist": DatasetSpec("fashion_mnist", ("fashion_mnist", "fashion-mnist"), (
         _idx_file("train-images-idx3-ubyte.gz", FASHION_URLS, 60_000,
                   "3aede38d61863908ad78613f6a32ed271626dd12800ba2636569512369268a84",
@@ -339,19 +347,19 @@ DATASETS: dict[str, DatasetSpec] = {
         _idx_file("t10k-images-idx3-ubyte.gz", FASHION_URLS, 10_000,
                   "346e55b948d973a97e58d2351dde16a484bd415d4595297633bb08f03db6a073",
                   "bef4ecab320f06d8554ea6380940ec79"),
-    ), (28, 28), "bernoulli", True),
+    ), True),
     # No published checksum of chardata.mat is known: fetch checks its variables and shapes.
     "omniglot": DatasetSpec("omniglot", ("omniglot",), (
         DataFile("chardata.mat", (CHARDATA_URL,), check=dio.read_chardata,
                  checked="variables and shapes checked; no published checksum"),
-    ), (28, 28), "bernoulli", True),
+    ), True),
     # The canonical file's own checksum is not known here (and copies differ in their MAT
     # header): fetch checks the pixels' digest instead, which any faithful copy passes.
     "frey": DatasetSpec("frey", ("frey",), (
         DataFile("frey_rawface.mat", (FREY_URL,), check=_check_frey_pixels,
                  checked="sha256 of the pixels verified"),
-    ), (28, 20), "logistic", False),
-    "digits": DatasetSpec("digits", (), (), (8, 8), "bernoulli", True),
+    ), False),
+    "digits": DatasetSpec("digits", (), (), True),
 }
 
 _LOADERS: dict[str, Callable[[DatasetSpec, Path], Splits]] = {

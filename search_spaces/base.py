@@ -16,17 +16,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from models.config import MODEL_FIELDS, TRAIN_FIELDS, ModelConfig, TrainConfig, TrialConfig
-
-# What follows from the dataset (must agree with models.data.DATASETS, which imports torch and
-# so is not imported here; a test checks the two agree).
-DATASET_MODEL_FIELDS: dict[str, dict[str, Any]] = {
-    "mnist": {"image_shape": [28, 28], "likelihood": "bernoulli"},
-    "fashion_mnist": {"image_shape": [28, 28], "likelihood": "bernoulli"},
-    "omniglot": {"image_shape": [28, 28], "likelihood": "bernoulli"},
-    "frey": {"image_shape": [28, 20], "likelihood": "logistic"},
-    "digits": {"image_shape": [8, 8], "likelihood": "bernoulli"},
-}
+from models.config import (
+    DATASET_MODEL_FIELDS,
+    MODEL_FIELDS,
+    TRAIN_FIELDS,
+    ModelConfig,
+    TrainConfig,
+    TrialConfig,
+)
 
 # Fields that say where or how fast a trial runs, not what it computes: not part of its key.
 NON_IDENTITY_FIELDS = frozenset({"device", "data_dir", "eval_memory_mb"})

@@ -161,10 +161,13 @@ def test_trial_keys_are_stable_across_processes():
     assert json.loads(out.stdout) == here
 
 
-def test_dataset_fields_agree_with_the_data_module():
+def test_every_dataset_has_its_model_fields():
+    from models.config import DATASETS, ModelConfig
+
     data = pytest.importorskip("models.data")
-    for name, fields in search_spaces.DATASET_MODEL_FIELDS.items():
-        spec = data.DATASETS[name]
+    assert set(data.DATASETS) == set(search_spaces.DATASET_MODEL_FIELDS) == set(DATASETS)
+    for name, spec in data.DATASETS.items():
+        fields = search_spaces.DATASET_MODEL_FIELDS[name]
         assert (list(spec.image_shape), spec.likelihood) == (fields["image_shape"],
                                                              fields["likelihood"])
-    assert set(data.DATASETS) == set(search_spaces.DATASET_MODEL_FIELDS)
+        ModelConfig(image_shape=spec.image_shape, likelihood=spec.likelihood)  # valid values
