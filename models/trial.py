@@ -6,8 +6,8 @@ writes (every file atomically: a temporary file, then ``os.replace``):
 - ``config.json``: ``TrialConfig.to_flat()`` plus ``resolved_device`` (the device "auto" became);
 - ``checkpoint/checkpoint.pt``: the latest resumable training checkpoint (every epoch);
 - ``best.pt``: the best weights (``{"config", "model", "best_epoch", "best_val_loss"}``);
-- ``epochs.parquet``: one row per epoch (`EPOCHS_SCHEMA`);
-- ``test_ll.parquet``: one row per test image (`TEST_LL_SCHEMA`);
+- ``epochs.parquet``: one row per epoch (`models.records`);
+- ``test_ll.parquet``: one row per test image (`models.records`);
 - ``reconstructions.png`` (rows of test images, then the same rows reconstructed) and
   ``samples.png`` (mean images of p(x|z), z ∼ p(z); drawn images for PixelCNN);
 - ``metrics.json``: written last, so its presence means the trial is complete (`METRIC_KEYS`).
@@ -27,6 +27,7 @@ import torch
 from models.checkpoint import CHECKPOINT_FILE, atomic_torch_save, atomic_write, atomic_write_json
 from models.config import TrialConfig
 from models.evaluation import Evaluation, evaluate
+from models.records import EPOCH_COLUMNS, EPOCHS_TRIAL_SCHEMA, TEST_LL_TRIAL_SCHEMA
 from models.training import (
     Callback,
     TrainResult,
@@ -57,21 +58,6 @@ METRIC_KEYS = (
 
 class TrialFolderError(ValueError):
     """The output folder holds another trial (its config.json differs)."""
-
-
-def _schemas() -> tuple[Any, Any]:
-    import pyarrow as pa
-
-    f64 = pa.float64()
-    epochs = pa.schema([("epoch", pa.int64())] + [
-        (name, f64) for name in ("beta", "train_loss", "train_re", "train_kl", "val_loss",
-                                 "val_re", "val_kl", "seconds")
-    ])
-    test_ll = pa.schema([("image", pa.int64())] + [
-        (name, f64) for name in ("log_likelihood", "elbo_bound", "elbo_mc", "re", "kl_bound",
-                                 "kl_mc")
-    ])
-    return epochs, test_ll
 
 
 def write_parquet(path: Path, columns: dict[str, list], schema: Any) -> Path:
@@ -141,14 +127,13 @@ def run_trial(
         "config": flat, "best_epoch": result.best_epoch, "best_val_loss": result.best_val_loss,
         "model": {k: v.detach().cpu() for k, v in result.model.state_dict().items()},
     })
-    epochs_schema, test_ll_schema = _schemas()
     write_parquet(out / EPOCHS_FILE,
-                  {k: [row[k] for row in result.history] for k in epochs_schema.names},
-                  epochs_schema)
+                  {k: [row[k] for row in result.history] for k in EPOCH_COLUMNS},
+                  EPOCHS_TRIAL_SCHEMA)
 
     evaluation = evaluate(result.model, data, tc.is_samples, tc.eval_memory_mb, tc.seed,
                           progress=progress)
-    write_parquet(out / TEST_LL_FILE, evaluation.rows(), test_ll_schema)
+    write_parquet(out / TEST_LL_FILE, evaluation.rows(), TEST_LL_TRIAL_SCHEMA)
     write_images(result.model, data, out, tc.seed)
     metrics = trial_metrics(result, evaluation, device)
     atomic_write_json(metrics_path, metrics)

@@ -53,6 +53,12 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from models.records import (
+    EPOCH_COLUMNS,
+    EPOCHS_TRIAL_SCHEMA,
+    TEST_LL_TRIAL_SCHEMA,
+)
+
 SCHEMA_VERSION = 1
 STUDY_FILE = "study.json"
 TRIALS_DIR = "trials"
@@ -95,17 +101,13 @@ TRIALS_SCHEMA = pa.schema([
     ("schema_version", _I64),
 ], metadata={"schema_version": str(SCHEMA_VERSION)})
 
-EPOCH_COLUMNS = ("epoch", "beta", "train_loss", "train_re", "train_kl", "val_loss", "val_re",
-                 "val_kl", "seconds")
+# A trial folder's own tables (models.records), with the study and the trial's key in front.
 EPOCHS_SCHEMA = pa.schema(
-    [("study", _STR), ("trial_key", _STR), ("epoch", _I64)]
-    + [(name, _F64) for name in EPOCH_COLUMNS[1:]],
+    [("study", _STR), ("trial_key", _STR), *EPOCHS_TRIAL_SCHEMA],
     metadata={"schema_version": str(SCHEMA_VERSION)},
 )
-TEST_LL_COLUMNS = ("image", "log_likelihood", "elbo_bound", "elbo_mc", "re", "kl_bound", "kl_mc")
 TEST_LL_SCHEMA = pa.schema(
-    [("study", _STR), ("trial_key", _STR), ("image", _I64)]
-    + [(name, _F64) for name in TEST_LL_COLUMNS[1:]],
+    [("study", _STR), ("trial_key", _STR), *TEST_LL_TRIAL_SCHEMA],
     metadata={"schema_version": str(SCHEMA_VERSION)},
 )
 _TIMESTAMPS = ("started_at", "ended_at")
@@ -268,10 +270,10 @@ def write_record(fs: pafs.FileSystem, trial_dir: str, record: dict[str, Any]) ->
 
 
 def write_epochs(fs: pafs.FileSystem, trial_dir: str, rows: Sequence[dict[str, Any]]) -> None:
-    """Write a trial's ``epochs.parquet`` (the columns of models.trial: no study, no key)."""
+    """Write a trial's ``epochs.parquet`` (models.records' columns: no study, no key)."""
     columns = {name: [row[name] for row in rows] for name in EPOCH_COLUMNS}
-    schema = pa.schema([f for f in EPOCHS_SCHEMA if f.name in EPOCH_COLUMNS])
-    write_table(fs, join(trial_dir, EPOCHS_FILE), pa.table(columns, schema=schema))
+    table = pa.table(columns, schema=EPOCHS_TRIAL_SCHEMA)
+    write_table(fs, join(trial_dir, EPOCHS_FILE), table)
 
 
 def read_record(fs: pafs.FileSystem, trial_dir: str) -> dict[str, Any] | None:

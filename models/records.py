@@ -1,0 +1,23 @@
+"""The Parquet tables of one trial folder: ``epochs.parquet`` (one row per epoch) and
+``test_ll.parquet`` (one row per test image) — their columns and pyarrow schemas.
+
+The one definition of them: `models.trial` writes them, and `study.results` builds the
+study-wide tables from these by putting ``study`` and ``trial_key`` in front. No torch here.
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+EPOCH_COLUMNS = ("epoch", "beta", "train_loss", "train_re", "train_kl", "val_loss", "val_re",
+                 "val_kl", "seconds")
+TEST_LL_COLUMNS = ("image", "log_likelihood", "elbo_bound", "elbo_mc", "re", "kl_bound", "kl_mc")
+
+
+def _schema(columns: tuple[str, ...]) -> pa.Schema:
+    """The first column an int64 index (epoch, image), every other one float64 nats."""
+    return pa.schema([(columns[0], pa.int64())] + [(name, pa.float64()) for name in columns[1:]])
+
+
+EPOCHS_TRIAL_SCHEMA = _schema(EPOCH_COLUMNS)
+TEST_LL_TRIAL_SCHEMA = _schema(TEST_LL_COLUMNS)
