@@ -656,6 +656,7 @@ def summary_lines(spec: StudySpec, outcome: Outcome) -> list[str]:
         f"concurrency up to {outcome.observed_concurrency} trial(s) ran at once "
         f"(max_concurrent {outcome.max_concurrent}, {outcome.slots} slot(s))",
     ]
+    lines += results.device_lines(c.records)
     if outcome.optuna:
         lines.append("optuna     " + ", ".join(f"{n} {s}"
                                               for s, n in sorted(outcome.optuna.items())))

@@ -43,7 +43,8 @@ Sections and fields (every field optional unless marked *required*):
                       from the dataset) and not the fields the grid sets
 ``[budget]``          TrainConfig fields fixed for every trial: max_epochs, warmup_epochs,
                       patience, is_samples, lr, batch_size, max_train_examples,
-                      max_test_examples, eval_memory_mb, device (not dataset / data_dir: see
+                      max_test_examples, eval_memory_mb, device, precision (fp32, bf16; tf32
+                      needs resources.gpus_per_trial > 0), compile (not dataset / data_dir: see
                       [data]; not seed: see search.seeds). Missing ones keep TrainConfig's
                       defaults, the paper's protocol
 ``[scheduler]``
@@ -123,6 +124,7 @@ OVERRIDE_FLAGS: list[tuple[str, str, type]] = [
     ("--is-samples", "budget.is_samples", int),
     ("--max-train-examples", "budget.max_train_examples", int),
     ("--max-test-examples", "budget.max_test_examples", int),
+    ("--precision", "budget.precision", str),
     ("--scheduler", "scheduler.kind", str),
     ("--cpus-per-trial", "resources.cpus_per_trial", float),
     ("--gpus-per-trial", "resources.gpus_per_trial", float),
@@ -147,6 +149,7 @@ FIELD_HELP: dict[str, str] = {
     "budget.is_samples": "importance samples for the test log-likelihood",
     "budget.max_train_examples": "use only the first N training images (0: all)",
     "budget.max_test_examples": "use only the first N validation/test images (0: all)",
+    "budget.precision": "network precision: fp32, bf16, or tf32 (CUDA only)",
     "scheduler.kind": "trial scheduler: fifo or asha",
     "resources.cpus_per_trial": "CPUs per trial",
     "resources.gpus_per_trial": "GPUs per trial (fractions allowed)",
@@ -580,6 +583,9 @@ def _build(raw: dict[str, Any], ctx: _Context, default_name: str | None) -> Stud
     if resources.gpus_per_trial == 0 and device not in ("auto", "cpu"):
         raise ctx.bad("budget.device", device, "auto or cpu when resources.gpus_per_trial = 0 "
                       "(Ray gives a trial no GPU then)")
+    if resources.gpus_per_trial == 0 and budget.get("precision") == "tf32":
+        raise ctx.bad("budget.precision", "tf32", "fp32 or bf16 when resources.gpus_per_trial "
+                      "= 0 (tf32 needs a GPU)")
     if data.dataset is None and "datasets" not in search.grid:
         raise ctx.error("data.dataset is missing: expected one of " + ", ".join(DATASETS),
                         "data.dataset")
