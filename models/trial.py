@@ -103,6 +103,8 @@ def run_trial(
     ``resume_from``: a checkpoint folder to continue from instead of ``out_dir/checkpoint``
     (e.g. the one Ray Tune restores on another node after a failure)."""
     out = Path(out_dir)
+    device = resolve_device(cfg.train.device)
+    check_precision(cfg.train.precision, device)  # before anything is written
     out.mkdir(parents=True, exist_ok=True)
     check_folder(out, cfg)
     metrics_path = out / METRICS_FILE
@@ -113,8 +115,6 @@ def run_trial(
         (out / CHECKPOINT_DIR / CHECKPOINT_FILE).unlink(missing_ok=True)
 
     tc = cfg.train
-    device = resolve_device(tc.device)
-    check_precision(tc.precision, device)  # before any data is loaded
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     if data is None:

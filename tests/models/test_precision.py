@@ -58,7 +58,7 @@ def test_tf32_off_cuda_is_refused_at_trial_start_in_one_line(tmp_path):
                       TrainConfig(precision="tf32", device="auto", max_epochs=1))
     with pytest.raises(PrecisionError, match="needs a CUDA device"):
         run_trial(cfg, tmp_path / "t")
-    assert not (tmp_path / "t" / "config.json").exists()  # refused before anything is written
+    assert not (tmp_path / "t").exists()  # refused before anything is written
 
 
 def test_set_precision_reaches_encoder_and_decoder_only():
