@@ -134,6 +134,7 @@ def bench_is_precisions(m: int, k: int, n_samples: int, n_images: int, memory_mb
     x, source = test_images(n_images, data_dir)
     x = x.to(device)
     rounds: dict[str, list[float]] = {p: [] for p in precisions}
+    cpu_rounds: dict[str, list[float]] = {p: [] for p in precisions}
     lls: dict[str, torch.Tensor] = {}
     for p in precisions:  # warm-up (allocator, kernels, autocast's first casts)
         evaluate(set_precision(model, p), x[:2], 50, memory_mb, 0)
@@ -142,20 +143,27 @@ def bench_is_precisions(m: int, k: int, n_samples: int, n_images: int, memory_mb
             set_precision(model, p)
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
-            start = time.perf_counter()
+            start, cpu_start = time.perf_counter(), time.process_time()
             result = evaluate(model, x, n_samples, memory_mb, 0)
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
             rounds[p].append(time.perf_counter() - start)
+            cpu_rounds[p].append(time.process_time() - cpu_start)
             lls[p] = result.log_likelihood
     out = {"M": m, "K": k, "S": n_samples, "images": n_images, "data": source,
            "memory_mb": memory_mb, "weights": "untrained (He initialisation)", "precisions": {}}
     for p in precisions:
         ratios = [b / t for b, t in zip(rounds["fp32"], rounds[p], strict=True)]
         diff = lls[p] - lls["fp32"]
+        cpu_ratios = [b / t for b, t in zip(cpu_rounds["fp32"], cpu_rounds[p], strict=True)]
         out["precisions"][p] = {
             "seconds_median": round(statistics.median(rounds[p]), 3),
             "seconds_rounds": [round(t, 3) for t in rounds[p]],
             "speedup": round(statistics.median(ratios), 3),
             "speedup_rounds": [round(r, 3) for r in ratios],
+            # CPU time of the process: far less inflated by other processes on shared cores
+            "cpu_seconds_median": round(statistics.median(cpu_rounds[p]), 3),
+            "speedup_cpu": round(statistics.median(cpu_ratios), 3),
             "mean_ll": round(float(lls[p].mean()), 4),
             "mean_ll_minus_fp32_nats": round(float(diff.mean()), 4),
             "max_abs_ll_minus_fp32_nats": round(float(diff.abs().max()), 4),

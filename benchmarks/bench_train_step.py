@@ -28,7 +28,9 @@ timing ``--steps`` steps of every variant in turn (fp32, bf16, fp32, bf16, …) 
 from other processes hits all of them alike. Reported per variant: the median and minimum
 step over all rounds; per variant against the fp32 eager step (our baseline): ``speedup``,
 the median over rounds of the ratio of the two variants' round medians (the ratio of
-neighbours in time), and ``speedup_of_medians``.
+neighbours in time), and ``speedup_of_medians``. On a CPU also ``cpu_ms`` and ``speedup_cpu``:
+the same from the process's CPU time (``time.process_time``), which other processes on shared
+cores inflate far less than wall time (with ``--threads 1`` it is the step's own compute).
 """
 
 from __future__ import annotations
@@ -234,18 +236,22 @@ def bench_precisions(device: torch.device, precisions: list[str], compile_modes:
                             run()
                         _sync(device)
                         variants[name] = {"run": run, "step": step, "times": [], "rounds": [],
+                                          "cpu": [], "cpu_rounds": [],
                                           "warmup_s": time.perf_counter() - start}
                 for _ in range(repeats):
                     for v in variants.values():
-                        times = []
+                        times, cpu = [], []
                         for _ in range(steps):
                             _sync(device)
-                            start = time.perf_counter()
+                            start, cpu_start = time.perf_counter(), time.process_time()
                             v["run"]()
                             _sync(device)
                             times.append(time.perf_counter() - start)
+                            cpu.append(time.process_time() - cpu_start)
                         v["times"] += times
                         v["rounds"].append(statistics.median(times))
+                        v["cpu"] += cpu
+                        v["cpu_rounds"].append(statistics.median(cpu))
                 base = variants.get("fp32")
                 for name, v in variants.items():
                     row: dict[str, object] = {
@@ -262,6 +268,12 @@ def bench_precisions(device: torch.device, precisions: list[str], compile_modes:
                         row["speedup_rounds"] = [round(r, 3) for r in ratios]
                         row["speedup_of_medians"] = round(
                             statistics.median(base["times"]) / statistics.median(v["times"]), 3)
+                    if device.type == "cpu":
+                        row["cpu_ms"] = round(1e3 * statistics.median(v["cpu"]), 2)
+                        if base is not None:
+                            ratios = [b / r for b, r in zip(base["cpu_rounds"], v["cpu_rounds"],
+                                                            strict=True)]
+                            row["speedup_cpu"] = round(statistics.median(ratios), 3)
                     rows.append(row)
                     print(f"done {arch} M={n_comp} K={k} {name}: {row}", file=sys.stderr)
     return rows
