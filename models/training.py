@@ -294,20 +294,10 @@ def _train_epoch(step: TrainStep, optimizer: torch.optim.Optimizer, data: Any,
                  device: torch.device) -> dict[str, float]:
     """One pass over the shuffled, freshly binarised training set; means per image.
 
-    Per batch, its loss and the sums of its RE and KL go into a (batches, 3) float64 tensor on
-    the device; it is read once, at the end (the epoch's only host synchronisation), which
-    is also when a non-finite loss is looked for and located (`NonFiniteLossError`)."""
-    step.model.train()
-    n_batches = math.ceil(data.train.shape[0] / batch_size)
-    stats = torch.zeros(n_batches, 3, dtype=torch.float64, device=device)  # loss, Σre, Σkl
-    sizes = []
-    for index, x in enumerate(data.train_batches(batch_size, generator)):
-        loss, re, kl = step(x, beta)
-        optimizer.step()
-        stats[index, 0] = loss
-        stats[index, 1] = re.sum()
-        stats[index, 2] = kl.sum()
-        sizes.append(x.shape[0])
+    `epoch_batches` keeps each batch's loss and sums of RE and KL on the device; they are read
+    once, here (the epoch's only host synchronisation), which is also when a non-finite loss
+    is looked for and located (`NonFiniteLossError`)."""
+    stats, sizes = epoch_batches(step, optimizer, data, batch_size, generator, beta, device)
     stats = stats.cpu()  # the one synchronisation of the epoch
     bad = (~torch.isfinite(stats[:, 0])).nonzero()
     if bad.numel():
@@ -317,6 +307,26 @@ def _train_epoch(step: TrainStep, optimizer: torch.optim.Optimizer, data: Any,
     weights = torch.tensor(sizes, dtype=torch.float64)
     return {"train_loss": float((stats[:, 0] * weights).sum()) / n,
             "train_re": float(stats[:, 1].sum()) / n, "train_kl": float(stats[:, 2].sum()) / n}
+
+
+def epoch_batches(step: TrainStep, optimizer: torch.optim.Optimizer, data: Any,
+                  batch_size: int, generator: torch.Generator, beta: float,
+                  device: torch.device) -> tuple[torch.Tensor, list[int]]:
+    """The batches of one epoch, without reading anything back from the device: a
+    (batches, 3) float64 tensor on the device (loss, Σ RE, Σ KL per batch) and the batch
+    sizes. A NaN step reaches the weights here; `_train_epoch` fails the epoch on it."""
+    step.model.train()
+    n_batches = math.ceil(data.train.shape[0] / batch_size)
+    stats = torch.zeros(n_batches, 3, dtype=torch.float64, device=device)
+    sizes = []
+    for index, x in enumerate(data.train_batches(batch_size, generator)):
+        loss, re, kl = step(x, beta)
+        optimizer.step()
+        stats[index, 0] = loss
+        stats[index, 1] = re.sum()
+        stats[index, 2] = kl.sum()
+        sizes.append(x.shape[0])
+    return stats, sizes
 
 
 @torch.no_grad()

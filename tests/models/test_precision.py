@@ -201,3 +201,25 @@ def test_bf16_and_fp32_validation_curves_agree_on_frey_faces(shared_datasets):
     # moves them by 1.6%, 5.9%, 5.8%, 2.6% (mean 4%).
     assert float(rel.max()) < 0.03 and float(rel.mean()) < 0.01
     assert float(rel.mean()) < 0.5 * float(seed_rel.mean())
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_an_epoch_of_batches_never_synchronises_with_the_host(test_device, precision):
+    if test_device.type != "cuda":
+        pytest.skip("host synchronisation is a CUDA notion (torch.cuda.set_sync_debug_mode)")
+    from models.step import TrainStep
+    from models.training import epoch_batches
+
+    data = load_dataset("digits", device=test_device, max_train=300, max_test=20)
+    model = set_precision(tiny_model().to(test_device), precision)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, fused=True)
+    generator = torch.Generator(device=test_device).manual_seed(0)
+    step = TrainStep(model)
+    epoch_batches(step, optimizer, data, 100, generator, 1.0, test_device)  # warm-up
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")  # any synchronising call raises
+    try:
+        stats, sizes = epoch_batches(step, optimizer, data, 100, generator, 1.0, test_device)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert sizes == [100, 100, 100] and torch.isfinite(stats.cpu()).all()
