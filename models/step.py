@@ -43,6 +43,7 @@ class TrainStep:
 
     def __init__(self, model: nn.Module, compile: bool = False) -> None:
         self.model = model
+        self._beta: tuple[float, Tensor] | None = None
         self.compiled: Callable[..., StepOutput] | None = None
         self.fallback_reason: str | None = None
         if compile:
@@ -69,10 +70,18 @@ class TrainStep:
         loss.backward()
         return loss.detach(), re.detach(), kl.detach()
 
+    def _beta_tensor(self, beta: float, device: torch.device) -> Tensor:
+        """β as a 0-dim tensor: a compiled graph would be specialised on a Python float, and
+        recompiled for every warm-up epoch's new β. ``torch.full`` fills on the device (no
+        host-to-device copy to wait for); one tensor per value of β."""
+        if self._beta is None or self._beta[0] != beta or self._beta[1].device != device:
+            self._beta = (beta, torch.full((), beta, device=device))
+        return self._beta[1]
+
     def __call__(self, x: Tensor, beta: float) -> StepOutput:
         if self.compiled is not None:
             try:
-                return self._run(self.compiled, x, beta)
+                return self._run(self.compiled, x, self._beta_tensor(beta, x.device))
             except Exception as exc:  # compiling (lazily, here) failed: eager from now on
                 self._fall_back(exc)
         return self._run(loss_terms, x, beta)
