@@ -126,9 +126,10 @@ def bench_is_precisions(m: int, k: int, n_samples: int, n_images: int, memory_mb
     """Interleaved timing of `evaluate` at each precision on one model (see the module doc)."""
     import statistics
 
-    from models.precision import set_precision
+    from models.precision import configure_device, set_precision
     from models.vae import GMMpVAE
 
+    configure_device(device)  # as a trial does: fp32 is strict IEEE on CUDA (no TF32)
     torch.manual_seed(0)
     model = GMMpVAE(model_config(m, k)).to(device).eval()
     x, source = test_images(n_images, data_dir)

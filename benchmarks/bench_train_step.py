@@ -52,7 +52,7 @@ from torch import Tensor
 from models.config import ModelConfig
 from models.distributions import log_normal_diag, sample_stratified
 from models.kl import gaussian_kl, greedy_matching, matched_bound
-from models.precision import set_precision
+from models.precision import configure_device, set_precision
 from models.priors import PriorComponents
 from models.step import TrainStep
 from models.vae import GMMpVAE
@@ -205,6 +205,7 @@ def _variant_step(arch: str, n_comp: int, k: int, precision: str, compiled: bool
                   device: torch.device) -> tuple[Callable[[], None], TrainStep]:
     """One training step of the trainer (TrainStep + fused Adam) on a fixed batch."""
     torch.manual_seed(0)
+    configure_device(device)  # as a trial does: fp32 is strict IEEE on CUDA (no TF32)
     cfg = ModelConfig(arch=arch, M=n_comp, K=k, latent_dim=LATENT, image_shape=IMAGE_SHAPE)
     model = set_precision(GMMpVAE(cfg).to(device), precision)
     optimizer = torch.optim.Adam(model.parameters(), lr=5e-4, fused=True)
