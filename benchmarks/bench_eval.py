@@ -13,7 +13,15 @@
    files are there, else synthetic data of the same size. ``--epoch-fraction F`` (``--quick``:
    0.1) trains on a fraction F of both splits and extrapolates linearly (reported as such).
 
+3. With ``--precisions fp32 bf16 [tf32]``: the IS evaluation (`evaluate`, ``--images`` test
+   images, S samples) of the same model at each precision (`models.precision.set_precision`),
+   timed interleaved — ``--repeats`` rounds of fp32, bf16, … — reporting per precision the
+   median seconds, the speed-up over fp32 (median over rounds of the per-round ratio) and how
+   far its per-image log-likelihoods are from fp32's (same samples: the networks' rounding).
+   Replaces 1 and 2 in that run.
+
 Usage: python benchmarks/bench_eval.py [--quick] [--epoch-only | --is-only] [--data-dir DIR]
+       [--precisions fp32 bf16 --repeats 5 --device cpu|cuda]
 """
 
 from __future__ import annotations
@@ -112,6 +120,58 @@ def bench_is(m: int, k: int, n_samples: int, n_ref: int, n_ours: int, memory_mb:
     }
 
 
+def bench_is_precisions(m: int, k: int, n_samples: int, n_images: int, memory_mb: int,
+                        data_dir: Path | None, precisions: list[str], repeats: int,
+                        device: torch.device) -> dict:
+    """Interleaved timing of `evaluate` at each precision on one model (see the module doc)."""
+    import statistics
+
+    from models.precision import configure_device, set_precision
+    from models.vae import GMMpVAE
+
+    configure_device(device)  # as a trial does: fp32 is strict IEEE on CUDA (no TF32)
+    torch.manual_seed(0)
+    model = GMMpVAE(model_config(m, k)).to(device).eval()
+    x, source = test_images(n_images, data_dir)
+    x = x.to(device)
+    rounds: dict[str, list[float]] = {p: [] for p in precisions}
+    cpu_rounds: dict[str, list[float]] = {p: [] for p in precisions}
+    lls: dict[str, torch.Tensor] = {}
+    for p in precisions:  # warm-up (allocator, kernels, autocast's first casts)
+        evaluate(set_precision(model, p), x[:2], 50, memory_mb, 0)
+    for _ in range(repeats):
+        for p in precisions:
+            set_precision(model, p)
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            start, cpu_start = time.perf_counter(), time.process_time()
+            result = evaluate(model, x, n_samples, memory_mb, 0)
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            rounds[p].append(time.perf_counter() - start)
+            cpu_rounds[p].append(time.process_time() - cpu_start)
+            lls[p] = result.log_likelihood
+    out = {"M": m, "K": k, "S": n_samples, "images": n_images, "data": source,
+           "memory_mb": memory_mb, "weights": "untrained (He initialisation)", "precisions": {}}
+    for p in precisions:
+        ratios = [b / t for b, t in zip(rounds["fp32"], rounds[p], strict=True)]
+        diff = lls[p] - lls["fp32"]
+        cpu_ratios = [b / t for b, t in zip(cpu_rounds["fp32"], cpu_rounds[p], strict=True)]
+        out["precisions"][p] = {
+            "seconds_median": round(statistics.median(rounds[p]), 3),
+            "seconds_rounds": [round(t, 3) for t in rounds[p]],
+            "speedup": round(statistics.median(ratios), 3),
+            "speedup_rounds": [round(r, 3) for r in ratios],
+            # CPU time of the process: far less inflated by other processes on shared cores
+            "cpu_seconds_median": round(statistics.median(cpu_rounds[p]), 3),
+            "speedup_cpu": round(statistics.median(cpu_ratios), 3),
+            "mean_ll": round(float(lls[p].mean()), 4),
+            "mean_ll_minus_fp32_nats": round(float(diff.mean()), 4),
+            "max_abs_ll_minus_fp32_nats": round(float(diff.abs().max()), 4),
+        }
+    return out
+
+
 def bench_epoch(fraction: float, data_dir: Path | None, m: int = 3, k: int = 500) -> dict:
     from models.data import Dataset, load_dataset
     from models.training import train
@@ -162,9 +222,36 @@ def main() -> int:
                         help="torch CPU threads (default: torch's own choice)")
     parser.add_argument("--data-dir", type=Path,
                         default=SHARED_DATA if SHARED_DATA.is_dir() else None)
+    parser.add_argument("--precisions", nargs="+", choices=("fp32", "bf16", "tf32"),
+                        help="compare the IS evaluation at these precisions (interleaved)")
+    parser.add_argument("--repeats", type=int, default=5, help="rounds of --precisions")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or auto (--precisions)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.precisions:
+        import os
+
+        if "fp32" not in args.precisions:
+            parser.error("--precisions must include fp32, the baseline of every ratio")
+        device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available()
+                              else "cpu" if args.device == "auto" else args.device)
+        load = [round(v, 2) for v in os.getloadavg()]
+        n_images = args.images or (20 if args.quick else 100)
+        report = {
+            "benchmark": "is_precision", "torch": torch.__version__,
+            "threads": torch.get_num_threads(), "device": str(device),
+            "device_name": (torch.cuda.get_device_name(device) if device.type == "cuda"
+                            else platform.processor() or platform.machine()),
+            "load_average_before": load,
+            "importance_sampling": [
+                bench_is_precisions(m, args.K, args.samples, n_images, args.memory_mb,
+                                    args.data_dir, args.precisions, args.repeats, device)
+                for m in args.M],
+            "load_average_after": [round(v, 2) for v in os.getloadavg()],
+        }
+        print(json.dumps(report, indent=2))
+        return 0
     n_ref = args.reference_images or (5 if args.quick else 20)
     n_ours = args.images or (20 if args.quick else 100)
     fraction = args.epoch_fraction or (0.1 if args.quick else 1.0)

@@ -19,6 +19,18 @@ M ∈ {1, 2, 3} and K ∈ {100, 500}, on the current device:
 
 Usage: python benchmarks/bench_train_step.py [--steps 30] [--device auto|cpu|cuda] [--quick]
 (JSON on stdout, progress on stderr; the Python loop is slow: ~10 s to minutes per step.)
+
+Precision mode (``--precisions fp32 bf16 [tf32]``, `bench_precisions`): the training step as
+the trainer runs it (`models.step.TrainStep` + fused Adam) for every arch × M × K asked
+(default mlp, M ∈ {1, 3}, K ∈ {100, 500}), per precision, eager and/or compiled
+(``--compile no|yes|both``). Variants are timed interleaved — ``--repeats`` rounds, each
+timing ``--steps`` steps of every variant in turn (fp32, bf16, fp32, bf16, …) — so that load
+from other processes hits all of them alike. Reported per variant: the median and minimum
+step over all rounds; per variant against the fp32 eager step (our baseline): ``speedup``,
+the median over rounds of the ratio of the two variants' round medians (the ratio of
+neighbours in time), and ``speedup_of_medians``. On a CPU also ``cpu_ms`` and ``speedup_cpu``:
+the same from the process's CPU time (``time.process_time``), which other processes on shared
+cores inflate far less than wall time (with ``--threads 1`` it is the step's own compute).
 """
 
 from __future__ import annotations
@@ -40,7 +52,9 @@ from torch import Tensor
 from models.config import ModelConfig
 from models.distributions import log_normal_diag, sample_stratified
 from models.kl import gaussian_kl, greedy_matching, matched_bound
+from models.precision import configure_device, set_precision
 from models.priors import PriorComponents
+from models.step import TrainStep
 from models.vae import GMMpVAE
 
 BATCH = 100
@@ -187,6 +201,85 @@ def bench_config(
     return row
 
 
+def _variant_step(arch: str, n_comp: int, k: int, precision: str, compiled: bool,
+                  device: torch.device) -> tuple[Callable[[], None], TrainStep]:
+    """One training step of the trainer (TrainStep + fused Adam) on a fixed batch."""
+    torch.manual_seed(0)
+    configure_device(device)  # as a trial does: fp32 is strict IEEE on CUDA (no TF32)
+    cfg = ModelConfig(arch=arch, M=n_comp, K=k, latent_dim=LATENT, image_shape=IMAGE_SHAPE)
+    model = set_precision(GMMpVAE(cfg).to(device), precision)
+    optimizer = torch.optim.Adam(model.parameters(), lr=5e-4, fused=True)
+    step = TrainStep(model, compile=compiled)
+    x = torch.bernoulli(torch.full((BATCH, cfg.n_pixels), 0.3, device=device))
+
+    def run() -> None:
+        step(x, 1.0)
+        optimizer.step()
+
+    return run, step
+
+
+def bench_precisions(device: torch.device, precisions: list[str], compile_modes: list[bool],
+                     archs: list[str], ms: list[int], ks: list[int], steps: int,
+                     repeats: int) -> list[dict[str, object]]:
+    """Interleaved timing of every precision × compile variant per (arch, M, K)."""
+    rows: list[dict[str, object]] = []
+    for arch in archs:
+        for n_comp in ms:
+            for k in ks:
+                variants = {}
+                for compiled in compile_modes:
+                    for precision in precisions:
+                        name = precision + ("+compile" if compiled else "")
+                        run, step = _variant_step(arch, n_comp, k, precision, compiled, device)
+                        start = time.perf_counter()
+                        for _ in range(3):  # warm-up; compiles a compiled variant
+                            run()
+                        _sync(device)
+                        variants[name] = {"run": run, "step": step, "times": [], "rounds": [],
+                                          "cpu": [], "cpu_rounds": [],
+                                          "warmup_s": time.perf_counter() - start}
+                for _ in range(repeats):
+                    for v in variants.values():
+                        times, cpu = [], []
+                        for _ in range(steps):
+                            _sync(device)
+                            start, cpu_start = time.perf_counter(), time.process_time()
+                            v["run"]()
+                            _sync(device)
+                            times.append(time.perf_counter() - start)
+                            cpu.append(time.process_time() - cpu_start)
+                        v["times"] += times
+                        v["rounds"].append(statistics.median(times))
+                        v["cpu"] += cpu
+                        v["cpu_rounds"].append(statistics.median(cpu))
+                base = variants.get("fp32")
+                for name, v in variants.items():
+                    row: dict[str, object] = {
+                        "arch": arch, "M": n_comp, "K": k, "variant": name,
+                        "compiled": v["step"].is_compiled,
+                        "compile_fallback": v["step"].fallback_reason,
+                        "step_ms": round(1e3 * statistics.median(v["times"]), 2),
+                        "step_ms_min": round(1e3 * min(v["times"]), 2),
+                        "warmup_s": round(v["warmup_s"], 1),
+                    }
+                    if base is not None:
+                        ratios = [b / r for b, r in zip(base["rounds"], v["rounds"], strict=True)]
+                        row["speedup"] = round(statistics.median(ratios), 3)
+                        row["speedup_rounds"] = [round(r, 3) for r in ratios]
+                        row["speedup_of_medians"] = round(
+                            statistics.median(base["times"]) / statistics.median(v["times"]), 3)
+                    if device.type == "cpu":
+                        row["cpu_ms"] = round(1e3 * statistics.median(v["cpu"]), 2)
+                        if base is not None:
+                            ratios = [b / r for b, r in zip(base["cpu_rounds"], v["cpu_rounds"],
+                                                            strict=True)]
+                            row["speedup_cpu"] = round(statistics.median(ratios), 3)
+                    rows.append(row)
+                    print(f"done {arch} M={n_comp} K={k} {name}: {row}", file=sys.stderr)
+    return rows
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--steps", type=int, default=30, help="timed steps per configuration")
@@ -195,6 +288,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--loop-steps", type=int, default=1, help="timed steps of the loop")
     parser.add_argument("--fused-adam", action="store_true", help="Adam(fused=True)")
     parser.add_argument("--quick", action="store_true", help="5 steps; loop at M=1, K=100 only")
+    parser.add_argument("--precisions", nargs="+", choices=("fp32", "bf16", "tf32"),
+                        help="precision mode: compare these (interleaved; see the module doc)")
+    parser.add_argument("--compile", choices=("no", "yes", "both"), default="no",
+                        help="precision mode: eager, compiled, or both")
+    parser.add_argument("--archs", nargs="+", default=["mlp"], choices=("mlp", "cnn", "pixel"))
+    parser.add_argument("--Ms", nargs="+", type=int, default=[1, 3])
+    parser.add_argument("--Ks", nargs="+", type=int, default=[100, 500])
+    parser.add_argument("--repeats", type=int, default=5, help="precision mode: rounds")
     args = parser.parse_args(argv)
     device_name = args.device
     if device_name == "auto":
@@ -202,6 +303,24 @@ def main(argv: list[str] | None = None) -> None:
     device = torch.device(device_name)
     torch.set_num_threads(args.threads)
     steps = min(args.steps, 5) if args.quick else args.steps
+    if args.precisions:
+        if "fp32" not in args.precisions:
+            parser.error("--precisions must include fp32, the baseline of every ratio")
+        load = [round(v, 2) for v in os.getloadavg()]
+        modes = {"no": [False], "yes": [True], "both": [False, True]}[args.compile]
+        rows = bench_precisions(device, args.precisions, modes, args.archs, args.Ms, args.Ks,
+                                steps, args.repeats)
+        print(json.dumps({
+            "benchmark": "train_step_precision", "device": str(device),
+            "device_name": (torch.cuda.get_device_name(device) if device.type == "cuda"
+                            else platform.processor()),
+            "torch": torch.__version__, "threads": torch.get_num_threads(),
+            "cpu_count": os.cpu_count(), "load_average_before": load,
+            "load_average_after": [round(v, 2) for v in os.getloadavg()],
+            "steps_per_round": steps, "rounds": args.repeats, "batch": BATCH,
+            "baseline": "fp32 eager step (TrainStep + fused Adam)", "results": rows,
+        }, indent=2))
+        return
 
     load_before = [round(v, 2) for v in os.getloadavg()]
     results = []

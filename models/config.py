@@ -21,6 +21,9 @@ LIKELIHOODS = ("bernoulli", "logistic")
 KL_ESTIMATORS = ("greedy", "optimal", "mc")
 PSEUDO_INITS = ("normal", "data")
 DATASETS = ("mnist", "fashion_mnist", "omniglot", "frey", "digits")
+# Precision of the encoder's and decoder's matrix products (models.precision); every density,
+# KL, loss and optimiser state stays float32 whatever the choice. tf32 exists only on CUDA.
+PRECISIONS = ("fp32", "bf16", "tf32")
 # The ModelConfig fields that follow from the dataset: image shape (H, W) and likelihood. The one
 # table of them, read by models.data (loading) and search_spaces (complete configs, no torch).
 DATASET_MODEL_FIELDS: dict[str, dict[str, Any]] = {
@@ -143,7 +146,14 @@ class TrainConfig(_DictMixin):
     """How one GMMpVAE is trained and evaluated (the paper's protocol by default, scaled down
     by studies): Adam, batch 100, warm-up β_t = min(1, epoch / warmup_epochs), at most
     ``max_epochs`` with early stopping after ``patience`` epochs without a better validation
-    loss, importance-sampled test log-likelihood with ``is_samples`` samples."""
+    loss, importance-sampled test log-likelihood with ``is_samples`` samples.
+
+    ``precision``: "fp32" (default; strict IEEE float32, TF32 off on CUDA), "bf16" (encoder and
+    decoder under bfloat16 autocast) or "tf32" (encoder and decoder matmuls/convolutions in
+    TF32; CUDA only: refused here for device="cpu"/"mps", and at trial start when "auto"
+    resolves to no GPU). Densities, KLs, the loss and Adam's state are float32 in every case
+    (`models.precision`). ``compile``: run the training step through ``torch.compile``, falling
+    back to eager (one warning line) where compiling fails."""
 
     dataset: str = "digits"
     lr: float = 5e-4
@@ -158,6 +168,8 @@ class TrainConfig(_DictMixin):
     max_test_examples: int = 0
     device: str = "auto"
     data_dir: str | None = None
+    precision: str = "fp32"
+    compile: bool = False
 
     def __post_init__(self) -> None:
         _check_choice("dataset", self.dataset, DATASETS)
@@ -177,6 +189,14 @@ class TrainConfig(_DictMixin):
             raise _fail("device", self.device, "auto, cpu, cuda, cuda:N or mps")
         if self.data_dir is not None and not isinstance(self.data_dir, str):
             raise _fail("data_dir", self.data_dir, "a folder path or null")
+        _check_choice("precision", self.precision, PRECISIONS)
+        if self.precision == "tf32" and not (
+            self.device in ("auto", "cuda") or self.device.startswith("cuda:")
+        ):
+            raise _fail("precision", self.precision,
+                        f"fp32 or bf16 on device={self.device!r} (tf32 needs a CUDA device)")
+        if not isinstance(self.compile, bool):
+            raise _fail("compile", self.compile, "true or false")
 
     def beta(self, epoch: int) -> float:
         """KL warm-up weight β_t = min(1, epoch / warmup_epochs) for 1-based ``epoch``."""

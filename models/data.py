@@ -137,9 +137,9 @@ class Dataset:
         return self.train.device
 
     def to(self, device: str | torch.device) -> Dataset:
-        return replace(
-            self, train=self.train.to(device), val=self.val.to(device), test=self.test.to(device)
-        )
+        """The same dataset on ``device`` (through pinned memory to a GPU: `to_device`)."""
+        return replace(self, train=to_device(self.train, device),
+                       val=to_device(self.val, device), test=to_device(self.test, device))
 
     def train_batches(
         self, batch_size: int, generator: torch.Generator | None = None
@@ -158,6 +158,16 @@ class Dataset:
             if self.binary:
                 batch = torch.bernoulli(batch, generator=generator)
             yield batch
+
+
+def to_device(tensor: torch.Tensor, device: str | torch.device) -> torch.Tensor:
+    """``tensor`` on ``device``. A CPU tensor bound for a GPU is staged in pinned (page-locked)
+    memory and copied asynchronously — the fast path of a host-to-device copy; PyTorch's
+    pinned-memory allocator keeps the staging buffer until the copy has finished."""
+    device = torch.device(device)
+    if device.type == "cuda" and tensor.device.type == "cpu":
+        return tensor.pin_memory().to(device, non_blocking=True)
+    return tensor.to(device)
 
 
 # ----------------------------------------------------------------------------- where files are
@@ -398,7 +408,7 @@ def load_dataset(
     limits = (max_train, max_test, max_test)
     # clone: a prefix must not keep the whole split's memory alive
     tensors = [t[:limit].clone() if limit else t for t, limit in zip(tensors, limits, strict=True)]
-    train_t, val_t, test_t = (t.to(device) for t in tensors)
+    train_t, val_t, test_t = (to_device(t, device) for t in tensors)
     return Dataset(name, train_t, val_t, test_t, spec.image_shape, spec.likelihood, spec.binary,
                    source)
 

@@ -98,12 +98,19 @@ def _cost_rows(kl: Tensor, log_pi_p: Tensor) -> list[Tensor]:
     return list((kl - log_pi_p.unsqueeze(-2)).unbind(-2))
 
 
+def _weights_on_host(log_pi_q: Tensor) -> bool:
+    """Shared weights (M,) on the CPU are read as Python floats (fast row slices); on a GPU
+    that read would synchronise with the host every step, so the device path is used."""
+    return log_pi_q.dim() == 1 and log_pi_q.device.type == "cpu"
+
+
 def _greedy_rows(rows: Sequence[Tensor], log_pi_q: Tensor) -> tuple[list[Tensor], list[Tensor]]:
     """Greedy matching (eq. 13) on cost rows M × (..., N) → per component m (in index order)
     β(m) (..., 1) long and its cost KL(q_m ‖ p_β(m)) − log π'_β(m) (..., 1), differentiable."""
     n_comp, lead, device = len(rows), rows[0].shape[:-1], rows[0].device
     log_pi_q = log_pi_q.detach()
-    if log_pi_q.dim() == 1:  # one visiting order for all items: plain row slices
+    host = _weights_on_host(log_pi_q)
+    if host:  # one visiting order for all items: plain row slices
         order = visit_order(log_pi_q).tolist()
         ordered = [rows[m] for m in order]
     else:
@@ -121,7 +128,7 @@ def _greedy_rows(rows: Sequence[Tensor], log_pi_q: Tensor) -> tuple[list[Tensor]
                 used = used.scatter(-1, n, True)
         picks.append(n)
         values.append(row.gather(-1, n))  # (..., 1)
-    if log_pi_q.dim() == 1:
+    if host:
         back = [order.index(m) for m in range(n_comp)]  # visiting step of each component
         return [picks[t] for t in back], [values[t] for t in back]
     beta = torch.empty_like(order_t).scatter_(-1, order_t, torch.cat(picks, dim=-1))
@@ -150,7 +157,7 @@ def _permutations(n_comp: int) -> list[tuple[int, ...]]:
 def _permutation_totals(rows: Sequence[Tensor], log_pi_q: Tensor) -> list[Tensor]:
     """Σ_m π_m (KL(q_m ‖ p_β(m)) − log π'_β(m)) for every permutation β — eq. 12 less the
     constant Σ_m π_m log π_m: M! × (...), differentiable; sums of strided row slices."""
-    if log_pi_q.dim() == 1:  # weights shared by all items: fused multiply-adds with floats
+    if _weights_on_host(log_pi_q):  # weights shared by all items: multiply-adds with floats
         pi = torch.exp(log_pi_q.detach()).tolist()
 
         def total(perm: tuple[int, ...]) -> Tensor:

@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from models.config import ModelConfig
+from models.precision import network_scope
 
 LOGVAR_MIN = -6.0
 LOGVAR_MAX = 2.0
@@ -145,6 +146,8 @@ class ConvBody(nn.Module):
 class Encoder(nn.Module):
     """A feature body followed by linear heads to the M·D means and M·D log-variances."""
 
+    precision: str = "fp32"  # TrainConfig.precision, set by models.precision.set_precision
+
     def __init__(self, body: nn.Module, feature_dim: int, cfg: ModelConfig) -> None:
         super().__init__()
         self.M, self.D, self.n_pixels = cfg.M, cfg.latent_dim, cfg.n_pixels
@@ -153,11 +156,16 @@ class Encoder(nn.Module):
         self.logvar = nn.Linear(feature_dim, cfg.M * cfg.latent_dim)
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        """x (B, P) in [0, 1] (any leading dims) → mu, logvar (B, M, D); logvar in [-6, 2]."""
+        """x (B, P) in [0, 1] (any leading dims) → mu, logvar (B, M, D); logvar in [-6, 2].
+
+        The layers run at ``precision`` (`models.precision.network_scope`); mu and logvar
+        leave as float32, whatever it is."""
         lead = x.shape[:-1]
-        h = self.body(x.reshape(-1, self.n_pixels))  # (B, F)
-        mu = self.mu(h).view(*lead, self.M, self.D)  # (B, M, D)
-        logvar = F.hardtanh(self.logvar(h), LOGVAR_MIN, LOGVAR_MAX).view(*lead, self.M, self.D)
+        with network_scope(self.precision, x.device.type):
+            h = self.body(x.reshape(-1, self.n_pixels))  # (B, F)
+            mu, logvar = self.mu(h), self.logvar(h)  # (B, M·D) each
+        mu = mu.float().view(*lead, self.M, self.D)  # (B, M, D)
+        logvar = F.hardtanh(logvar.float(), LOGVAR_MIN, LOGVAR_MAX).view(*lead, self.M, self.D)
         return mu, logvar
 
 
@@ -173,6 +181,7 @@ class Decoder(nn.Module):
     """
 
     autoregressive: bool = False
+    precision: str = "fp32"  # TrainConfig.precision, set by models.precision.set_precision
 
     def __init__(self, cfg: ModelConfig, n_params: int) -> None:
         super().__init__()
@@ -181,7 +190,14 @@ class Decoder(nn.Module):
         self.latent_dim = cfg.latent_dim
         self.n_params = n_params
 
-    def forward(self, z: Tensor, x: Tensor | None = None) -> Tensor:  # pragma: no cover
+    def forward(self, z: Tensor, x: Tensor | None = None) -> Tensor:
+        """`params` at ``precision`` (`models.precision.network_scope`), returned as float32:
+        the likelihood's log-density is always computed in float32."""
+        with network_scope(self.precision, z.device.type):
+            out = self.params(z, x)
+        return out.float()
+
+    def params(self, z: Tensor, x: Tensor | None = None) -> Tensor:  # pragma: no cover
         raise NotImplementedError
 
     @torch.no_grad()
@@ -201,7 +217,7 @@ class MLPDecoder(Decoder):
         )
         self.out = nn.Linear(cfg.hidden_dim, cfg.n_pixels * n_params)
 
-    def forward(self, z: Tensor, x: Tensor | None = None) -> Tensor:
+    def params(self, z: Tensor, x: Tensor | None = None) -> Tensor:
         """z (N, D) (any leading dims) → params (N, P, n_params); x is ignored."""
         lead = z.shape[:-1]
         return self.out(self.body(z)).view(*lead, self.n_pixels, self.n_params)
@@ -226,7 +242,7 @@ class ConvDecoder(Decoder):
         self.convs = nn.Sequential(GatedConv2d(1, c, 3), GatedConv2d(c, c, 3), GatedConv2d(c, c, 3))
         self.out = nn.Conv2d(c, n_params, 1)
 
-    def forward(self, z: Tensor, x: Tensor | None = None) -> Tensor:
+    def params(self, z: Tensor, x: Tensor | None = None) -> Tensor:
         """z (N, D) (any leading dims) → params (N, P, n_params); x is ignored."""
         lead = z.shape[:-1]
         h = self.dense(z.reshape(-1, self.latent_dim)).view(-1, 1, *self.image_shape)  # (N,1,H,W)
@@ -269,7 +285,7 @@ class PixelCNNDecoder(Decoder):
         h = self.masked(torch.cat([image, cond], dim=1))  # (N, C, h, W)
         return self.head(torch.cat([h, cond], dim=1))  # (N, n_params, h, W)
 
-    def forward(self, z: Tensor, x: Tensor | None = None) -> Tensor:
+    def params(self, z: Tensor, x: Tensor | None = None) -> Tensor:
         """z (N, D), x (N, P) (teacher forcing; leading dims broadcast) → (N, P, n_params)."""
         if x is None:
             raise ValueError(

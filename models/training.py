@@ -19,6 +19,15 @@ Protocol (DESIGN.md "The model", paper §IV):
   from one epoch to the next; that seed is forked, so the training random stream is untouched;
 - early stopping (`EarlyStopping`): stop after ``patience`` consecutive epochs without a strictly
   lower validation loss; the weights of the best epoch are kept and returned.
+
+Speed (the same on CPU and GPU): the whole dataset lives on the training device and batches are
+drawn and binarised there (`models.data.Dataset.train_batches`); the per-batch loss, RE and KL
+sums stay on the device and are read once per epoch — no host synchronisation inside an epoch.
+A non-finite loss is therefore found at the end of its epoch, and named by epoch and batch
+from the per-batch losses kept on the device; the trial fails before that epoch's checkpoint
+is written, so no NaN weights are ever saved. ``TrainConfig.precision`` sets the networks'
+precision (`models.precision`: densities, loss and Adam's state stay float32),
+``TrainConfig.compile`` compiles the step (`models.step`, eager fallback).
 """
 
 from __future__ import annotations
@@ -44,13 +53,15 @@ from models.checkpoint import (
     torch_bytes,
 )
 from models.config import TrialConfig
+from models.precision import check_precision, configure_device, set_precision
+from models.step import TrainStep
 
 CHECKPOINT_FORMAT = 1
 VAL_BATCH = 500  # validation images per forward pass
 VAL_SEED_OFFSET = 7_919  # validation noise seed = trial seed + this (a forked RNG)
 # Fields that may differ between a checkpoint and the run resuming it: where it runs, where the
-# data files are and the evaluation's memory budget do not change the trial.
-RESUME_EXEMPT = frozenset({"device", "data_dir", "eval_memory_mb"})
+# data files are, the evaluation's memory budget and compiling do not change the trial.
+RESUME_EXEMPT = frozenset({"device", "data_dir", "eval_memory_mb", "compile"})
 
 Metrics = dict[str, Any]
 SaveCheckpoint = Callable[[Path], None]
@@ -142,6 +153,7 @@ class TrainResult:
     epochs_run: int
     stopped_early: bool
     best_val_loss: float
+    compiled: bool = False  # the training step ran through torch.compile (models.step)
 
 
 def build_model(cfg: TrialConfig, data: Any) -> nn.Module:
@@ -194,11 +206,14 @@ def train(
     tc = cfg.train
     check_data(cfg, data)
     device = resolve_device(tc.device)
+    check_precision(tc.precision, device)
+    configure_device(device)
     data = data.to(device) if data.device != device else data
     seed_everything(tc.seed)
     generator = torch.Generator(device=device)
     generator.manual_seed(tc.seed)
-    model = build_model(cfg, data).to(device)
+    model = set_precision(build_model(cfg, data).to(device), tc.precision)
+    step = TrainStep(model, compile=tc.compile)
     # The fused kernel (CPU and CUDA) does one pass over all parameters: ≈10% of a CPU step.
     optimizer = torch.optim.Adam(model.parameters(), lr=tc.lr, fused=True)
     stopper = EarlyStopping(tc.patience)
@@ -237,7 +252,7 @@ def train(
             epoch += 1
             start = time.perf_counter()
             beta = tc.beta(epoch)
-            train_stats = _train_epoch(model, optimizer, data, tc.batch_size, generator, beta,
+            train_stats = _train_epoch(step, optimizer, data, tc.batch_size, generator, beta,
                                        epoch, device)
             with fixed_noise(tc.seed + VAL_SEED_OFFSET, device):
                 val_stats = validation_loss(model, data.val, epoch)
@@ -271,34 +286,47 @@ def train(
         model.load_state_dict(best_state)
     model.eval()
     return TrainResult(model, history, stopper.best_epoch, epoch, stopped_early,
-                       stopper.best_loss)
+                       stopper.best_loss, compiled=step.is_compiled)
 
 
-def _train_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, data: Any, batch_size: int,
-                 generator: torch.Generator, beta: float, epoch: int,
+def _train_epoch(step: TrainStep, optimizer: torch.optim.Optimizer, data: Any,
+                 batch_size: int, generator: torch.Generator, beta: float, epoch: int,
                  device: torch.device) -> dict[str, float]:
-    """One pass over the shuffled, freshly binarised training set; means per image."""
-    model.train()
-    total_loss = torch.zeros((), dtype=torch.float64, device=device)
-    total_re = torch.zeros((), dtype=torch.float64, device=device)
-    total_kl = torch.zeros((), dtype=torch.float64, device=device)
-    n = 0
-    for batch, x in enumerate(data.train_batches(batch_size, generator), start=1):
-        terms = model(x, beta)
-        loss = terms.loss
-        # One host sync per batch: a NaN step must never reach the weights or the optimiser.
-        if not bool(torch.isfinite(loss)):
-            raise NonFiniteLossError(epoch, batch, float(loss.detach()))
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+    """One pass over the shuffled, freshly binarised training set; means per image.
+
+    `epoch_batches` keeps each batch's loss and sums of RE and KL on the device; they are read
+    once, here (the epoch's only host synchronisation), which is also when a non-finite loss
+    is looked for and located (`NonFiniteLossError`)."""
+    stats, sizes = epoch_batches(step, optimizer, data, batch_size, generator, beta, device)
+    stats = stats.cpu()  # the one synchronisation of the epoch
+    bad = (~torch.isfinite(stats[:, 0])).nonzero()
+    if bad.numel():
+        first = int(bad[0, 0])
+        raise NonFiniteLossError(epoch, first + 1, float(stats[first, 0]))
+    n = sum(sizes)
+    weights = torch.tensor(sizes, dtype=torch.float64)
+    return {"train_loss": float((stats[:, 0] * weights).sum()) / n,
+            "train_re": float(stats[:, 1].sum()) / n, "train_kl": float(stats[:, 2].sum()) / n}
+
+
+def epoch_batches(step: TrainStep, optimizer: torch.optim.Optimizer, data: Any,
+                  batch_size: int, generator: torch.Generator, beta: float,
+                  device: torch.device) -> tuple[torch.Tensor, list[int]]:
+    """The batches of one epoch, without reading anything back from the device: a
+    (batches, 3) float64 tensor on the device (loss, Σ RE, Σ KL per batch) and the batch
+    sizes. A NaN step reaches the weights here; `_train_epoch` fails the epoch on it."""
+    step.model.train()
+    n_batches = math.ceil(data.train.shape[0] / batch_size)
+    stats = torch.zeros(n_batches, 3, dtype=torch.float64, device=device)
+    sizes = []
+    for index, x in enumerate(data.train_batches(batch_size, generator)):
+        loss, re, kl = step(x, beta)
         optimizer.step()
-        size = x.shape[0]
-        total_loss += loss.detach() * size
-        total_re += terms.re.detach().sum()
-        total_kl += terms.kl.detach().sum()
-        n += size
-    return {"train_loss": float(total_loss) / n, "train_re": float(total_re) / n,
-            "train_kl": float(total_kl) / n}
+        stats[index, 0] = loss
+        stats[index, 1] = re.sum()
+        stats[index, 2] = kl.sum()
+        sizes.append(x.shape[0])
+    return stats, sizes
 
 
 @torch.no_grad()
@@ -306,12 +334,13 @@ def validation_loss(model: nn.Module, x_val: torch.Tensor, epoch: int = 0) -> di
     """Mean over ``x_val`` of RE, KL (the configured estimator) and RE + KL (β = 1)."""
     was_training = model.training
     model.eval()
-    total_re = total_kl = 0.0
+    totals = torch.zeros(2, dtype=torch.float64, device=x_val.device)  # Σre, Σkl, on the device
     for start in range(0, x_val.shape[0], VAL_BATCH):
         terms = model(x_val[start : start + VAL_BATCH], 1.0)
-        total_re += float(terms.re.double().sum())
-        total_kl += float(terms.kl.double().sum())
+        totals[0] += terms.re.double().sum()
+        totals[1] += terms.kl.double().sum()
     model.train(was_training)
+    total_re, total_kl = totals.tolist()  # one synchronisation
     n = x_val.shape[0]
     val_loss = (total_re + total_kl) / n
     if not math.isfinite(val_loss):

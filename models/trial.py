@@ -10,7 +10,11 @@ writes (every file atomically: a temporary file, then ``os.replace``):
 - ``test_ll.parquet``: one row per test image (`models.records`);
 - ``reconstructions.png`` (rows of test images, then the same rows reconstructed) and
   ``samples.png`` (mean images of p(x|z), z ∼ p(z); drawn images for PixelCNN);
-- ``metrics.json``: written last, so its presence means the trial is complete (`METRIC_KEYS`).
+- ``metrics.json``: written last, so its presence means the trial is complete (`METRIC_KEYS`;
+  ``device`` is where it ran — ``cpu`` or ``cuda:<index> <GPU name>`` —, ``gpu_memory_peak_mb``
+  the most GPU memory this process's tensors held during training and evaluation
+  (``torch.cuda.max_memory_allocated``; null on CPU; for a resumed trial, the last attempt's),
+  ``compiled`` whether the training step ran compiled).
 
 Re-running into the same folder resumes from ``checkpoint/`` and returns ``metrics.json``
 without retraining when it exists; a folder of another configuration is refused.
@@ -27,6 +31,7 @@ import torch
 from models.checkpoint import CHECKPOINT_FILE, atomic_torch_save, atomic_write, atomic_write_json
 from models.config import TrialConfig
 from models.evaluation import Evaluation, evaluate
+from models.precision import check_precision
 from models.records import EPOCH_COLUMNS, EPOCHS_TRIAL_SCHEMA, TEST_LL_TRIAL_SCHEMA
 from models.training import (
     Callback,
@@ -52,7 +57,7 @@ GRID_COLUMNS = 8
 METRIC_KEYS = (
     "epochs_run", "best_epoch", "best_val_loss", "stopped_early", "test_re", "test_kl",
     "test_kl_mc", "test_elbo_bound", "test_elbo_mc", "test_ll", "is_samples", "train_seconds",
-    "eval_seconds", "device", "n_test",
+    "eval_seconds", "device", "n_test", "gpu_memory_peak_mb", "compiled",
 )
 
 
@@ -98,6 +103,8 @@ def run_trial(
     ``resume_from``: a checkpoint folder to continue from instead of ``out_dir/checkpoint``
     (e.g. the one Ray Tune restores on another node after a failure)."""
     out = Path(out_dir)
+    device = resolve_device(cfg.train.device)
+    check_precision(cfg.train.precision, device)  # before anything is written
     out.mkdir(parents=True, exist_ok=True)
     check_folder(out, cfg)
     metrics_path = out / METRICS_FILE
@@ -108,7 +115,8 @@ def run_trial(
         (out / CHECKPOINT_DIR / CHECKPOINT_FILE).unlink(missing_ok=True)
 
     tc = cfg.train
-    device = resolve_device(tc.device)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
     if data is None:
         from models.data import load_dataset
 
@@ -140,6 +148,23 @@ def run_trial(
     return metrics
 
 
+def device_label(device: torch.device) -> str:
+    """``cpu``, or ``cuda:<index> <name>`` (the index as this process sees it: under Ray, of
+    the GPUs it was given)."""
+    if device.type != "cuda":
+        return str(device)
+    index = device.index if device.index is not None else torch.cuda.current_device()
+    return f"cuda:{index} {torch.cuda.get_device_name(index)}"
+
+
+def gpu_memory_peak_mb(device: torch.device) -> float | None:
+    """Peak GPU memory allocated by this process's tensors since the trial started (MiB);
+    None off CUDA."""
+    if device.type != "cuda":
+        return None
+    return round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
+
+
 def trial_metrics(result: TrainResult, evaluation: Evaluation,
                   device: torch.device) -> dict[str, Any]:
     metrics = {
@@ -151,8 +176,10 @@ def trial_metrics(result: TrainResult, evaluation: Evaluation,
         "is_samples": evaluation.is_samples,
         "train_seconds": float(sum(row["seconds"] for row in result.history)),
         "eval_seconds": evaluation.seconds,
-        "device": str(device),
+        "device": device_label(device),
         "n_test": int(evaluation.log_likelihood.shape[0]),
+        "gpu_memory_peak_mb": gpu_memory_peak_mb(device),
+        "compiled": result.compiled,
     }
     return {k: metrics[k] for k in METRIC_KEYS}
 

@@ -26,7 +26,10 @@ from models.config import (
 )
 
 # Fields that say where or how fast a trial runs, not what it computes: not part of its key.
-NON_IDENTITY_FIELDS = frozenset({"device", "data_dir", "eval_memory_mb"})
+NON_IDENTITY_FIELDS = frozenset({"device", "data_dir", "eval_memory_mb", "compile"})
+# Fields added after the first studies ran: at their default they stay out of the key, so the
+# keys of earlier studies (and their resumes) do not change.
+KEY_OMITTED_DEFAULTS = {"precision": "fp32"}
 # The key of a key: a trial dict from ``StudySpec.plan`` carries it next to the config fields.
 KEY_FIELD = "trial_key"
 # K for the standard-prior VAE, which has no pseudo-inputs: one canonical value so that the
@@ -75,7 +78,8 @@ def canonical_json(flat: dict[str, Any]) -> str:
     """The identity of a configuration as text: its complete config without the fields of
     ``NON_IDENTITY_FIELDS``, floats rounded to 12 significant digits, keys sorted."""
     full = complete_config(flat)
-    ident = {k: _canonical(k, v) for k, v in full.items() if k not in NON_IDENTITY_FIELDS}
+    ident = {k: _canonical(k, v) for k, v in full.items() if k not in NON_IDENTITY_FIELDS
+             and not (k in KEY_OMITTED_DEFAULTS and v == KEY_OMITTED_DEFAULTS[k])}
     return json.dumps(ident, sort_keys=True, separators=(",", ":"), allow_nan=False)
 
 

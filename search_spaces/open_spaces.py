@@ -19,6 +19,8 @@ from models.config import ARCHITECTURES, TrainConfig
 from search_spaces.simplex import FIGURE4_PIS, decode_pi, floor_simplex, stick_breaking
 
 LATENT_DIMS = (20, 40, 60)
+# Precisions an open search chooses between (tf32 is CUDA-only: fix it in [budget] instead).
+SEARCHED_PRECISIONS = ("fp32", "bf16")
 
 
 def _suggest_mixture(trial: Any, fixed: dict[str, Any], config: dict[str, Any], max_m: int) -> None:
@@ -46,7 +48,8 @@ def _suggest_k(
 
 def open_space(trial: Any, fixed: dict[str, Any]) -> dict[str, Any]:
     """The open search: architecture, latent size, M ∈ 1…3 with π on the simplex, K ∈ 50…1000
-    (log), learning rate 1e-4…2e-3 (log) and warm-up length 0…max_epochs/10."""
+    (log), learning rate 1e-4…2e-3 (log), warm-up length 0…max_epochs/10 and the networks'
+    precision (fp32 or bf16)."""
     config = dict(fixed)
     if "arch" not in fixed:
         config["arch"] = trial.suggest_categorical("arch", ARCHITECTURES)
@@ -60,6 +63,8 @@ def open_space(trial: Any, fixed: dict[str, Any]) -> dict[str, Any]:
         # Up to a tenth of the run (the paper: 200 of 5000 epochs); 0 = no warm-up.
         high = max(1, int(fixed.get("max_epochs", TrainConfig.max_epochs)) // 10)
         config["warmup_epochs"] = trial.suggest_int("warmup_epochs", 0, high)
+    if "precision" not in fixed:
+        config["precision"] = trial.suggest_categorical("precision", SEARCHED_PRECISIONS)
     return config
 
 

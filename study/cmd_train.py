@@ -24,6 +24,7 @@ from models.config import (
     ARCHITECTURES,
     DATASETS,
     KL_ESTIMATORS,
+    PRECISIONS,
     PRIORS,
     PSEUDO_INITS,
     ModelConfig,
@@ -34,7 +35,7 @@ from models.config import (
 DERIVED = ("image_shape", "likelihood")  # from the dataset, never flags
 CHOICES = {
     "arch": ARCHITECTURES, "prior": PRIORS, "kl_estimator": KL_ESTIMATORS,
-    "pseudo_init": PSEUDO_INITS, "dataset": DATASETS,
+    "pseudo_init": PSEUDO_INITS, "dataset": DATASETS, "precision": PRECISIONS,
 }
 KEEP_CASE = {"M", "K"}  # the paper's names: --M, --K
 
@@ -55,6 +56,15 @@ def parse_floats(text: str) -> tuple[float, ...]:
         ) from None
 
 
+def parse_bool(text: str) -> bool:
+    """``true``/``false`` (also yes/no, 1/0, on/off) → bool."""
+    value = {"true": True, "yes": True, "1": True, "on": True,
+             "false": False, "no": False, "0": False, "off": False}.get(text.strip().lower())
+    if value is None:
+        raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+    return value
+
+
 def _flag_type(hint: Any) -> Any:
     """The argparse type of a dataclass field's type hint."""
     args = [a for a in typing.get_args(hint) if a is not type(None)]
@@ -62,6 +72,8 @@ def _flag_type(hint: Any) -> Any:
         hint = args[0]
     if typing.get_origin(hint) is tuple:
         return parse_floats
+    if hint is bool:
+        return parse_bool
     return hint if hint in (int, float, str) else str
 
 

@@ -19,8 +19,11 @@ the study starts. ``STUDY/results/``: the consolidated dataset:
     nats per test image), ``n_test``, ``train_seconds``, ``eval_seconds``, ``started_at`` /
     ``ended_at`` (timestamp[us, UTC]; started_at is the first attempt's start), ``attempts``
     (1 + the times the trial was resumed from a checkpoint), ``node`` (``hostname/ip``),
-    ``device``, ``versions`` (JSON: torch, ray, optuna, python), ``git_rev`` (``git rev-parse
-    HEAD`` at study start, or ``unknown``), ``trial_dir``, ``schema_version`` (= 1).
+    ``device`` (``cpu`` or ``cuda:<index> <GPU name>``), ``gpu_memory_peak_mb`` (the most GPU
+    memory the trial's tensors held, ``torch.cuda.max_memory_allocated``; null on CPU and
+    for a trial without metrics), ``versions`` (JSON: torch, ray, optuna, python), ``git_rev``
+    (``git rev-parse HEAD`` at study start, or ``unknown``), ``trial_dir``, ``schema_version``
+    (= 1).
 
 ``epochs.parquet`` (`EPOCHS_SCHEMA`): ``study``, ``trial_key``, ``epoch`` (from 1), ``beta``,
 ``train_loss``, ``train_re``, ``train_kl``, ``val_loss``, ``val_re``, ``val_kl``, ``seconds``.
@@ -88,7 +91,7 @@ TRAIN_COLUMNS: tuple[tuple[str, pa.DataType], ...] = (
     ("dataset", _STR), ("lr", _F64), ("batch_size", _I64), ("max_epochs", _I64),
     ("warmup_epochs", _I64), ("patience", _I64), ("seed", _I64), ("is_samples", _I64),
     ("eval_memory_mb", _I64), ("max_train_examples", _I64), ("max_test_examples", _I64),
-    ("device_requested", _STR), ("data_dir", _STR),
+    ("device_requested", _STR), ("data_dir", _STR), ("precision", _STR), ("compile", _BOOL),
 )
 TEST_METRICS = ("test_re", "test_kl", "test_kl_mc", "test_elbo_bound", "test_elbo_mc", "test_ll")
 
@@ -100,7 +103,8 @@ TRIALS_SCHEMA = pa.schema([
     *[(name, _F64) for name in TEST_METRICS],
     ("n_test", _I64), ("train_seconds", _F64), ("eval_seconds", _F64),
     ("started_at", _TS), ("ended_at", _TS), ("attempts", _I64),
-    ("node", _STR), ("device", _STR), ("versions", _STR), ("git_rev", _STR), ("trial_dir", _STR),
+    ("node", _STR), ("device", _STR), ("gpu_memory_peak_mb", _F64),
+    ("versions", _STR), ("git_rev", _STR), ("trial_dir", _STR),
     ("schema_version", _I64),
 ], metadata={"schema_version": str(SCHEMA_VERSION)})
 
@@ -175,12 +179,32 @@ def make_record(
     record["attempts"] = int(attempts)
     record["node"] = node
     record["device"] = metrics.get("device") or config.get("device")
+    record["gpu_memory_peak_mb"] = metrics.get("gpu_memory_peak_mb")
     record["versions"] = versions if isinstance(versions, str) or versions is None \
         else json.dumps(versions, sort_keys=True)
     record["git_rev"] = git_rev
     record["trial_dir"] = trial_dir
     record["schema_version"] = SCHEMA_VERSION
     return record
+
+
+def device_lines(records: Iterable[dict[str, Any]]) -> list[str]:
+    """The end summary's lines on where trials ran: per device, the trials and (on GPUs) the
+    largest and mean peak of GPU memory per trial."""
+    by_device: dict[str, list[float | None]] = {}
+    for record in records:
+        if record.get("device"):
+            by_device.setdefault(str(record["device"]), []).append(
+                record.get("gpu_memory_peak_mb"))
+    lines = []
+    for device, peaks in sorted(by_device.items()):
+        line = f"device     {device}: {len(peaks)} trial(s)"
+        known = [p for p in peaks if p is not None]
+        if known:
+            line += (f", GPU memory peak per trial max {max(known):.0f} MiB, "
+                     f"mean {sum(known) / len(known):.0f} MiB")
+        lines.append(line)
+    return lines
 
 
 def _iso(value: datetime | str | None) -> str | None:

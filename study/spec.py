@@ -49,7 +49,8 @@ Sections and fields (every field optional unless marked *required*):
                       from the dataset) and not the fields the grid sets
 ``[budget]``          TrainConfig fields fixed for every trial: max_epochs, warmup_epochs,
                       patience, is_samples, lr, batch_size, max_train_examples,
-                      max_test_examples, eval_memory_mb, device (not dataset / data_dir: see
+                      max_test_examples, eval_memory_mb, device, precision (fp32, bf16; tf32
+                      needs resources.gpus_per_trial > 0), compile (not dataset / data_dir: see
                       [data]; not seed: see search.seeds). Missing ones keep TrainConfig's
                       defaults, the paper's protocol
 ``[scheduler]``
@@ -458,6 +459,9 @@ def from_raw(raw: dict[str, Any], origin: str, overridden: set[str] | None = Non
     if resources.gpus_per_trial == 0 and device not in ("auto", "cpu"):
         raise ctx.bad("budget.device", device, "auto or cpu when resources.gpus_per_trial = 0 "
                       "(Ray gives a trial no GPU then)")
+    if resources.gpus_per_trial == 0 and budget.get("precision") == "tf32":
+        raise ctx.bad("budget.precision", "tf32", "fp32 or bf16 when resources.gpus_per_trial "
+                      "= 0 (tf32 needs a GPU)")
     if data.dataset is None and "datasets" not in search.grid:
         raise ctx.error("data.dataset is missing: expected one of " + ", ".join(DATASETS),
                         "data.dataset")

@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from search_spaces import KEY_FIELD
-from study.results import COMPLETED
+from study.results import COMPLETED, device_lines
 from study.spec import StudySpec
 from study.storage import RESULTS_DIR, join
 
@@ -74,6 +74,7 @@ def summary_lines(spec: StudySpec, outcome: Outcome) -> list[str]:
         f"concurrency up to {outcome.observed_concurrency} trial(s) ran at once "
         f"(max_concurrent {outcome.max_concurrent}, {outcome.slots} slot(s))",
     ]
+    lines += device_lines(c.records)
     if outcome.optuna:
         lines.append("optuna     " + ", ".join(f"{n} {s}"
                                               for s, n in sorted(outcome.optuna.items())))

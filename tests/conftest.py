@@ -34,3 +34,12 @@ def _torch_threads():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(previous)
+
+
+@pytest.fixture(scope="session")
+def test_device():
+    """The device of device-parametrised tests: CUDA when present (the GPU suite,
+    benchmarks/device_suite.sh), else the CPU."""
+    import torch
+
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")

@@ -330,3 +330,19 @@ def test_mc_kl_is_log_q_minus_log_p_and_unbiased_for_m1():
     expected = gaussian_kl_standard(mu[:, 0], lv[:, 0])
     se = values.std(0) / math.sqrt(values.shape[0])
     assert ((values.mean(0) - expected).abs() < 5 * se).all()
+
+
+@pytest.mark.parametrize("estimator", ["greedy", "optimal"])
+def test_device_path_of_shared_weights_equals_the_host_path(monkeypatch, estimator):
+    """On a GPU, shared weights π are not read back to the host (no sync per step): the
+    per-item tensor path is used. Both paths give the same bounds (forced here on CPU)."""
+    from models import kl as kl_module
+
+    gen = torch.Generator().manual_seed(3)
+    mu, logvar = torch.randn(6, 3, 4, generator=gen), 0.3 * torch.randn(6, 3, 4, generator=gen)
+    mu_p, logvar_p = torch.randn(5, 3, 4, generator=gen), 0.3 * torch.randn(5, 3, 4, generator=gen)
+    log_pi = torch.log(torch.tensor([0.2, 0.5, 0.3]))
+    host = kl_module.pseudo_mixture_bounds(mu, logvar, mu_p, logvar_p, log_pi, (estimator,))
+    monkeypatch.setattr(kl_module, "_weights_on_host", lambda log_pi_q: False)
+    device = kl_module.pseudo_mixture_bounds(mu, logvar, mu_p, logvar_p, log_pi, (estimator,))
+    torch.testing.assert_close(device[estimator], host[estimator], rtol=1e-6, atol=1e-5)

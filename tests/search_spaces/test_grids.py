@@ -171,3 +171,10 @@ def test_every_dataset_has_its_model_fields():
         assert (list(spec.image_shape), spec.likelihood) == (fields["image_shape"],
                                                              fields["likelihood"])
         ModelConfig(image_shape=spec.image_shape, likelihood=spec.likelihood)  # valid values
+
+
+def test_precision_enters_the_key_only_away_from_its_default_and_compile_never():
+    base = {"dataset": "digits", "M": 2, "K": 10}
+    assert trial_key({**base, "precision": "fp32"}) == trial_key(base)
+    assert trial_key({**base, "compile": True}) == trial_key(base)  # how fast, not what
+    assert trial_key({**base, "precision": "bf16"}) != trial_key(base)

@@ -68,7 +68,7 @@ def test_sampled_configs_are_valid_trials(space_name, sampler_name):
 def test_fixed_fields_are_not_searched():
     space = search_spaces.get("open")
     fixed = {**FIXED, "arch": "cnn", "M": 2, "K": 77, "lr": 1e-3, "latent_dim": 20,
-             "warmup_epochs": 3}
+             "warmup_epochs": 3, "precision": "bf16"}
     trial = optuna.create_study().ask()
     config = space.suggest(trial, fixed)
     assert set(trial.params) == {"pi_0"}

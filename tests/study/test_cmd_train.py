@@ -142,3 +142,19 @@ def test_toml_may_not_set_derived_fields(tmp_path, capsys):
     config.write_text("image_shape = [28, 28]\n")
     assert main([*TINY, "--config", str(config), "--out", str(tmp_path / "x")]) == 2
     assert "image_shape" in _one_error_line(capsys)
+
+
+def test_precision_and_compile_flags(capsys):
+    import argparse
+
+    from study import cmd_train
+
+    parser = argparse.ArgumentParser()
+    cmd_train.add_arguments(parser)
+    args = parser.parse_args(["--precision", "bf16", "--compile", "true", "--dataset", "digits"])
+    cfg = cmd_train.build_config(args)
+    assert (cfg.train.precision, cfg.train.compile) == ("bf16", True)
+    assert cmd_train.build_config(parser.parse_args(["--compile", "off"])).train.compile is False
+    assert main(["train", "--compile", "maybe"]) == 2
+    assert "expected true or false, got 'maybe'" in capsys.readouterr().err
+    assert main(["train", "--precision", "fp16"]) == 2

@@ -214,3 +214,24 @@ def test_a_trial_on_uri_storage_publishes_its_folder_as_it_ends(tmp_path):
                                                          "trial.json"]
     assert results.read_record(fs, trial_dir)["state"] == "COMPLETED"
     assert not scratch.exists()  # a completed trial's scratch folder is removed
+
+
+def test_records_carry_the_gpu_memory_peak_and_the_summary_names_devices():
+    cfg = flat(precision="bf16")
+    gpu = results.make_record(study="s", trial_key="a", state="COMPLETED", config=cfg,
+                              metrics={"device": "cuda:0 NVIDIA H200",
+                                       "gpu_memory_peak_mb": 812.5})
+    cpu = results.make_record(study="s", trial_key="b", state="COMPLETED", config=cfg,
+                              metrics={"device": "cpu", "gpu_memory_peak_mb": None})
+    failed = results.make_record(study="s", trial_key="c", state="ERROR", config=cfg)
+    assert (gpu["gpu_memory_peak_mb"], cpu["gpu_memory_peak_mb"]) == (812.5, None)
+    assert gpu["precision"] == "bf16" and gpu["compile"] is False
+    table = results.records_table([gpu, cpu, failed])
+    assert table.column("gpu_memory_peak_mb").to_pylist() == [812.5, None, None]
+    other = {**gpu, "trial_key": "d", "gpu_memory_peak_mb": 400.0}
+    assert results.device_lines([gpu, cpu, failed, other]) == [
+        "device     auto: 1 trial(s)",
+        "device     cpu: 1 trial(s)",
+        "device     cuda:0 NVIDIA H200: 2 trial(s), GPU memory peak per trial max 812 MiB, "
+        "mean 606 MiB",
+    ]

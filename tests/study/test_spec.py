@@ -197,6 +197,10 @@ BAD = [
     ("mixture_weights_M", OPEN.replace('"open"', '"mixture_weights"') + "[model]\nM = 4\n",
      "model.M=4"),
     ("cuda_without_gpus", BASE + '[budget]\ndevice = "cuda"\n', "budget.device='cuda'"),
+    ("tf32_without_gpus", BASE + '[budget]\nprecision = "tf32"\n', "budget.precision='tf32'"),
+    ("tf32_on_cpu", BASE + '[budget]\nprecision = "tf32"\ndevice = "cpu"\n',
+     "budget.precision='tf32'"),
+    ("unknown_precision", BASE + '[budget]\nprecision = "fp16"\n', "budget.precision='fp16'"),
     ("section_not_table", 'search = 3\n[data]\ndataset = "digits"\n', "[search] must be a table"),
 ]
 
@@ -250,3 +254,11 @@ def test_check_storage_leaves_nothing_behind(tmp_path):
                                              "study.optuna_storage": "sqlite:///o.db"})
     with pytest.raises(ValueError, match=r"^study.storage=.* is not reachable"):
         check_writable(bad.storage)
+
+
+def test_precision_flows_from_budget_and_the_command_line_into_every_trial(tmp_path):
+    path = _write(tmp_path, BASE + '[budget]\nprecision = "bf16"\ncompile = true\n')
+    plan = load_spec(str(path)).plan()
+    assert {(t["precision"], t["compile"]) for t in plan} == {("bf16", True)}
+    spec = load_spec(str(_write(tmp_path, BASE)), {"budget.precision": "bf16"})
+    assert {t["precision"] for t in spec.plan()} == {"bf16"}
