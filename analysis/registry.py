@@ -32,10 +32,12 @@ Notes = Callable[[pl.DataFrame], list[str]]
 
 OUTPUT_MODULES = (
     "status",
+    "claims",
     "table1",
     "paper",
     "bound_gap",
     "figure2",
+    "collapse",
     "figure3",
     "figure4",
     "reconstructions",

@@ -47,7 +47,8 @@ BYTES_PER_FLOAT = 4
 CPU_CHUNK_MB = 16
 SUMMARY_KEYS = {
     "test_re": "re", "test_kl": "kl_bound", "test_kl_mc": "kl_mc",
-    "test_kl_lse": "kl_lse", "test_elbo_bound": "elbo_bound", "test_elbo_mc": "elbo_mc", "test_ll": "log_likelihood",
+    "test_kl_lse": "kl_lse", "test_elbo_bound": "elbo_bound", "test_elbo_mc": "elbo_mc",
+    "test_ll": "log_likelihood",
 }
 
 

@@ -26,8 +26,8 @@ import torch
 
 from models.checkpoint import CHECKPOINT_FILE, atomic_torch_save, atomic_write, atomic_write_json
 from models.config import TrialConfig
-from models.evaluation import Evaluation, evaluate
 from models.diagnostics import DIAGNOSTICS, is_collapsed
+from models.evaluation import Evaluation, evaluate
 from models.records import EPOCH_COLUMNS, EPOCHS_TRIAL_SCHEMA, TEST_LL_TRIAL_SCHEMA
 from models.training import (
     Callback,
@@ -52,7 +52,8 @@ N_SAMPLES = 64  # prior samples shown (8 × 8)
 GRID_COLUMNS = 8
 METRIC_KEYS = (
     "epochs_run", "best_epoch", "best_val_loss", "stopped_early", "test_re", "test_kl",
-    "test_kl_mc", "test_kl_lse", "test_elbo_bound", "test_elbo_mc", "test_ll", "is_samples", "train_seconds",
+    "test_kl_mc", "test_kl_lse", "test_elbo_bound", "test_elbo_mc", "test_ll", "is_samples",
+    "train_seconds",
     "eval_seconds", "device", "n_test", *DIAGNOSTICS, "collapsed",
 )
 

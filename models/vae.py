@@ -33,9 +33,9 @@ from models.priors import PriorComponents, build_prior
 class LossTerms:
     """One batch's terms: ``loss`` a scalar, every other field (B,) in nats per image.
 
-    ``kl_greedy``, ``kl_optimal``, ``kl_lse`` and ``kl_mc`` are computed without gradient on first access
-    (from this batch's encodings and samples), so a training step that never reads them does
-    not pay for them; the configured estimator's entry is ``kl.detach()``.
+    ``kl_greedy``, ``kl_optimal``, ``kl_lse`` and ``kl_mc`` are computed without gradient on
+    first access (from this batch's encodings and samples), so a training step that never
+    reads them does not pay for them; the configured estimator's entry is ``kl.detach()``.
     """
 
     loss: Tensor  # mean(re + β·kl)
@@ -127,8 +127,9 @@ class GMMpVAE(nn.Module):
         names: tuple[str, ...] = KL_ESTIMATORS,
     ) -> dict[str, Tensor]:
         """KL estimates of a batch, {name: (B,)} for ``names`` among "greedy", "optimal"
-        (U(x), eq. 18/22), "lse" (U_lse(x); all three share one all-pairs KL matrix) and "mc" (Σ_m π_m [log q(z_m|x) −
-        log p(z_m)] at the stratified samples, exact mixture densities).
+        (U(x), eq. 18/22), "lse" (U_lse(x); all three share one all-pairs KL matrix) and "mc"
+        (Σ_m π_m [log q(z_m|x) − log p(z_m)] at the stratified samples, exact mixture
+        densities).
         mu, logvar (B, M, D); z (M, B, D)."""
         matchings = tuple(n for n in names if n != "mc")
         kls = self.prior.kl_bounds(mu, logvar, self.log_pi, components, matchings)
