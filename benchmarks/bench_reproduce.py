@@ -31,8 +31,8 @@ sys.path.insert(0, str(ROOT))
 from models.config import TrialConfig  # noqa: E402
 from models.data import load_dataset  # noqa: E402
 from models.diagnostics import collapse_diagnostics  # noqa: E402
-from models.trial import run_trial  # noqa: E402
 from models.training import _train_epoch, build_model  # noqa: E402
+from models.trial import run_trial  # noqa: E402
 from search_spaces import complete_config  # noqa: E402
 
 
