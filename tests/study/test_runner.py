@@ -106,7 +106,10 @@ def test_local_study_of_real_trials_writes_the_three_files(local_ray, tmp_path):
     assert set(trials["state"].to_pylist()) == {"COMPLETED"}
     rows = trials.to_pylist()
     for row in rows:
-        assert row["study"] == "real" and row["schema_version"] == 1
+        assert row["study"] == "real" and row["schema_version"] == 2
+        assert row["test_kl_lse"] <= row["test_kl"] + 1e-6  # U_lse ≤ U, reported beside it
+        mixture = row["prior"] == "pseudo_mixture"
+        assert (row["spread_ratio"] is not None) == mixture == (row["collapsed"] is not None)
         assert row["epochs_run"] == 3 and row["is_samples"] == 10
         assert row["image_shape"] == [8, 8] and abs(sum(row["pi"]) - 1) < 1e-9
         assert row["test_ll"] < 0 and row["test_elbo_bound"] <= row["test_ll"] + 1e-6
