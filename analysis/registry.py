@@ -36,6 +36,7 @@ OUTPUT_MODULES = (
     "table1",
     "paper",
     "bound_gap",
+    "kl_estimates",
     "figure2",
     "collapse",
     "figure3",

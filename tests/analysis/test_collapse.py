@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import polars as pl
+import pytest
 
 from analysis import collapse, status
 from analysis.load import load
@@ -53,3 +54,18 @@ def test_status_counts_and_names_collapsed_trials(tmp_path):
 def test_version_1_study_has_no_collapse_data(frames):
     assert collapse.prep(frames).is_empty()
     assert status.collapse_notes(status.prep(frames)) == []
+
+
+def test_kl_estimates_table_puts_u_u_lse_and_kl_mc_side_by_side(tmp_path, frames):
+    from analysis import kl_estimates
+
+    df = kl_estimates.prep(_frames(tmp_path))
+    assert df.height == 2 * (1 + 2 * 2)  # per estimator: VAE + M (1, 3) × K (10, 100)
+    greedy = df.filter(pl.col("label").str.contains("KL=greedy") & (pl.col("model") != "VAE"))
+    assert (greedy["U"] == 14.0).all() and (greedy["collapsed"] == 2).all()
+    lse = df.filter(pl.col("label").str.contains("KL=lse") & (pl.col("model") != "VAE"))
+    assert lse["U_gap"].to_list() == pytest.approx([77.4] * 4)
+    assert lse["lse_gap"].to_list() == pytest.approx([0.4] * 4)
+    shown = kl_estimates.display(df)
+    assert "U_lse − KL_MC" in shown.columns and "study" not in shown.columns
+    assert kl_estimates.prep(frames).is_empty()  # version 1: no U_lse
