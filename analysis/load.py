@@ -68,6 +68,14 @@ TRIALS: dict[str, pl.DataType] = {
     "test_elbo_bound": pl.Float64(),
     "test_elbo_mc": pl.Float64(),
     "test_ll": pl.Float64(),
+    # schema version 2 (issue 8): U_lse and the collapse diagnostics; null in older studies
+    "test_kl_lse": pl.Float64(),
+    "spread_ratio": pl.Float64(),
+    "members_used": pl.Float64(),
+    "resp_perplexity": pl.Float64(),
+    "bound_gap": pl.Float64(),
+    "lse_gap": pl.Float64(),
+    "collapsed": pl.Boolean(),
     "is_samples": pl.Int64(),
     "train_seconds": pl.Float64(),
     "trial_dir": pl.String(),
@@ -85,6 +93,11 @@ EPOCHS: dict[str, pl.DataType] = {
     "val_re": pl.Float64(),
     "val_kl": pl.Float64(),
     "seconds": pl.Float64(),
+    "spread_ratio": pl.Float64(),  # version 2: models.diagnostics on the validation set
+    "members_used": pl.Float64(),
+    "resp_perplexity": pl.Float64(),
+    "bound_gap": pl.Float64(),
+    "lse_gap": pl.Float64(),
 }
 TEST_LL: dict[str, pl.DataType] = {
     "study": pl.String(),
@@ -95,6 +108,8 @@ TEST_LL: dict[str, pl.DataType] = {
     "elbo_mc": pl.Float64(),
     "re": pl.Float64(),
     "kl_bound": pl.Float64(),
+    "kl_mc": pl.Float64(),
+    "kl_lse": pl.Float64(),  # version 2
 }
 
 # The paper's grouping (Table 1); ``label`` is a function of these plus the varying extras.

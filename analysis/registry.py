@@ -32,10 +32,13 @@ Notes = Callable[[pl.DataFrame], list[str]]
 
 OUTPUT_MODULES = (
     "status",
+    "claims",
     "table1",
     "paper",
     "bound_gap",
+    "kl_estimates",
     "figure2",
+    "collapse",
     "figure3",
     "figure4",
     "reconstructions",

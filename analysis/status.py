@@ -10,6 +10,11 @@ Every trial falls in one class (``outcome``):
   yet) — not finished yet;
 - ``stopped``: PRUNED (or TERMINATED) — stopped early by the scheduler (ASHA), no test metrics;
 - ``unknown``: any other state.
+
+Independently of the outcome, ``collapsed`` flags a completed pseudo-mixture trial whose prior
+collapsed into one Gaussian (models.diagnostics: spread ratio of the pseudo-input posterior
+means < 0.05 at the best epoch; null for the VAE and for schema-version-1 studies): its K and
+M did not matter. The per-study table counts them and a note names them.
 """
 
 from __future__ import annotations
@@ -48,6 +53,7 @@ def prep(frames: Frames) -> pl.DataFrame:
             .alias("outcome"),
             "label",
             "seed",
+            "collapsed",
             # a traceback ends with the exception and its message: that line is the one to read
             pl.col("error").str.strip_chars().str.split("\n").list.last().str.slice(0, 200),
         )
@@ -94,6 +100,19 @@ def summary(df: pl.DataFrame) -> str:
     )
 
 
+def collapse_notes(df: pl.DataFrame) -> list[str]:
+    """One line per study with collapsed trials: how many of its flagged trials, which."""
+    lines = []
+    flagged = df.filter(pl.col("collapsed").is_not_null())
+    for (study,), part in flagged.group_by(["study"], maintain_order=True):
+        keys = part.filter(pl.col("collapsed"))["trial_key"].to_list()
+        if keys:
+            more = f" and {len(keys) - 5} more" if len(keys) > 5 else ""
+            lines.append(f"{study}: {len(keys)} of {part.height} pseudo-mixture trials have a "
+                         f"collapsed prior (spread ratio < 0.05): {', '.join(keys[:5])}{more}.")
+    return lines
+
+
 def problems(df: pl.DataFrame) -> pl.DataFrame:
     """The trials that are not in the tables, failures first."""
     order = {o: i for i, o in enumerate(("failed", "missing", "no results", "stopped", "unknown"))}
@@ -114,15 +133,17 @@ def problems(df: pl.DataFrame) -> pl.DataFrame:
     ),
     prep=prep,
     absent="no trials",
+    notes=collapse_notes,
 )
 def render(df: pl.DataFrame, out_dir: Path) -> list[Path]:
     by_study = (
         df.group_by("study")
-        .agg(pl.len().alias("trials"), *[(pl.col("outcome") == o).sum().alias(o) for o in OUTCOMES])
+        .agg(pl.len().alias("trials"), *[(pl.col("outcome") == o).sum().alias(o) for o in OUTCOMES],
+             pl.col("collapsed").fill_null(False).sum().alias("collapsed prior"))
         .sort("study")
     )
     paths = write_table(by_study, by_study, out_dir, "status")
-    left_out = problems(df)
+    left_out = problems(df).drop("collapsed")
     if not left_out.is_empty():
         shown = drop_single_study(left_out.drop("outcome").rename({"error": "error (last line)"}),
                                   df)

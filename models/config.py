@@ -18,7 +18,7 @@ from typing import Any, Self
 ARCHITECTURES = ("mlp", "cnn", "pixel")
 PRIORS = ("standard", "pseudo_mixture")
 LIKELIHOODS = ("bernoulli", "logistic")
-KL_ESTIMATORS = ("greedy", "optimal", "mc")
+KL_ESTIMATORS = ("greedy", "optimal", "mc", "lse")
 PSEUDO_INITS = ("normal", "data")
 DATASETS = ("mnist", "fashion_mnist", "omniglot", "frey", "digits")
 # Precision of the encoder's and decoder's matrix products (models.precision); every density,
@@ -86,7 +86,8 @@ class ModelConfig(_DictMixin):
 
     M posterior components with fixed weights ``pi`` (uniform when omitted); K pseudo-inputs for
     the ``pseudo_mixture`` prior (eq. 15/17/20; M = 1 is VampPrior); the KL term of the loss is
-    the matched bound with ``greedy`` (eq. 13) or ``optimal`` matching, or the Monte Carlo KL.
+    the matched bound with ``greedy`` (eq. 13) or ``optimal`` matching, the Monte Carlo KL, or
+    ``lse``, −log (1/K) Σ_k exp(−B_βk) with greedy β (models.kl.pseudo_mixture_lse_bound).
     ``image_shape`` and ``likelihood`` follow from the dataset.
     """
 

@@ -13,6 +13,9 @@ Per test image x, all in nats, all log-densities with their constants:
 - ``kl_bound`` = U(x), the matched bound the loss uses (eq. 18/22): optimal matching when the
   model was trained with ``kl_estimator = "optimal"``, otherwise greedy (eq. 13) — a model
   trained with the MC estimator reports the greedy bound here;
+- ``kl_lse`` = U_lse(x) = −log (1/K) Σ_k exp(−B_βk) (greedy β; models.kl), reported for every
+  model whatever it was trained with, so U, U_lse and KL_MC stand side by side
+  (U_lse ≤ U; U_lse ≥ KL up to the MC error of kl_mc);
 - ``elbo_bound`` = −(re + kl_bound), the paper's "≤ ln p(x)" column (eq. 23); since
   U ≥ KL, elbo_bound ≤ elbo_mc up to the Monte Carlo error of kl_mc.
 
@@ -44,7 +47,8 @@ BYTES_PER_FLOAT = 4
 CPU_CHUNK_MB = 16
 SUMMARY_KEYS = {
     "test_re": "re", "test_kl": "kl_bound", "test_kl_mc": "kl_mc",
-    "test_elbo_bound": "elbo_bound", "test_elbo_mc": "elbo_mc", "test_ll": "log_likelihood",
+    "test_kl_lse": "kl_lse", "test_elbo_bound": "elbo_bound", "test_elbo_mc": "elbo_mc",
+    "test_ll": "log_likelihood",
 }
 
 
@@ -55,6 +59,7 @@ class Evaluation:
     re: Tensor
     kl_bound: Tensor
     kl_mc: Tensor
+    kl_lse: Tensor
     elbo_bound: Tensor
     elbo_mc: Tensor
     log_likelihood: Tensor
@@ -77,6 +82,7 @@ class Evaluation:
             "re": self.re.tolist(),
             "kl_bound": self.kl_bound.tolist(),
             "kl_mc": self.kl_mc.tolist(),
+            "kl_lse": self.kl_lse.tolist(),
         }
 
 
@@ -192,16 +198,18 @@ def importance_sampling(model: nn.Module, x: Tensor, mu: Tensor, logvar: Tensor,
 
 @torch.inference_mode()
 def encode_all(model: nn.Module, x: Tensor, components: Any,
-               matching: str) -> tuple[Tensor, Tensor, Tensor]:
-    """mu, logvar (N, M, D) of q(z|x) and the bound U(x) (N,) (float64, CPU), in batches."""
-    mus, logvars, bounds = [], [], []
+               matching: str) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """mu, logvar (N, M, D) of q(z|x), the bound U(x) and U_lse(x) (N,) (float64, CPU), in
+    batches; both bounds from one all-pairs KL matrix per batch."""
+    mus, logvars, bounds, lses = [], [], [], []
     for start in range(0, x.shape[0], ENCODE_BATCH):
         mu, logvar = model.encode(x[start : start + ENCODE_BATCH])
         mus.append(mu)
         logvars.append(logvar)
-        u = model.prior.kl_bound(mu, logvar, model.log_pi, matching, components=components)
-        bounds.append(u.double().cpu())
-    return torch.cat(mus), torch.cat(logvars), torch.cat(bounds)
+        u = model.prior.kl_bounds(mu, logvar, model.log_pi, components, (matching, "lse"))
+        bounds.append(u[matching].double().cpu())
+        lses.append(u["lse"].double().cpu())
+    return torch.cat(mus), torch.cat(logvars), torch.cat(bounds), torch.cat(lses)
 
 
 @torch.inference_mode()
@@ -217,13 +225,13 @@ def evaluate(model: nn.Module, data: Any, is_samples: int, memory_mb: int,
     x = (data.test if hasattr(data, "test") else data).to(device)
     matching = bound_matching(model)
     comps = model.prior.components()  # once per evaluation
-    mu, logvar, kl_bound = encode_all(model, x, comps, matching)
+    mu, logvar, kl_bound, kl_lse = encode_all(model, x, comps, matching)
     sampled = importance_sampling(model, x, mu, logvar, is_samples, memory_mb, seed, comps,
                                   progress=progress)
     model.train(was_training)
     re = sampled["re"]
     return Evaluation(
-        re=re, kl_bound=kl_bound, kl_mc=sampled["kl"], elbo_bound=-(re + kl_bound),
+        re=re, kl_bound=kl_bound, kl_mc=sampled["kl"], kl_lse=kl_lse, elbo_bound=-(re + kl_bound),
         elbo_mc=sampled["elbo"], log_likelihood=sampled["ll"], matching=matching,
         is_samples=is_samples, seconds=time.perf_counter() - start,
     )

@@ -4,7 +4,8 @@ All functions are pure and batched. Shapes: B batch, K pseudo-inputs (prior memb
 components, D latent size. A "KL matrix" ``kl`` (..., M, M) holds [m, n] = KL(q_m ‖ p_n).
 
 Reads top to bottom: Gaussian KLs, matchings β (greedy eq. 13, optimal), the matched bound B_β
-(eq. 12), the pseudo-input mixture bound U(x) (eq. 18/22), the Monte Carlo KL.
+(eq. 12), the pseudo-input mixture bound U(x) (eq. 18/22), its log-sum-exp refinement U_lse(x)
+(ours, not in the paper), the Monte Carlo KL.
 """
 
 from __future__ import annotations
@@ -326,6 +327,44 @@ def pseudo_mixture_bound(
     U(x) = ``.mean(-1)`` ≥ KL(q(·|x) ‖ p) by joint convexity of KL. No loop over b or k.
     """
     return pseudo_mixture_bounds(mu, logvar, mu_p, logvar_p, log_pi, (matching,))[matching]
+
+
+def lse_of_bounds(bounds: Tensor) -> Tensor:
+    """U_lse = −log (1/K) Σ_k exp(−B_k) from a (..., K) matrix of per-member bounds → (...).
+
+    Computed as log K − logsumexp_k(−B_k) (stable for large B). See `pseudo_mixture_lse_bound`.
+    """
+    return math.log(bounds.shape[-1]) - torch.logsumexp(-bounds, dim=-1)
+
+
+def pseudo_mixture_lse_bound(
+    mu: Tensor,
+    logvar: Tensor,
+    mu_p: Tensor,
+    logvar_p: Tensor,
+    log_pi: Tensor,
+    matching: str = "greedy",
+) -> Tensor:
+    """U_lse(x) = −log (1/K) Σ_k exp(−B_βk(q(·|x) ‖ q(·|a_k))) ≥ KL(q(·|x) ‖ p): → (B,).
+
+    Same arguments as `pseudo_mixture_bound` (q (B, M, D), pseudo-input posteriors (K, M, D),
+    log_pi (M,), matching "greedy" (eq. 13) or "optimal"); ours, not in the paper.
+
+    Derivation. Write p = Σ_k (1/K) p_k with p_k = q(·|a_k). For any weights φ on the
+    simplex over k, let q̃(z, k) = φ_k q(z) and p̃(z, k) = (1/K) p_k(z); their z-marginals
+    are q and p, so by the chain rule (marginalising k cannot increase a KL)
+        KL(q ‖ p) ≤ KL(q̃ ‖ p̃) = Σ_k φ_k [log(K φ_k) + KL(q ‖ p_k)].
+    The right-hand side is minimised by φ_k ∝ exp(−KL(q ‖ p_k)) (Gibbs), where it equals
+    −log (1/K) Σ_k exp(−KL(q ‖ p_k)). This is increasing in every KL(q ‖ p_k), and
+    KL(q ‖ p_k) ≤ B_βk (eq. 12, any β), hence KL(q ‖ p) ≤ −log (1/K) Σ_k exp(−B_βk) = U_lse.
+    By Jensen (exp convex), −log mean_k exp(−B_βk) ≤ mean_k B_βk = U(x) (eq. 18/22), with
+    equality iff all B_βk are equal — in particular for K = 1, and when the K pseudo-input
+    posteriors are identical (a collapsed prior: then U is as tight as U_lse).
+    Gradient: ∂U_lse/∂B_βk = softmax_k(−B_βk) (the optimal φ_k), where U gives every k 1/K:
+    under U every pseudo-input is pulled toward every image's posterior; under U_lse only
+    the ones responsible for it.
+    """
+    return lse_of_bounds(pseudo_mixture_bound(mu, logvar, mu_p, logvar_p, log_pi, matching))
 
 
 def mc_kl(

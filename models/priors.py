@@ -6,7 +6,8 @@ and log-variances with (K, M) log-weights — and offers:
 - ``log_prob(z)``: the exact log p(z) with constants, z (..., D) → (...);
 - ``sample(n)``: n reparameterised draws, (n, D);
 - ``kl_bound(mu, logvar, log_pi, matching)``: the KL term U(x) of the loss, (B,);
-- ``kl_bounds(mu, logvar, log_pi)``: U(x) under several matchings at once, {name: (B,)}.
+- ``kl_bounds(mu, logvar, log_pi)``: U(x) under several matchings at once, {name: (B,)}; the
+  name ``"lse"`` gives U_lse(x) = −log (1/K) Σ_k exp(−B_βk) (greedy β) from the same matrix.
 
 Each method takes an optional ``components`` (the result of one `components()` call) so a
 training step encodes the pseudo-inputs once and shares them between all KL estimates.
@@ -23,7 +24,7 @@ from torch import Tensor, nn
 
 from models.config import ModelConfig
 from models.distributions import log_mixture_diag_flat, sample_mixture
-from models.kl import MATCHINGS, gaussian_kl_standard, pseudo_mixture_bounds
+from models.kl import MATCHINGS, gaussian_kl_standard, lse_of_bounds, pseudo_mixture_bounds
 
 # VampPrior's initialisation of the pseudo-inputs: N(0.05, 0.01²), or training images + that noise.
 PSEUDO_INIT_MEAN = 0.05
@@ -90,8 +91,8 @@ class StandardPrior(Prior):
     identical N(0, I) components with weights π, every matching β gives
     B_β = Σ_m π_m log(π_m/π_β(m)) + Σ_m π_m KL(q_m ‖ N(0, I)); the weight term is ≥ 0 and 0
     when β pairs equal weights (rearrangement inequality), which is what both the greedy
-    (eq. 13) and the optimal matching choose: greedy = optimal = U here, so ``matching`` is
-    accepted and ignored.
+    (eq. 13) and the optimal matching choose: greedy = optimal = U here, and U_lse = U (one
+    prior member, K = 1), so ``matching`` is accepted and ignored.
     """
 
     def __init__(self, latent_dim: int) -> None:
@@ -180,10 +181,9 @@ class PseudoMixturePrior(Prior):
         components: PriorComponents | None = None,
     ) -> Tensor:
         """U(x) = (1/K) Σ_k B_βk(q(·|x) ‖ q(·|a_k)) (eq. 18/22) with ``matching`` "greedy"
-        (eq. 13) or "optimal": mu, logvar (B, M, D), log_pi (M,) (the shared π) → (B,)."""
-        c = self.components() if components is None else components
-        bounds = pseudo_mixture_bounds(mu, logvar, c.mu, c.logvar, log_pi, (matching,))
-        return bounds[matching].mean(-1)
+        (eq. 13) or "optimal", or U_lse(x) for "lse": mu, logvar (B, M, D), log_pi (M,) (the
+        shared π) → (B,)."""
+        return self.kl_bounds(mu, logvar, log_pi, components, (matching,))[matching]
 
     def kl_bounds(
         self,
@@ -193,10 +193,13 @@ class PseudoMixturePrior(Prior):
         components: PriorComponents | None = None,
         matchings: tuple[str, ...] = tuple(MATCHINGS),
     ) -> dict[str, Tensor]:
-        """U(x) under each of ``matchings`` from one all-pairs KL matrix: {name: (B,)}."""
+        """U(x) under each of ``matchings`` from one all-pairs KL matrix: {name: (B,)}; "lse"
+        is U_lse(x) (models.kl.pseudo_mixture_lse_bound) from the greedy B_βk."""
         c = self.components() if components is None else components
-        bounds = pseudo_mixture_bounds(mu, logvar, c.mu, c.logvar, log_pi, matchings)
-        return {name: bound.mean(-1) for name, bound in bounds.items()}
+        needed = tuple(dict.fromkeys("greedy" if n == "lse" else n for n in matchings))
+        bounds = pseudo_mixture_bounds(mu, logvar, c.mu, c.logvar, log_pi, needed)
+        return {n: lse_of_bounds(bounds["greedy"]) if n == "lse" else bounds[n].mean(-1)
+                for n in matchings}
 
 
 def build_prior(cfg: ModelConfig, encoder: nn.Module, init_data: Tensor | None = None) -> Prior:

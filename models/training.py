@@ -17,6 +17,9 @@ Protocol (DESIGN.md "The model", paper §IV):
   the negative MC ELBO. It is computed with a fixed random seed every epoch (common random
   numbers), so the noise of the stratified RE sample does not move the early-stopping decision
   from one epoch to the next; that seed is forked, so the training random stream is untouched;
+- after it, on the same fixed noise, the collapse diagnostics of models.diagnostics on the
+  validation set (spread ratio, members used, responsibility perplexity, U − KL_MC gaps) go
+  into the epoch's row;
 - early stopping (`EarlyStopping`): stop after ``patience`` consecutive epochs without a strictly
   lower validation loss; the weights of the best epoch are kept and returned.
 
@@ -53,6 +56,7 @@ from models.checkpoint import (
     torch_bytes,
 )
 from models.config import TrialConfig
+from models.diagnostics import DIAGNOSTICS, collapse_diagnostics
 from models.precision import check_precision, configure_device, set_precision
 from models.step import TrainStep
 
@@ -68,7 +72,7 @@ SaveCheckpoint = Callable[[Path], None]
 Callback = Callable[[Metrics, SaveCheckpoint], None]
 EPOCH_KEYS = (
     "epoch", "beta", "train_loss", "train_re", "train_kl", "val_loss", "val_re", "val_kl",
-    "seconds",
+    "seconds", *DIAGNOSTICS,
 )
 
 
@@ -256,6 +260,7 @@ def train(
                                        epoch, device)
             with fixed_noise(tc.seed + VAL_SEED_OFFSET, device):
                 val_stats = validation_loss(model, data.val, epoch)
+                val_stats.update(collapse_diagnostics(model, data.val))
             if stopper.step(epoch, val_stats["val_loss"]):
                 best_state = {k: v.detach().to("cpu", copy=True)
                               for k, v in model.state_dict().items()}

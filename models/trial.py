@@ -30,6 +30,7 @@ import torch
 
 from models.checkpoint import CHECKPOINT_FILE, atomic_torch_save, atomic_write, atomic_write_json
 from models.config import TrialConfig
+from models.diagnostics import DIAGNOSTICS, is_collapsed
 from models.evaluation import Evaluation, evaluate
 from models.precision import check_precision
 from models.records import EPOCH_COLUMNS, EPOCHS_TRIAL_SCHEMA, TEST_LL_TRIAL_SCHEMA
@@ -56,8 +57,9 @@ N_SAMPLES = 64  # prior samples shown (8 × 8)
 GRID_COLUMNS = 8
 METRIC_KEYS = (
     "epochs_run", "best_epoch", "best_val_loss", "stopped_early", "test_re", "test_kl",
-    "test_kl_mc", "test_elbo_bound", "test_elbo_mc", "test_ll", "is_samples", "train_seconds",
-    "eval_seconds", "device", "n_test", "gpu_memory_peak_mb", "compiled",
+    "test_kl_mc", "test_kl_lse", "test_elbo_bound", "test_elbo_mc", "test_ll", "is_samples",
+    "train_seconds", "eval_seconds", "device", "n_test", "gpu_memory_peak_mb", "compiled",
+    *DIAGNOSTICS, "collapsed",
 )
 
 
@@ -136,7 +138,7 @@ def run_trial(
         "model": {k: v.detach().cpu() for k, v in result.model.state_dict().items()},
     })
     write_parquet(out / EPOCHS_FILE,
-                  {k: [row[k] for row in result.history] for k in EPOCH_COLUMNS},
+                  {k: [row.get(k) for row in result.history] for k in EPOCH_COLUMNS},
                   EPOCHS_TRIAL_SCHEMA)
 
     evaluation = evaluate(result.model, data, tc.is_samples, tc.eval_memory_mb, tc.seed,
@@ -181,6 +183,10 @@ def trial_metrics(result: TrainResult, evaluation: Evaluation,
         "gpu_memory_peak_mb": gpu_memory_peak_mb(device),
         "compiled": result.compiled,
     }
+    # The collapse diagnostics of the returned (best) weights: that epoch's row.
+    best = [row for row in result.history if row["epoch"] == result.best_epoch]
+    diagnostics = {name: best[-1].get(name) if best else None for name in DIAGNOSTICS}
+    metrics.update(diagnostics, collapsed=is_collapsed(diagnostics["spread_ratio"]))
     return {k: metrics[k] for k in METRIC_KEYS}
 
 

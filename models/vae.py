@@ -6,9 +6,10 @@ Per image x (DESIGN.md "The model", eq. 14/19, 18/22, 23):
 - RE = −E_q[log p(x|z)] = −Σ_m π_m E_{N_m}[log p(x|z)], one reparameterised sample per
   component (stratified); the PixelCNN decoder is teacher-forced with x;
 - KL: the configured estimator (``cfg.kl_estimator``) — the matched bound U(x) with greedy
-  (eq. 13) or optimal matching, or the Monte Carlo KL log q(z|x) − log p(z) at the same
-  stratified samples, weighted by π — used in the loss mean(RE + β·KL); all three are
-  available detached for reporting (computed when first read).
+  (eq. 13) or optimal matching, its log-sum-exp refinement U_lse(x) (``lse``, ours), or the
+  Monte Carlo KL log q(z|x) − log p(z) at the same stratified samples, weighted by π — used in
+  the loss mean(RE + β·KL); all four are available detached for reporting (computed when
+  first read).
 """
 
 from __future__ import annotations
@@ -32,9 +33,9 @@ from models.priors import PriorComponents, build_prior
 class LossTerms:
     """One batch's terms: ``loss`` a scalar, every other field (B,) in nats per image.
 
-    ``kl_greedy``, ``kl_optimal`` and ``kl_mc`` are computed without gradient on first access
-    (from this batch's encodings and samples), so a training step that never reads them does
-    not pay for them; the configured estimator's entry is ``kl.detach()``.
+    ``kl_greedy``, ``kl_optimal``, ``kl_lse`` and ``kl_mc`` are computed without gradient on
+    first access (from this batch's encodings and samples), so a training step that never
+    reads them does not pay for them; the configured estimator's entry is ``kl.detach()``.
     """
 
     loss: Tensor  # mean(re + β·kl)
@@ -55,6 +56,11 @@ class LossTerms:
     def kl_optimal(self) -> Tensor:
         """U(x) with optimal matching, detached."""
         return self._reported["optimal"]
+
+    @property
+    def kl_lse(self) -> Tensor:
+        """U_lse(x) = −log (1/K) Σ_k exp(−B_βk), greedy β (models.kl), detached."""
+        return self._reported["lse"]
 
     @property
     def kl_mc(self) -> Tensor:
@@ -121,8 +127,9 @@ class GMMpVAE(nn.Module):
         names: tuple[str, ...] = KL_ESTIMATORS,
     ) -> dict[str, Tensor]:
         """KL estimates of a batch, {name: (B,)} for ``names`` among "greedy", "optimal"
-        (U(x), eq. 18/22, sharing one all-pairs KL matrix) and "mc" (Σ_m π_m [log q(z_m|x) −
-        log p(z_m)] at the stratified samples, exact mixture densities).
+        (U(x), eq. 18/22), "lse" (U_lse(x); all three share one all-pairs KL matrix) and "mc"
+        (Σ_m π_m [log q(z_m|x) − log p(z_m)] at the stratified samples, exact mixture
+        densities).
         mu, logvar (B, M, D); z (M, B, D)."""
         matchings = tuple(n for n in names if n != "mc")
         kls = self.prior.kl_bounds(mu, logvar, self.log_pi, components, matchings)

@@ -84,7 +84,8 @@ def canonical_json(flat: dict[str, Any]) -> str:
 
 
 def trial_key(flat: dict[str, Any]) -> str:
-    """Stable key of a configuration: ``<dataset>-<arch>-<vae|mM-kK>-s<seed>-<12 hex digits>``.
+    """Stable key of a configuration:
+    ``<dataset>-<arch>-<vae|mM-kK>-<kl_estimator>-s<seed>-<12 hex digits>``.
 
     The hex digits are the start of the SHA-256 of ``canonical_json(flat)``, so the same
     configuration has the same key in every process and every run (no Python ``hash()``), a
@@ -94,7 +95,8 @@ def trial_key(flat: dict[str, Any]) -> str:
     full = complete_config(flat)
     digest = hashlib.sha256(canonical_json(full).encode("utf-8")).hexdigest()[:12]
     model = "vae" if full["prior"] == "standard" else f"m{full['M']}-k{full['K']}"
-    return f"{full['dataset']}-{full['arch']}-{model}-s{full['seed']}-{digest}"
+    estimator = full["kl_estimator"]
+    return f"{full['dataset']}-{full['arch']}-{model}-{estimator}-s{full['seed']}-{digest}"
 
 
 def check_seeds(seeds: Any) -> int:

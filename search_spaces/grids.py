@@ -12,9 +12,13 @@ A study's ``[search.grid]`` table overrides the lists (every grid documents its 
   integers), and for the VAE-and-MixM grids ``Ms`` (list of M) and ``include_vae`` (bool);
   figure4 takes ``Ms`` (which of the paper's M = 2 / M = 3 lists) or ``pis`` (a list of weight
   lists of its own; M = each list's length).
-- A field the grid sets (prior, M, pi, K, seed) may not be fixed by the study. ``dataset`` and
-  ``arch`` may be: a fixed value narrows that axis to itself — but not together with the
-  matching ``datasets`` / ``archs`` list (``ValueError``: say it in one place).
+- ``estimators`` (list of KL estimators: greedy, optimal, mc, lse), every grid: the training
+  objective as an axis (the paper's bound against the alternatives); it crosses every model,
+  the VAE included (for the VAE greedy = optimal = lse is the closed-form KL).
+- A field the grid sets (prior, M, pi, K, seed) may not be fixed by the study. ``dataset``,
+  ``arch`` and ``kl_estimator`` may be: a fixed value narrows that axis to itself — but not
+  together with the matching ``datasets`` / ``archs`` / ``estimators`` list (``ValueError``:
+  say it in one place).
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from models.config import ARCHITECTURES, DATASETS, ModelConfig
+from models.config import ARCHITECTURES, DATASETS, KL_ESTIMATORS, ModelConfig
 from search_spaces.base import VAE_K, SearchSpace
 from search_spaces.simplex import figure4_pis
 
@@ -87,19 +91,24 @@ def _product(fixed: dict[str, Any], seeds: int, grid: dict[str, Any], models: li
              archs: Sequence[str], ks: Sequence[int]) -> list[dict[str, Any]]:
     datasets = _axis(fixed, grid, "dataset", "datasets", [], DATASETS)
     arch_values = _axis(fixed, grid, "arch", "archs", archs, ARCHITECTURES)
+    # None: not set here (ModelConfig's default), so a grid without the axis keeps its keys.
+    estimators = _axis(fixed, grid, "kl_estimator", "estimators", [None], KL_ESTIMATORS)
     k_values = _list(grid, "Ks", _is_int(1), "integers >= 1") or list(ks)
     configs = []
     for dataset in datasets or [None]:  # None: the dataset's default (TrainConfig)
         for arch in arch_values:
-            for model in models:
-                for k in k_values if model.uses_k else [VAE_K]:
-                    for seed in range(seeds):
-                        config = {**fixed, "arch": arch, "prior": model.prior, "M": model.M,
-                                  "pi": None if model.pi is None else list(model.pi),
-                                  "K": k, "seed": seed}
-                        if dataset is not None:
-                            config["dataset"] = dataset
-                        configs.append(config)
+            for estimator in estimators:
+                for model in models:
+                    for k in k_values if model.uses_k else [VAE_K]:
+                        for seed in range(seeds):
+                            config = {**fixed, "arch": arch, "prior": model.prior, "M": model.M,
+                                      "pi": None if model.pi is None else list(model.pi),
+                                      "K": k, "seed": seed}
+                            if dataset is not None:
+                                config["dataset"] = dataset
+                            if estimator is not None:
+                                config["kl_estimator"] = estimator
+                            configs.append(config)
     return configs
 
 
@@ -147,13 +156,15 @@ _COMMON_HELP = {
     "datasets": "datasets to cross (default: the study's data.dataset)",
     "archs": "architectures to cross, of mlp, cnn, pixel",
     "Ks": "numbers of pseudo-inputs K for the mixture models",
+    "estimators": "KL estimators to cross, of greedy, optimal, mc, lse (default: model."
+                  "kl_estimator)",
 }
 _VAE_MIX_HELP = {
     **_COMMON_HELP,
     "Ms": "mixture sizes M of the pseudo-mixture models (default [1, 2, 3])",
     "include_vae": "also run the standard-prior VAE (default true)",
 }
-_VAE_MIX_PARAMS = ("datasets", "archs", "Ms", "Ks", "include_vae")
+_VAE_MIX_PARAMS = ("datasets", "archs", "Ms", "Ks", "include_vae", "estimators")
 
 GRIDS: tuple[SearchSpace, ...] = (
     SearchSpace(
@@ -176,7 +187,7 @@ GRIDS: tuple[SearchSpace, ...] = (
         "figure4", "grid",
         "Figure 4: the paper's mixture coefficients (M = 2: 5 lists, M = 3: 6 lists) x "
         "datasets x archs [mlp] x K [500] x seeds",
-        ("datasets", "archs", "Ks", "Ms", "pis"),
+        ("datasets", "archs", "Ks", "Ms", "pis", "estimators"),
         {**_COMMON_HELP, "archs": "architectures (default: model.arch or mlp)",
          "Ks": "K values (default [500])",
          "Ms": "which of the paper's lists: M in [2, 3] (default both)",

@@ -4,6 +4,8 @@ States come from three places, the first that knows a trial wins: its record in 
 (COMPLETED, ERROR, PRUNED), Ray Tune's saved experiment state (RUNNING, PENDING, …), and for
 grids the plan (NOT STARTED). The Optuna study's own counts are shown beside. The results are
 consolidated first (``--no-consolidate`` only reads), so ``results/`` is current.
+A trial whose pseudo-input prior collapsed (record field ``collapsed``: spread ratio < 0.05,
+models.diagnostics) is marked ``COLLAPSED`` after its test_ll, and counted below the list.
 """
 
 from __future__ import annotations
@@ -65,10 +67,15 @@ def run(args: argparse.Namespace) -> int:
         r = by_key.get(key, {})
         line = (f"  {key:<44} {state:<11} {_fmt(r.get('epochs_run'), 'd'):>6} "
                 f"{_fmt(r.get('best_val_loss'), '.4f'):>13} {_fmt(r.get('test_ll'), '.4f'):>10}"
-                f"  {(r.get('error') or '')[:80]}")
+                f"{' COLLAPSED' if r.get('collapsed') else ''}  {(r.get('error') or '')[:80]}")
         print(line.rstrip())
     if not args.all and len(rows) > MAX_ROWS:
         print(f"  … {len(rows) - MAX_ROWS} more (--all lists them)")
+    flagged = [r for r in records if r.get("collapsed") is not None]
+    if flagged:
+        n = sum(bool(r["collapsed"]) for r in flagged)
+        print(f"collapsed  {n} of {len(flagged)} pseudo-mixture trials have a collapsed prior "
+              f"(spread ratio < 0.05)")
     metric = spec.search.metric
     column = "best_val_loss" if metric == "val_loss" else metric
     best = summary.best_records(records, column, spec.search.mode)

@@ -1,4 +1,4 @@
-"""A study's results: per-trial records and the consolidated Parquet dataset (schema version 1).
+"""A study's results: per-trial records and the consolidated Parquet dataset (schema version 2).
 
 The study folder's layout and its storage helpers are `study.storage`'s. The files here:
 
@@ -16,21 +16,25 @@ the study starts. ``STUDY/results/``: the consolidated dataset:
     because ``device`` is the device the trial actually ran on; ``epochs_run``, ``best_epoch``,
     ``best_val_loss``, ``stopped_early``, ``test_re``, ``test_kl`` (the bound U), ``test_kl_mc``,
     ``test_elbo_bound`` (−(RE + U), the paper's "≤ ln p(x)"), ``test_elbo_mc``, ``test_ll`` (all
-    nats per test image), ``n_test``, ``train_seconds``, ``eval_seconds``, ``started_at`` /
+    nats per test image), ``test_kl_lse`` (U_lse, v2), ``n_test``, ``train_seconds``,
+    ``eval_seconds``, the collapse diagnostics of the best epoch ``spread_ratio``,
+    ``members_used``, ``resp_perplexity``, ``bound_gap``, ``lse_gap`` and ``collapsed``
+    (models.diagnostics; v2, null for the VAE and for version-1 rows), ``started_at`` /
     ``ended_at`` (timestamp[us, UTC]; started_at is the first attempt's start), ``attempts``
     (1 + the times the trial was resumed from a checkpoint), ``node`` (``hostname/ip``),
     ``device`` (``cpu`` or ``cuda:<index> <GPU name>``), ``gpu_memory_peak_mb`` (the most GPU
     memory the trial's tensors held, ``torch.cuda.max_memory_allocated``; null on CPU and
     for a trial without metrics), ``versions`` (JSON: torch, ray, optuna, python), ``git_rev``
     (``git rev-parse HEAD`` at study start, or ``unknown``), ``trial_dir``, ``schema_version``
-    (= 1).
+    (= 2; version-1 studies lack the v2 columns, which readers fill with nulls).
 
 ``epochs.parquet`` (`EPOCHS_SCHEMA`): ``study``, ``trial_key``, ``epoch`` (from 1), ``beta``,
-``train_loss``, ``train_re``, ``train_kl``, ``val_loss``, ``val_re``, ``val_kl``, ``seconds``.
+``train_loss``, ``train_re``, ``train_kl``, ``val_loss``, ``val_re``, ``val_kl``, ``seconds``,
+and (v2) the validation diagnostics ``spread_ratio`` … ``lse_gap`` (models.records).
 
 ``test_ll.parquet`` (`TEST_LL_SCHEMA`): ``study``, ``trial_key``, ``image`` (test-set index),
 ``log_likelihood`` (importance-sampled), ``elbo_bound``, ``elbo_mc``, ``re``, ``kl_bound``,
-``kl_mc`` (nats, per image).
+``kl_mc``, ``kl_lse`` (v2) (nats, per image).
 
 The trial folders are the source of truth: `consolidate` rebuilds the three files from them
 (sorted by trial_key, epoch, image), so it is idempotent and a resumed study cannot duplicate a
@@ -67,7 +71,7 @@ from study.storage import (
     write_table,
 )
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: test_kl_lse, the collapse diagnostics and ``collapsed`` (issue 8)
 RECORD_FILE = "trial.json"
 EPOCHS_FILE = "epochs.parquet"
 TEST_LL_FILE = "test_ll.parquet"
@@ -93,7 +97,10 @@ TRAIN_COLUMNS: tuple[tuple[str, pa.DataType], ...] = (
     ("eval_memory_mb", _I64), ("max_train_examples", _I64), ("max_test_examples", _I64),
     ("device_requested", _STR), ("data_dir", _STR), ("precision", _STR), ("compile", _BOOL),
 )
-TEST_METRICS = ("test_re", "test_kl", "test_kl_mc", "test_elbo_bound", "test_elbo_mc", "test_ll")
+TEST_METRICS = ("test_re", "test_kl", "test_kl_mc", "test_elbo_bound", "test_elbo_mc", "test_ll",
+                "test_kl_lse")
+# models.diagnostics.DIAGNOSTICS of the best epoch's weights, and the collapse flag from them.
+DIAGNOSTIC_METRICS = ("spread_ratio", "members_used", "resp_perplexity", "bound_gap", "lse_gap")
 
 TRIALS_SCHEMA = pa.schema([
     ("study", _STR), ("trial_key", _STR), ("state", _STR), ("error", _STR),
@@ -102,6 +109,7 @@ TRIALS_SCHEMA = pa.schema([
     ("epochs_run", _I64), ("best_epoch", _I64), ("best_val_loss", _F64), ("stopped_early", _BOOL),
     *[(name, _F64) for name in TEST_METRICS],
     ("n_test", _I64), ("train_seconds", _F64), ("eval_seconds", _F64),
+    *[(name, _F64) for name in DIAGNOSTIC_METRICS], ("collapsed", _BOOL),
     ("started_at", _TS), ("ended_at", _TS), ("attempts", _I64),
     ("node", _STR), ("device", _STR), ("gpu_memory_peak_mb", _F64),
     ("versions", _STR), ("git_rev", _STR), ("trial_dir", _STR),
@@ -170,7 +178,7 @@ def make_record(
         metrics.setdefault("best_val_loss", float(best["val_loss"]))
         metrics.setdefault("train_seconds", float(sum(row["seconds"] for row in epochs)))
     for name in ("epochs_run", "best_epoch", "best_val_loss", "stopped_early", *TEST_METRICS,
-                 "n_test", "train_seconds", "eval_seconds"):
+                 "n_test", "train_seconds", "eval_seconds", *DIAGNOSTIC_METRICS, "collapsed"):
         record[name] = metrics.get(name)
     if "is_samples" in metrics:
         record["is_samples"] = metrics["is_samples"]
@@ -243,7 +251,7 @@ def write_record(fs: pafs.FileSystem, trial_dir: str, record: dict[str, Any]) ->
 
 def write_epochs(fs: pafs.FileSystem, trial_dir: str, rows: Sequence[dict[str, Any]]) -> None:
     """Write a trial's ``epochs.parquet`` (models.records' columns: no study, no key)."""
-    columns = {name: [row[name] for row in rows] for name in EPOCH_COLUMNS}
+    columns = {name: [row.get(name) for row in rows] for name in EPOCH_COLUMNS}
     table = pa.table(columns, schema=EPOCHS_TRIAL_SCHEMA)
     write_table(fs, join(trial_dir, EPOCHS_FILE), table)
 

@@ -43,7 +43,8 @@ Sections and fields (every field optional unless marked *required*):
                       (reported at the end of a trial; not with ASHA)
   ``mode``            the metric's own: max for test_ll / test_elbo_*, min otherwise (checked)
 ``[search.grid]``     list overrides of a grid space (``datasets``, ``archs``, ``Ks``, ``Ms``,
-                      ``include_vae``, figure4: ``pis``): see ``search_spaces.grids``
+                      ``include_vae``, ``estimators``, figure4: ``pis``): see
+                      ``search_spaces.grids``
 ``[model]``           ModelConfig fields fixed for every trial (e.g. latent_dim, hidden_dim,
                       kl_estimator, arch); not ``image_shape`` / ``likelihood`` (they follow
                       from the dataset) and not the fields the grid sets

@@ -177,7 +177,7 @@ class _Reporter:
         self.max_epochs, self.patience = cfg.train.max_epochs, cfg.train.patience
 
     def __call__(self, metrics: dict[str, Any], save_checkpoint: Callable[[Path], None]) -> None:
-        row = {name: metrics[name] for name in results.EPOCH_COLUMNS}
+        row = {name: metrics.get(name) for name in results.EPOCH_COLUMNS}  # v1 rows: nulls
         self.rows = [r for r in self.rows if r["epoch"] < row["epoch"]] + [row]
         report = {**metrics, KEY_FIELD: self.key}
         epoch = int(metrics["epoch"])

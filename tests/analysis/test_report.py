@@ -12,7 +12,8 @@ from analysis import registry
 from study.cli import main
 
 FIGURES = ("figure2", "figure3", "figure4", "figure10", "reconstructions", "bound_gap")
-TABLES = ("status", "status_trials", "table1", "paper", "bound_gap", "bound_gap_ranking")
+TABLES = ("status", "status_trials", "table1", "paper", "bound_gap", "bound_gap_ranking",
+          "claims", "claims_summary")
 
 
 @pytest.fixture(scope="session")

@@ -28,7 +28,7 @@ def test_defaults_are_uniform_and_valid():
         ({"arch": "resnet"}, "arch", "mlp, cnn, pixel"),
         ({"prior": "vamp"}, "prior", "standard, pseudo_mixture"),
         ({"likelihood": "gaussian"}, "likelihood", "bernoulli, logistic"),
-        ({"kl_estimator": "exact"}, "kl_estimator", "greedy, optimal, mc"),
+        ({"kl_estimator": "exact"}, "kl_estimator", "greedy, optimal, mc, lse"),
         ({"pseudo_init": "zeros"}, "pseudo_init", "normal, data"),
         ({"M": 2, "pi": [0.5, 0.4]}, "pi", "sum to 1"),
         ({"M": 2, "pi": [0.5]}, "pi", "M=2"),

@@ -163,3 +163,19 @@ def test_reconstruction_grid_keeps_columns_aligned():
     rec = reconstruction_grid(images, images, (2, 2), ncol=4)  # 8 kept: 2 rows + 2 rows
     assert rec.shape == (4 * 3 + 1, 4 * 3 + 1)
     assert np.allclose(rec[7:9, 1:3], images[0].view(2, 2).numpy())  # row 3: first recon
+
+
+def test_lse_is_reported_beside_u_and_matches_the_prior(digits):
+    from models.kl import lse_of_bounds, pseudo_mixture_bound
+    from models.training import build_model
+
+    model = build_model(tiny_config(kl_estimator="lse", M=2, K=5), digits)
+    ev = evaluate(model, digits, is_samples=20, memory_mb=8, seed=0)
+    assert ev.matching == "greedy" and "test_kl_lse" in ev.summary
+    assert bool((ev.kl_lse <= ev.kl_bound + 1e-6).all())
+    with torch.no_grad():
+        mu, logvar = model.encode(digits.test)
+        comps = model.prior.components()
+        bounds = pseudo_mixture_bound(mu, logvar, comps.mu, comps.logvar, model.log_pi)
+    assert torch.allclose(ev.kl_lse, lse_of_bounds(bounds).double(), atol=1e-4)
+    assert len(ev.rows()["kl_lse"]) == digits.test.shape[0]

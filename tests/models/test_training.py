@@ -95,8 +95,10 @@ def test_trainer_stops_at_the_right_epoch_and_keeps_the_best_weights(
     assert [m["best_epoch"] for m in seen] == [1, 2, 3, 3, 3, 3]
     assert set(seen[0]) == {
         "epoch", "beta", "train_loss", "train_re", "train_kl", "val_loss", "val_re", "val_kl",
-        "seconds", "best_epoch", "best_val_loss",
+        "seconds", "best_epoch", "best_val_loss", "spread_ratio", "members_used",
+        "resp_perplexity", "bound_gap", "lse_gap",
     }
+    assert all(0 < seen[-1][k] < float("inf") for k in ("spread_ratio", "members_used"))
     assert [m["beta"] for m in seen[:3]] == [0.5, 1.0, 1.0]  # warm-up min(1, epoch / 2)
     best = load_torch(tmp_path / "epoch3" / CHECKPOINT_FILE)["model"]
     last = load_torch(tmp_path / "epoch6" / CHECKPOINT_FILE)["model"]

@@ -131,7 +131,8 @@ def test_bad_seeds_and_wrong_kind():
 def test_trial_key_identity():
     base = search_spaces.get("table1").enumerate(MNIST, seeds=1)[4]
     key = trial_key(base)
-    assert key.startswith("mnist-mlp-m2-k100-s0-")
+    assert key.startswith("mnist-mlp-m2-k100-greedy-s0-")
+    assert trial_key({**base, "kl_estimator": "lse"}).startswith("mnist-mlp-m2-k100-lse-s0-")
     # fields that do not change the result do not change the key
     assert trial_key({**base, "device": "cuda:1", "data_dir": "/x", "eval_memory_mb": 9}) == key
     # a partial dict and its complete config share a key; a trial_key entry is ignored
@@ -178,3 +179,32 @@ def test_precision_enters_the_key_only_away_from_its_default_and_compile_never()
     assert trial_key({**base, "precision": "fp32"}) == trial_key(base)
     assert trial_key({**base, "compile": True}) == trial_key(base)  # how fast, not what
     assert trial_key({**base, "precision": "bf16"}) != trial_key(base)
+
+
+def test_estimators_axis_crosses_every_model_and_keys_name_it():
+    grid = {"Ks": [10], "estimators": ["greedy", "lse", "mc"]}
+    configs = search_spaces.get("quickstart").enumerate({"dataset": "digits"}, 2, grid)
+    assert len(configs) == 3 * (1 + 3) * 2  # estimators x (VAE + M 1..3) x seeds
+    keys = [trial_key(c) for c in configs]
+    assert len(set(keys)) == len(keys)
+    for est in ("greedy", "lse", "mc"):
+        assert sum(c["kl_estimator"] == est for c in configs) == 8
+        assert sum(f"-{est}-s" in k for k in keys) == 8
+    plain = search_spaces.get("quickstart").enumerate({"dataset": "digits"}, 2, {"Ks": [10]})
+    assert [trial_key(c) for c in plain] == keys[:8]  # greedy: the default, same keys
+    for fixed, bad, match in (({"kl_estimator": "mc"}, grid, "in one place"),
+                              ({}, {"estimators": ["exact"]}, "grid.estimators")):
+        with pytest.raises(ValueError, match=match):
+            search_spaces.get("quickstart").enumerate({"dataset": "digits", **fixed}, 1, bad)
+
+
+def test_estimator_keys_are_stable_across_processes():
+    script = ("import json, search_spaces\nprint(json.dumps([search_spaces.trial_key(c) for c in "
+              "search_spaces.get('figure4').enumerate({'dataset': 'mnist'}, 2, "
+              "{'estimators': ['lse', 'mc']})]))")
+    here = [trial_key(c) for c in search_spaces.get("figure4").enumerate(
+        MNIST, 2, {"estimators": ["lse", "mc"]})]
+    env = {**os.environ, "PYTHONHASHSEED": "999", "PYTHONPATH": str(REPO)}
+    out = subprocess.run([sys.executable, "-c", script], cwd=REPO, env=env, check=True,
+                         capture_output=True, text=True, timeout=60)
+    assert json.loads(out.stdout) == here

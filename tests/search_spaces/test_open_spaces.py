@@ -114,3 +114,13 @@ def test_pi_strings_round_trip_and_one_third_is_exact_enough():
     thirds = decode_pi("1/3,1/3,1/3")
     assert abs(math.fsum(thirds) - 1.0) <= 1e-15
     assert decode_pi(encode_pi([0.1, 0.9])) == [0.1, 0.9]
+
+
+@pytest.mark.parametrize("estimator", ["lse", "mc"])
+def test_open_spaces_carry_a_fixed_kl_estimator(estimator):
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    trial = study.ask()
+    config = search_spaces.get("open").suggest(trial, {"dataset": "mnist",
+                                                       "kl_estimator": estimator})
+    assert config["kl_estimator"] == estimator
+    assert TrialConfig.from_flat(config).model.kl_estimator == estimator

@@ -52,11 +52,13 @@ def test_train_writes_every_file_of_the_trial_folder(trial_dir):
     assert metrics["test_ll"] >= metrics["test_elbo_mc"]
     epochs = pl.read_parquet(trial_dir / "epochs.parquet")
     assert epochs.columns == ["epoch", "beta", "train_loss", "train_re", "train_kl", "val_loss",
-                              "val_re", "val_kl", "seconds"]
+                              "val_re", "val_kl", "seconds", "spread_ratio", "members_used",
+                              "resp_perplexity", "bound_gap", "lse_gap"]
     assert epochs["epoch"].to_list() == [1, 2, 3] and epochs["beta"].to_list() == [0.5, 1, 1]
     test_ll = pl.read_parquet(trial_dir / "test_ll.parquet")
     assert test_ll.columns == ["image", "log_likelihood", "elbo_bound", "elbo_mc", "re",
-                               "kl_bound", "kl_mc"]
+                               "kl_bound", "kl_mc", "kl_lse"]
+    assert (test_ll["kl_lse"] <= test_ll["kl_bound"] + 1e-9).all()  # U_lse ≤ U, per image
     assert test_ll.height == 30
     assert test_ll["log_likelihood"].mean() == pytest.approx(metrics["test_ll"])
     best = torch.load(trial_dir / "best.pt", weights_only=True)

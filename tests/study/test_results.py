@@ -40,13 +40,14 @@ def test_trials_schema_has_every_config_field_with_its_type():
         assert name in names
     assert results.EPOCHS_SCHEMA.names == [
         "study", "trial_key", "epoch", "beta", "train_loss", "train_re", "train_kl",
-        "val_loss", "val_re", "val_kl", "seconds"]
+        "val_loss", "val_re", "val_kl", "seconds", "spread_ratio", "members_used",
+        "resp_perplexity", "bound_gap", "lse_gap"]
     assert results.TEST_LL_SCHEMA.names == [
         "study", "trial_key", "image", "log_likelihood", "elbo_bound", "elbo_mc", "re",
-        "kl_bound", "kl_mc"]
-    assert results.SCHEMA_VERSION == 1
+        "kl_bound", "kl_mc", "kl_lse"]
+    assert results.SCHEMA_VERSION == 2
     for schema in (results.TRIALS_SCHEMA, results.EPOCHS_SCHEMA, results.TEST_LL_SCHEMA):
-        assert schema.metadata[b"schema_version"] == b"1"
+        assert schema.metadata[b"schema_version"] == b"2"
 
 
 def test_module_docstring_documents_every_column():
@@ -109,7 +110,7 @@ def test_consolidate_writes_one_row_per_trial_with_the_schemas(tmp_path):
     assert rows[ka]["started_at"] == datetime(2026, 1, 1, tzinfo=UTC)
     assert rows[kb]["state"] == "ERROR" and rows[kb]["test_ll"] is None
     assert rows[kb]["epochs_run"] == 1 and rows[kb]["best_val_loss"] == 10.0
-    assert rows[kc]["M"] == 3 and rows[kc]["K"] == 5 and rows[kc]["schema_version"] == 1
+    assert rows[kc]["M"] == 3 and rows[kc]["K"] == 5 and rows[kc]["schema_version"] == 2
     assert json.loads(rows[ka]["versions"]) == {"torch": "x"}
     assert TrialConfig.from_flat({
         **{k: rows[ka][k] for k in a if k != "device"}, "device": "auto"}).to_flat() == a

@@ -106,7 +106,10 @@ def test_local_study_of_real_trials_writes_the_three_files(local_ray, tmp_path):
     assert set(trials["state"].to_pylist()) == {"COMPLETED"}
     rows = trials.to_pylist()
     for row in rows:
-        assert row["study"] == "real" and row["schema_version"] == 1
+        assert row["study"] == "real" and row["schema_version"] == 2
+        assert row["test_kl_lse"] <= row["test_kl"] + 1e-6  # U_lse ≤ U, reported beside it
+        mixture = row["prior"] == "pseudo_mixture"
+        assert (row["spread_ratio"] is not None) == mixture == (row["collapsed"] is not None)
         assert row["epochs_run"] == 3 and row["is_samples"] == 10
         assert row["image_shape"] == [8, 8] and abs(sum(row["pi"]) - 1) < 1e-9
         assert row["test_ll"] < 0 and row["test_elbo_bound"] <= row["test_ll"] + 1e-6
@@ -228,6 +231,16 @@ def test_status_lists_trials_by_state(local_ray, tmp_path, capsys):
     assert "best by best_val_loss:" in out and "best by test_ll:" in out
     for t in spec.plan():
         assert t["trial_key"] in out
+    assert "COLLAPSED" not in out and "collapsed " not in out  # no diagnostics: no flag
+    # a record with the collapse flag (schema version 2) is marked and counted
+    key = next(t["trial_key"] for t in spec.plan() if t["prior"] == "pseudo_mixture")
+    record_path = tmp_path / "stat" / "trials" / key / "trial.json"
+    record = json.loads(record_path.read_text())
+    record_path.write_text(json.dumps({**record, "collapsed": True, "spread_ratio": 0.001}))
+    assert cli.main(["status", str(tmp_path / "stat")]) == 0
+    out = capsys.readouterr().out
+    assert f"{key}" in out and "COLLAPSED" in out
+    assert "collapsed  1 of 1 pseudo-mixture trials have a collapsed prior" in out
 
 
 def test_resume_reruns_errored_trials_on_request(local_ray, tmp_path):
