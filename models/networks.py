@@ -159,13 +159,13 @@ class Encoder(nn.Module):
         """x (B, P) in [0, 1] (any leading dims) → mu, logvar (B, M, D); logvar in [-6, 2].
 
         The layers run at ``precision`` (`models.precision.network_scope`); mu and logvar
-        leave as float32, whatever it is."""
+        leave in the input's dtype (float32 under bf16 autocast; float64 for a double model)."""
         lead = x.shape[:-1]
         with network_scope(self.precision, x.device.type):
             h = self.body(x.reshape(-1, self.n_pixels))  # (B, F)
             mu, logvar = self.mu(h), self.logvar(h)  # (B, M·D) each
-        mu = mu.float().view(*lead, self.M, self.D)  # (B, M, D)
-        logvar = F.hardtanh(logvar.float(), LOGVAR_MIN, LOGVAR_MAX).view(*lead, self.M, self.D)
+        mu = mu.to(x.dtype).view(*lead, self.M, self.D)  # (B, M, D)
+        logvar = F.hardtanh(logvar.to(x.dtype), LOGVAR_MIN, LOGVAR_MAX).view(*lead, self.M, self.D)
         return mu, logvar
 
 
@@ -191,11 +191,11 @@ class Decoder(nn.Module):
         self.n_params = n_params
 
     def forward(self, z: Tensor, x: Tensor | None = None) -> Tensor:
-        """`params` at ``precision`` (`models.precision.network_scope`), returned as float32:
-        the likelihood's log-density is always computed in float32."""
+        """`params` at ``precision`` (`models.precision.network_scope`), returned in z's dtype
+        (float32 under bf16 autocast): the likelihood's log-density is never computed in bf16."""
         with network_scope(self.precision, z.device.type):
             out = self.params(z, x)
-        return out.float()
+        return out.to(z.dtype)
 
     def params(self, z: Tensor, x: Tensor | None = None) -> Tensor:  # pragma: no cover
         raise NotImplementedError
