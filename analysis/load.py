@@ -16,8 +16,9 @@ versions get compared:
 - each folder gets a label, written into the ``study`` column of all three frames so that studies
   merged with ``--compare`` stay apart even when they share a name;
 - a trial written twice (a re-run after a crash) keeps its last row;
-- a grid study's ``study.json`` (its plan, read with ``study.spec``) adds the planned trials that
-  have no row yet, in state ``NOT STARTED`` (a trial's row is written when it ends).
+- a study's ``plan.parquet`` (one row per planned trial, written when the study starts) adds the
+  planned trials that have no row yet, in state ``NOT STARTED`` (a trial's row is written when
+  it ends). Data only: nothing here imports ``study``.
 
 Derived trial columns used by every output: ``model`` ("VAE" for the standard prior,
 "Mix1" = VampPrior, "Mix2", "Mix3", … for the pseudo-mixture prior with M components), ``K``
@@ -28,7 +29,6 @@ model) and ``trial_path`` (``trial_dir`` resolved against the study folder).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,8 +36,11 @@ from pathlib import Path
 import polars as pl
 
 COMPLETED = "COMPLETED"
-NOT_STARTED = "NOT STARTED"  # planned in study.json, no row in trials.parquet yet
-PLAN_FILE = "study.json"
+NOT_STARTED = "NOT STARTED"  # planned in plan.parquet, no row in trials.parquet yet
+# The study folder's file names (written by study.storage / study.results; a test checks that
+# they agree, since analysis reads data and never imports study).
+PLAN_FILE = "plan.parquet"
+RESULTS_DIR = "results"
 
 TRIALS: dict[str, pl.DataType] = {
     "study": pl.String(),
@@ -122,14 +125,10 @@ class Frames:
         return [*BASE_KEYS, *self.extra_keys, "label"]
 
 
-def _parquet_source(results: Path, stem: str) -> Path | str | None:
-    """``results/<stem>.parquet`` as a file, or a folder of Parquet parts, or None."""
-    for candidate in (results / f"{stem}.parquet", results / stem):
-        if candidate.is_file():
-            return candidate
-        if candidate.is_dir() and any(candidate.rglob("*.parquet")):
-            return str(candidate / "**" / "*.parquet")
-    return None
+def _parquet_source(results: Path, stem: str) -> Path | None:
+    """``results/<stem>.parquet``, or None."""
+    path = results / f"{stem}.parquet"
+    return path if path.is_file() else None
 
 
 def _normalise(lf: pl.LazyFrame, schema: dict[str, pl.DataType], where: str) -> pl.LazyFrame:
@@ -144,9 +143,6 @@ def _normalise(lf: pl.LazyFrame, schema: dict[str, pl.DataType], where: str) -> 
             columns.append(pl.lit(None, dtype=dtype).alias(name))
         elif have[name] == dtype:
             columns.append(pl.col(name))
-        elif isinstance(dtype, pl.List) and have[name] == pl.String:
-            # an older writer stored π as a JSON string
-            columns.append(pl.col(name).str.json_decode(dtype).alias(name))
         else:
             columns.append(pl.col(name).cast(dtype, strict=False))
     return lf.select(columns)
@@ -170,7 +166,7 @@ def _results_folder(study_dir: Path) -> Path:
         raise ResultsError(f"study folder {study_dir} does not exist")
     if not study_dir.is_dir():
         raise ResultsError(f"{study_dir} is not a folder (expected a study folder)")
-    for candidate in (study_dir / "results", study_dir):
+    for candidate in (study_dir / RESULTS_DIR, study_dir):
         if _parquet_source(candidate, "trials") is not None:
             return candidate
     hint = "has the study written any trial yet?"
@@ -183,28 +179,22 @@ def _results_folder(study_dir: Path) -> Path:
 
 
 def _not_started(study_dir: Path, trials: pl.DataFrame, warnings: list[str]) -> pl.DataFrame:
-    """The trials a grid study planned (its ``study.json``) that trials.parquet lacks.
+    """The trials a study planned (its ``plan.parquet``) that trials.parquet lacks.
 
     A running study writes a trial's row only when the trial ends, so the plan is the only
-    place that knows what is still missing. Open searches have no plan: nothing is added.
+    place that knows what is still missing. Open searches plan no trial: nothing is added.
     """
     path = study_dir / PLAN_FILE
     if not path.is_file():
         return trials.clear()
+    columns = [c for c in TRIALS if c not in ("study", "state")]
     try:
-        from study.spec import StudySpec
-
-        plan = StudySpec.from_dict(json.loads(path.read_text())["spec"]).plan() or []
-    except Exception as exc:  # an old or foreign study.json must not stop the report
+        planned = _normalise(pl.scan_parquet(path), {c: TRIALS[c] for c in columns},
+                             str(path)).collect()
+    except Exception as exc:  # a torn plan must not stop the report
         warnings.append(f"cannot read the plan in {path} ({_one_line(exc)}): trials not "
                         "started yet are not listed")
         return trials.clear()
-    columns = [c for c in TRIALS if c not in ("study", "state")]
-    planned = pl.DataFrame(
-        [{c: row.get(c) for c in columns} for row in plan],
-        schema={c: TRIALS[c] for c in columns},
-        strict=False,
-    )
     return (
         planned.filter(~pl.col("trial_key").is_in(trials["trial_key"].implode()))
         .with_columns(pl.lit(NOT_STARTED).alias("state"), pl.lit(None).alias("study"))
@@ -229,15 +219,7 @@ def _derive(trials: pl.LazyFrame) -> pl.LazyFrame:
     pi = pl.col("pi")
     return (
         trials
-        # a state missing from an old schema: results present means the trial finished
         .with_columns(
-            pl.col("state")
-            .str.to_uppercase()
-            .fill_null(
-                pl.when(pl.col("test_elbo_bound").is_not_null() | pl.col("test_ll").is_not_null())
-                .then(pl.lit(COMPLETED))
-                .otherwise(pl.lit("UNKNOWN"))
-            ),
             pl.coalesce(pl.col("M"), pi.list.len().cast(pl.Int64)).alias("M"),
         )
         # π omitted means uniform (as in ModelConfig)

@@ -17,9 +17,7 @@ import gzip
 import hashlib
 import http.client
 import io
-import os
 import struct
-import tempfile
 import urllib.error
 import urllib.request
 import zipfile
@@ -28,6 +26,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
+
+from models.checkpoint import atomic_write
 
 USER_AGENT = "gmmpvae-study (+https://github.com/; dataset fetch)"
 CHUNK_BYTES = 1 << 16
@@ -303,16 +303,12 @@ def download(
     """
     dest = Path(dest)
     created = [p for p in (dest.parent, *dest.parent.parents) if not p.exists()]
-    try:
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
-    except OSError as exc:
-        raise DataError(f"cannot write {dest} ({one_line(exc)})") from None
-    tmp = Path(tmp_name)
     failures: list[str] = []
-    done = False
-    try:
-        with os.fdopen(fd, "wb") as out:
+    chosen: list[str] = []
+
+    def fetch_into(tmp: Path) -> None:
+        """Try each URL into ``tmp``; raise when none gives a valid file."""
+        with open(tmp, "wb") as out:
             for url in urls:
                 out.seek(0)
                 out.truncate()
@@ -324,18 +320,24 @@ def download(
                     reason = str(exc) if isinstance(exc, DataError) else _network_reason(exc)
                     failures.append(f"{url} ({reason.replace(str(tmp), 'download')})")
                     continue
-                out.close()
-                umask = os.umask(0)
-                os.umask(umask)
-                os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 would hide it from other users
-                os.replace(tmp, dest)
-                done = True
-                return url
-    finally:
-        tmp.unlink(missing_ok=True)
-        for folder in created if not done else ():  # leave no empty folders behind either
-            try:
-                folder.rmdir()
-            except OSError:
-                break
-    raise DataError(f"could not fetch {dest.name} into {dest.parent}: " + "; ".join(failures))
+                chosen.append(url)
+                return
+        raise DataError(f"could not fetch {dest.name} into {dest.parent}: " + "; ".join(failures))
+
+    try:
+        atomic_write(dest, fetch_into)  # the code base's one atomic-write helper
+    except OSError as exc:
+        _remove_empty(created)
+        raise DataError(f"cannot write {dest} ({one_line(exc)})") from None
+    except BaseException:
+        _remove_empty(created)  # leave no empty folders behind either
+        raise
+    return chosen[0]
+
+
+def _remove_empty(folders: Sequence[Path]) -> None:
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:
+            break

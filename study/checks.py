@@ -2,7 +2,7 @@
 
 No Ray here: these run before an embedded Ray is started, so a study that cannot run fails in
 one line (`UsageError`, exit status 2) with nothing started and nothing written. The cluster's
-own resource check, after joining it, is in `study.runner`.
+own resource check, after joining it, is in `study.ray_session`.
 """
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ import os
 import subprocess
 from pathlib import Path
 
-from study import results
-from study.cli import UsageError
-from study.spec import SPEC_FILENAME, StudySpec, check_storage
+from study import storage
+from study.errors import UsageError
+from study.spec import StudySpec
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -113,11 +113,11 @@ def validate(spec: StudySpec, *, new: bool = True) -> int | None:
     """Every check that needs no Ray: storage (and, for a new study, that its folder holds
     none yet), the Optuna storage, and for an embedded Ray the resources (its slots)."""
     try:
-        check_storage(spec)
+        storage.check_writable(spec.storage)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    fs, root = results.filesystem(spec.storage)
-    if new and results.exists(fs, results.join(root, SPEC_FILENAME)):
+    fs, root = storage.filesystem(spec.storage)
+    if new and storage.exists(fs, storage.join(root, storage.STUDY_FILE)):
         raise UsageError(f"{spec.storage} already holds a study: continue it with "
                          f"`gmmpvae resume {spec.storage}`, or choose another --name/--storage")
     check_optuna_storage(spec)

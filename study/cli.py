@@ -3,8 +3,8 @@
 Each sub-command lives in its own module with two functions, ``add_arguments(parser)`` and
 ``run(args) -> int``, and is imported only when it is used (so ``gmmpvae --help`` stays fast and
 nothing heavy such as Ray is imported by commands that do not need it). Bad input is reported as
-one line on stderr with exit status 2: a sub-command raises ``UsageError`` (or a ``ValueError``
-from config validation) and this module prints it.
+one line on stderr with exit status 2: a sub-command raises ``study.errors.UsageError`` (or a
+``ValueError`` from config validation) and this module prints it. No module imports this one.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from typing import NoReturn
 
 from models import __version__
+from study.errors import UsageError
 
 # name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -24,12 +25,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("study.cmd_run", "run a study (TOML file or preset name) with Ray Tune"),
     "resume": ("study.cmd_resume", "resume a study after a crash of the driver"),
     "status": ("study.cmd_status", "show a study's trials by state and the best so far"),
-    "report": ("analysis.cli", "write tables, figures and index.html for study folders"),
+    "report": ("study.cmd_report", "write tables, figures and index.html for study folders"),
 }
-
-
-class UsageError(Exception):
-    """Bad input from the user: printed as one line, exit status 2."""
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -55,7 +52,7 @@ def build_parser(load: Sequence[str] | None = None) -> argparse.ArgumentParser:
             except ModuleNotFoundError:
                 continue  # a sub-command not built yet is listed but unavailable
             module.add_arguments(p)
-            p.set_defaults(_module=module)
+            p.set_defaults(command_module=module)
     return parser
 
 
@@ -71,7 +68,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 0
-    module = getattr(args, "_module", None)
+    module = getattr(args, "command_module", None)
     if module is None:
         print(f"gmmpvae: error: the '{args.command}' command is not available", file=sys.stderr)
         return 2
@@ -86,8 +83,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    # Run as `python -m study.cli`: dispatch through the imported module, so that the
-    # UsageError raised by sub-commands is the class `main` catches.
-    from study.cli import main as _main
-
-    sys.exit(_main())
+    sys.exit(main())

@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 
 from models import data
-from study.cli import UsageError
+from study.errors import UsageError
 
 DATA_DIR_HELP = (
     "folder holding <dataset>/ sub-folders (default: $GMMPVAE_DATA_DIR, else "

@@ -24,10 +24,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from study import runner
+    from study import runner, summary
+    from study.study_file import load_study
 
     outcome = runner.resume_study(args.study_dir, rerun_errored=args.rerun_errored,
                                   address=args.address, verbose=args.verbose)
-    spec, _ = runner.load_study(args.study_dir)
-    print("\n".join(runner.summary_lines(spec, outcome)))
+    spec, _ = load_study(args.study_dir)
+    print("\n".join(summary.summary_lines(spec, outcome)))
     return 0

@@ -1,6 +1,6 @@
 """``gmmpvae run STUDY_FILE_OR_PRESET [flags]``: run a study with Ray Tune and Optuna.
 
-Every field of the study file can be overridden from the command line (`study.spec`'s
+Every field of the study file can be overridden from the command line (`study.study_file`'s
 ``OVERRIDE_FLAGS``). Everything is checked before anything starts — the spec, the storage,
 and the resources (against this machine for the embedded Ray, against the cluster's nodes with
 ``--address``) — a problem is one line and exit status 2, and nothing is written.
@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import argparse
 
-from study.spec import FIELD_HELP, OVERRIDE_FLAGS, StudySpec, load_spec
+from study.spec import StudySpec
+from study.study_file import FIELD_HELP, OVERRIDE_FLAGS, load_spec
 
 
 def _dest(field_name: str) -> str:
@@ -53,16 +54,16 @@ def resources_text(spec: StudySpec, slots: int | None) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from study import checks
+    from study import checks, summary
 
     spec = load_spec(args.study, overrides_of(args))
     slots = checks.validate(spec, new=True)
     if args.dry_run:
-        print(spec.describe())
+        print(summary.describe(spec))
         print(resources_text(spec, slots))
         return 0
     from study import runner
 
     outcome = runner.run_study(spec, verbose=args.verbose)
-    print("\n".join(runner.summary_lines(spec, outcome)))
+    print("\n".join(summary.summary_lines(spec, outcome)))
     return 0

@@ -11,7 +11,9 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from study import results
+from search_spaces import KEY_FIELD
+from study import results, storage
+from study.study_file import load_study
 
 MAX_ROWS = 60
 
@@ -34,24 +36,24 @@ def trial_states(records: list[dict[str, Any]], tune: dict[str, str],
 
 
 def run(args: argparse.Namespace) -> int:
-    from study import runner
+    from study import optuna_search, ray_session, summary
 
-    spec, info = runner.load_study(args.study_dir)
+    spec, info = load_study(args.study_dir)
     if args.no_consolidate:
-        fs, root = results.filesystem(spec.storage)
+        fs, root = storage.filesystem(spec.storage)
         records = results.read_records(fs, root)
     else:
         records = results.consolidate(spec.storage, spec.name).records
-    tune = runner.tune_states(spec.storage)
+    tune = ray_session.tune_states(spec.storage)
     plan = spec.plan()
-    states = trial_states(records, tune, [t["trial_key"] for t in plan] if plan else None)
+    states = trial_states(records, tune, [t[KEY_FIELD] for t in plan] if plan else None)
     counts: dict[str, int] = {}
     for state in states.values():
         counts[state] = counts.get(state, 0) + 1
     by_key = {r["trial_key"]: r for r in records}
-    optuna = runner.optuna_counts(spec)
+    optuna = optuna_search.counts(spec)
     print(f"study {spec.name}  ({spec.storage}; git {info.get('git_rev', 'unknown')[:12]})")
-    total = len(plan) if plan is not None else spec.search.num_samples
+    total = spec.search.num_samples
     print(f"trials     {total} planned: "
           + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
     if optuna:
@@ -69,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"  … {len(rows) - MAX_ROWS} more (--all lists them)")
     metric = spec.search.metric
     column = "best_val_loss" if metric == "val_loss" else metric
-    best = results.best_records(records, column, spec.search.mode)
+    best = summary.best_records(records, column, spec.search.mode)
     for name, record in ((column, best["metric"]), ("test_ll", best["test_ll"])):
         text = (f"{record['trial_key']} ({name} {record[name]:.4f})" if record
                 else "none completed yet")

@@ -40,7 +40,7 @@ KEEP_CASE = {"M", "K"}  # the paper's names: --M, --K
 
 
 def _usage_error(message: str) -> Exception:
-    from study.cli import UsageError
+    from study.errors import UsageError
 
     return UsageError(" ".join(message.split()))
 

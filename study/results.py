@@ -1,14 +1,11 @@
 """A study's results: per-trial records and the consolidated Parquet dataset (schema version 1).
 
-Layout of a study folder (a local path or a pyarrow filesystem URI such as ``s3://b/studies/x``)::
+The study folder's layout and its storage helpers are `study.storage`'s. The files here:
 
-    STUDY/study.json            the study spec, git revision, versions (written by `gmmpvae run`)
-    STUDY/optuna.journal        the Optuna study (unless the spec names an RDB URL)
-    STUDY/tune/                 Ray Tune's experiment state
-    STUDY/trials/<trial_key>/   one folder per trial: trial.json (the record below, written as
-                                the trial ends), epochs.parquet, test_ll.parquet, metrics.json,
-                                config.json, checkpoint/, images (see models.trial)
-    STUDY/results/              the consolidated dataset:
+``STUDY/trials/<trial_key>/``: one folder per trial: trial.json (the record below, written as the
+trial ends), epochs.parquet, test_ll.parquet, metrics.json, config.json, checkpoint/, images
+(see models.trial). ``STUDY/plan.parquet`` (`PLAN_SCHEMA`): the planned trials, written when
+the study starts. ``STUDY/results/``: the consolidated dataset:
 
 ``trials.parquet`` (`TRIALS_SCHEMA`, one row per trial_key):
     ``study``, ``trial_key`` (stable, `search_spaces.trial_key`), ``state`` (``COMPLETED``;
@@ -35,15 +32,12 @@ Layout of a study folder (a local path or a pyarrow filesystem URI such as ``s3:
 The trial folders are the source of truth: `consolidate` rebuilds the three files from them
 (sorted by trial_key, epoch, image), so it is idempotent and a resumed study cannot duplicate a
 row — a trial_key has one folder, and its latest attempt overwrote the earlier one's files.
-Every write is atomic (a temporary file renamed over the final name on local disks; a single
-object upload on object stores). Nothing here imports torch or Ray.
+Every write is atomic (`study.storage.write_bytes`). Nothing here imports torch or Ray.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -58,17 +52,26 @@ from models.records import (
     EPOCHS_TRIAL_SCHEMA,
     TEST_LL_TRIAL_SCHEMA,
 )
+from study.storage import (
+    PLAN_FILE,
+    RESULTS_DIR,
+    TRIALS_DIR,
+    exists,
+    filesystem,
+    join,
+    read_json,
+    write_json,
+    write_table,
+)
 
 SCHEMA_VERSION = 1
-STUDY_FILE = "study.json"
-TRIALS_DIR = "trials"
-RESULTS_DIR = "results"
-TUNE_DIR = "tune"
 RECORD_FILE = "trial.json"
 EPOCHS_FILE = "epochs.parquet"
 TEST_LL_FILE = "test_ll.parquet"
 TRIALS_FILE = "trials.parquet"
-STATES = ("COMPLETED", "ERROR", "PRUNED")
+# A trial record's states, defined here once.
+COMPLETED, ERROR, PRUNED = "COMPLETED", "ERROR", "PRUNED"
+STATES = (COMPLETED, ERROR, PRUNED)
 
 _STR, _F64, _I64, _BOOL = pa.string(), pa.float64(), pa.int64(), pa.bool_()
 _TS = pa.timestamp("us", tz="UTC")
@@ -111,87 +114,12 @@ TEST_LL_SCHEMA = pa.schema(
     metadata={"schema_version": str(SCHEMA_VERSION)},
 )
 _TIMESTAMPS = ("started_at", "ended_at")
-
-
-# ----------------------------------------------------------------------------------------------
-# Storage: a local folder or a pyarrow filesystem URI
-
-
-def is_uri(location: str) -> bool:
-    """True for ``scheme://…`` locations other than ``file://``."""
-    return "://" in str(location) and not str(location).startswith("file://")
-
-
-def filesystem(location: str | os.PathLike[str]) -> tuple[pafs.FileSystem, str]:
-    """The pyarrow filesystem and path of a local folder (made absolute) or a URI.
-
-    Raises ``ValueError`` (one line) for a URI pyarrow cannot open (unknown scheme, …)."""
-    text = str(location)
-    if text.startswith("file://"):
-        text = text[len("file://"):]
-    if not is_uri(text):
-        return pafs.LocalFileSystem(), os.path.abspath(os.path.expanduser(text))
-    try:
-        return pafs.FileSystem.from_uri(text)
-    except (pa.ArrowException, ValueError, OSError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ValueError(f"storage {text!r} cannot be opened: {first}") from None
-
-
-def join(*parts: str) -> str:
-    """Join path parts with '/' (pyarrow paths, local or remote)."""
-    return "/".join([parts[0].rstrip("/"), *(p.strip("/") for p in parts[1:])])
-
-
-def exists(fs: pafs.FileSystem, path: str) -> bool:
-    return fs.get_file_info(path).type != pafs.FileType.NotFound
-
-
-def write_bytes(fs: pafs.FileSystem, path: str, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically (temp + rename locally; one upload elsewhere)."""
-    parent = path.rsplit("/", 1)[0]
-    fs.create_dir(parent, recursive=True)
-    if isinstance(fs, pafs.LocalFileSystem):
-        tmp = f"{parent}/.{path.rsplit('/', 1)[1]}.{os.getpid()}.{uuid.uuid4().hex}.tmp"
-        try:
-            with fs.open_output_stream(tmp) as out:
-                out.write(data)
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
-    else:
-        with fs.open_output_stream(path) as out:
-            out.write(data)
-
-
-def read_bytes(fs: pafs.FileSystem, path: str) -> bytes:
-    with fs.open_input_stream(path) as f:
-        return f.read()
-
-
-def write_json(fs: pafs.FileSystem, path: str, obj: Any) -> None:
-    write_bytes(fs, path, (json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n").encode())
-
-
-def read_json(fs: pafs.FileSystem, path: str) -> Any:
-    return json.loads(read_bytes(fs, path).decode("utf-8"))
-
-
-def write_table(fs: pafs.FileSystem, path: str, table: pa.Table) -> None:
-    """Write a Parquet file atomically."""
-    sink = pa.BufferOutputStream()
-    pq.write_table(table, sink)
-    write_bytes(fs, path, sink.getvalue().to_pybytes())
-
-
-def copy_folder(local_dir: str, fs: pafs.FileSystem, dest: str) -> None:
-    """Copy a local folder's files to ``dest`` on ``fs`` (how a trial on a node without the
-    study's storage mounted publishes its folder)."""
-    fs.create_dir(dest, recursive=True)
-    pafs.copy_files(local_dir, dest, source_filesystem=pafs.LocalFileSystem(),
-                    destination_filesystem=fs)
+# STUDY/plan.parquet: one row per planned trial, its key and its flat config (TrainConfig's
+# ``device`` as ``device_requested``, as in trials.parquet); empty for an open search.
+PLAN_SCHEMA = pa.schema(
+    [("study", _STR), ("trial_key", _STR), *MODEL_COLUMNS, *TRAIN_COLUMNS],
+    metadata={"schema_version": str(SCHEMA_VERSION)},
+)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -230,10 +158,7 @@ def make_record(
     metrics = dict(metrics or {})
     record: dict[str, Any] = {"study": study, "trial_key": trial_key, "state": state,
                               "error": error}
-    for name, _ in MODEL_COLUMNS + TRAIN_COLUMNS:
-        source = "device" if name == "device_requested" else name
-        value = config.get(source)
-        record[name] = list(value) if isinstance(value, tuple) else value
+    record.update(_config_columns(config))
     if epochs:
         best = min(epochs, key=lambda row: (row["val_loss"], row["epoch"]))
         metrics.setdefault("epochs_run", max(int(row["epoch"]) for row in epochs))
@@ -262,6 +187,29 @@ def _iso(value: datetime | str | None) -> str | None:
     if value is None or isinstance(value, str):
         return value
     return value.astimezone(UTC).isoformat()
+
+
+def _config_columns(config: dict[str, Any]) -> dict[str, Any]:
+    """A flat trial config as the config columns of trials.parquet / plan.parquet."""
+    out = {}
+    for name, _ in MODEL_COLUMNS + TRAIN_COLUMNS:
+        value = config.get("device" if name == "device_requested" else name)
+        out[name] = list(value) if isinstance(value, tuple) else value
+    return out
+
+
+def write_plan(study_dir: str, study: str, plan: Sequence[dict[str, Any]]) -> None:
+    """Write ``STUDY/plan.parquet`` (atomically): one row per planned trial (``plan``: flat
+    configs with their ``trial_key``), so that readers need no spec to know the plan."""
+    fs, root = filesystem(study_dir)
+    rows = [{"study": study, "trial_key": t["trial_key"], **_config_columns(t)} for t in plan]
+    write_table(fs, join(root, PLAN_FILE), pa.Table.from_pylist(rows, schema=PLAN_SCHEMA))
+
+
+def read_plan(study_dir: str) -> list[dict[str, Any]]:
+    """The planned trials of ``STUDY/plan.parquet`` as rows (``[]`` for an open search)."""
+    fs, root = filesystem(study_dir)
+    return pq.read_table(join(root, PLAN_FILE), filesystem=fs).to_pylist()
 
 
 def write_record(fs: pafs.FileSystem, trial_dir: str, record: dict[str, Any]) -> None:
@@ -369,7 +317,7 @@ def consolidate(study_dir: str, study: str | None = None) -> Consolidated:
         e = _trial_table(fs, join(folder, EPOCHS_FILE), name, key, EPOCHS_SCHEMA)
         if e is not None:
             epochs.append(e)
-        if record["state"] == "COMPLETED":
+        if record["state"] == COMPLETED:
             t = _trial_table(fs, join(folder, TEST_LL_FILE), name, key, TEST_LL_SCHEMA)
             if t is not None:
                 test_ll.append(t)
@@ -386,47 +334,3 @@ def consolidate(study_dir: str, study: str | None = None) -> Consolidated:
     for record in records:
         states[record["state"]] = states.get(record["state"], 0) + 1
     return Consolidated(trials_t.num_rows, epochs_t.num_rows, test_t.num_rows, states, records)
-
-
-# ----------------------------------------------------------------------------------------------
-# Summaries
-
-
-def max_overlap(intervals: Iterable[tuple[Any, Any]]) -> int:
-    """The largest number of intervals (start, end) open at one instant; an interval ending
-    exactly when another starts does not overlap it."""
-    events = []
-    for start, end in intervals:
-        if start is None or end is None:
-            continue
-        events.append((start, 1))
-        events.append((end, -1))
-    events.sort(key=lambda e: (e[0], e[1]))  # ends before starts at the same instant
-    best = current = 0
-    for _, step in events:
-        current += step
-        best = max(best, current)
-    return best
-
-
-def record_intervals(records: Iterable[dict[str, Any]]) -> list[tuple[datetime, datetime]]:
-    """(started_at, ended_at) of records, as datetimes."""
-    out = []
-    for r in records:
-        if r.get("started_at") and r.get("ended_at"):
-            out.append((datetime.fromisoformat(r["started_at"]),
-                        datetime.fromisoformat(r["ended_at"])))
-    return out
-
-
-def best_records(records: Sequence[dict[str, Any]], metric: str = "best_val_loss",
-                 mode: str = "min") -> dict[str, dict[str, Any] | None]:
-    """The best completed trial by ``metric`` (``mode`` min/max) and by test_ll (max)."""
-    done = [r for r in records if r.get("state") == "COMPLETED"]
-
-    def pick(name: str, sign: float) -> dict[str, Any] | None:
-        scored = [r for r in done if isinstance(r.get(name), int | float)]
-        return min(scored, key=lambda r: sign * r[name]) if scored else None
-
-    return {"metric": pick(metric, 1.0 if mode == "min" else -1.0),
-            "test_ll": pick("test_ll", -1.0)}

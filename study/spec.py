@@ -1,10 +1,16 @@
-"""A study file (TOML) or preset → a validated, frozen ``StudySpec``.
+"""A study's fields, validated: the frozen ``StudySpec`` (data and validation only).
 
-``load_spec(source, overrides)`` reads ``source`` — a path to a ``.toml`` file, or the name of a
-preset in ``study/presets/`` (``list_presets()``) — applies command-line overrides
-(``{"budget.max_epochs": 3}``; ``None`` values are skipped) and validates everything before any
-trial starts: a bad value raises one ``ValueError`` of one line that names the file (or "command
-line"), the field, the value and what is accepted. ``StudySpec.to_dict()`` / ``from_dict()``
+`from_raw` validates the nested dict of a study file (`study.study_file` reads files, presets
+and command-line overrides) before any trial starts: a bad value raises one ``ValueError`` of
+one line that names the file (or "command line"), the field, the value and what is accepted.
+The grid axes of ``[search.grid]`` are the search space's (`search_spaces.grids`), checked here
+by building every planned trial (`_check_trials`).
+Why not pydantic: most of the checks are rules between fields and against the search space
+(grid vs. sampler, seeds of open spaces, ASHA vs. end-of-run metrics, device vs. GPUs, every
+planned trial built), which would be model validators anyway; the [model]/[budget] fields are
+checked by ModelConfig/TrainConfig themselves; and pydantic's multi-line ValidationError would
+need a translation layer to keep our one line naming the file or "command line", the field,
+the value and what is accepted. ``StudySpec.to_dict()`` / ``from_dict()``
 round-trip the resolved spec (saved as ``study.json`` in the study folder for ``resume``).
 
 Sections and fields (every field optional unless marked *required*):
@@ -68,19 +74,14 @@ import json
 import math
 import os
 import re
-import tomllib
-import uuid
 from dataclasses import dataclass, field
-from importlib import resources
-from pathlib import Path
 from typing import Any
 
 import search_spaces
 from models.config import DATASETS, MODEL_FIELDS, TRAIN_FIELDS, ModelConfig, TrainConfig
 from search_spaces import KEY_FIELD, trial_key
+from study.storage import OPTUNA_JOURNAL, STUDY_FILE, is_uri, normalise, one_line
 
-SPEC_FILENAME = "study.json"
-OPTUNA_JOURNAL = "optuna.journal"
 SAMPLERS = ("grid", "tpe", "random", "cmaes", "qmc", "gp", "nsga2")
 SCHEDULERS = ("fifo", "asha")
 # metric -> its natural mode; the first five are reported every epoch.
@@ -104,72 +105,9 @@ KEYS: dict[str, tuple[str, ...]] = {
     "failure": ("retries",),
 }
 
-# (flag, section.field, type) for `gmmpvae run`; FIELD_HELP has a line of help for each.
-OVERRIDE_FLAGS: list[tuple[str, str, type]] = [
-    ("--name", "study.name", str),
-    ("--storage", "study.storage", str),
-    ("--optuna-storage", "study.optuna_storage", str),
-    ("--address", "study.address", str),
-    ("--dataset", "data.dataset", str),
-    ("--data-dir", "data.data_dir", str),
-    ("--space", "search.space", str),
-    ("--sampler", "search.sampler", str),
-    ("--seeds", "search.seeds", int),
-    ("--num-samples", "search.num_samples", int),
-    ("--sampler-seed", "search.sampler_seed", int),
-    ("--max-epochs", "budget.max_epochs", int),
-    ("--warmup-epochs", "budget.warmup_epochs", int),
-    ("--patience", "budget.patience", int),
-    ("--is-samples", "budget.is_samples", int),
-    ("--max-train-examples", "budget.max_train_examples", int),
-    ("--max-test-examples", "budget.max_test_examples", int),
-    ("--scheduler", "scheduler.kind", str),
-    ("--cpus-per-trial", "resources.cpus_per_trial", float),
-    ("--gpus-per-trial", "resources.gpus_per_trial", float),
-    ("--max-concurrent", "resources.max_concurrent", int),
-    ("--retries", "failure.retries", int),
-]
-FIELD_HELP: dict[str, str] = {
-    "study.name": "study name (folder-safe; default: the file stem)",
-    "study.storage": "results folder or pyarrow URI (default: studies/<name>)",
-    "study.optuna_storage": "Optuna storage: RDB URL or .journal path (default: journal file)",
-    "study.address": "Ray cluster to join: auto or host:port (default: start Ray here)",
-    "data.dataset": "dataset: " + ", ".join(DATASETS),
-    "data.data_dir": "data folder (default: $GMMPVAE_DATA_DIR or the per-user cache)",
-    "search.space": "search space: " + ", ".join(search_spaces.names()),
-    "search.sampler": "Optuna sampler: " + ", ".join(SAMPLERS),
-    "search.seeds": "seeds per configuration (grids)",
-    "search.num_samples": "trials to sample (open spaces)",
-    "search.sampler_seed": "seed of the Optuna sampler",
-    "budget.max_epochs": "most epochs per trial",
-    "budget.warmup_epochs": "KL warm-up epochs",
-    "budget.patience": "early-stopping look-ahead in epochs",
-    "budget.is_samples": "importance samples for the test log-likelihood",
-    "budget.max_train_examples": "use only the first N training images (0: all)",
-    "budget.max_test_examples": "use only the first N validation/test images (0: all)",
-    "scheduler.kind": "trial scheduler: fifo or asha",
-    "resources.cpus_per_trial": "CPUs per trial",
-    "resources.gpus_per_trial": "GPUs per trial (fractions allowed)",
-    "resources.max_concurrent": "most trials at once (default: as many as fit)",
-    "failure.retries": "retries of a failed trial",
-}
-
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _ADDRESS_RE = re.compile(r"^(ray://)?[A-Za-z0-9_.\-]+:\d{1,5}$")
 _RDB_RE = re.compile(r"^(sqlite|postgresql|mysql)(\+\w+)?://")
-
-
-def _one_line(text: str) -> str:
-    return " ".join(str(text).split())
-
-
-def is_uri(location: str) -> bool:
-    """True for a pyarrow filesystem URI (``scheme://…``), False for a local path."""
-    return "://" in location
-
-
-def _local(path: str) -> str:
-    return os.path.abspath(os.path.expanduser(path))
 
 
 class _Context:
@@ -181,7 +119,7 @@ class _Context:
 
     def error(self, text: str, field_name: str | None = None) -> ValueError:
         where = "command line" if field_name in self.overridden else self.origin
-        return ValueError(_one_line(f"{where}: {text}"))
+        return ValueError(one_line(f"{where}: {text}"))
 
     def bad(self, name: str, value: Any, accepted: str) -> ValueError:
         return self.error(f"{name}={value!r} is invalid: expected {accepted}", name)
@@ -286,14 +224,14 @@ def _study_section(ctx: _Context, t: dict[str, Any], default_name: str | None) -
         raise ctx.error("study.name is missing: expected a folder-safe name", "study.name")
     storage = _take(ctx, t, "study", "storage", lambda v: isinstance(v, str) and v.strip(),
                     "a folder or a pyarrow URI", f"studies/{name}")
-    storage = storage if is_uri(storage) else _local(storage)
+    storage = normalise(storage)
     optuna_storage = _take(
         ctx, t, "study", "optuna_storage",
         lambda v: isinstance(v, str) and (bool(_RDB_RE.match(v)) or v.endswith(".journal")),
         "an RDB URL (sqlite:///..., postgresql://..., mysql://...) or a .journal file path",
     )
     if optuna_storage is not None and not _RDB_RE.match(optuna_storage):
-        optuna_storage = _local(optuna_storage)
+        optuna_storage = normalise(optuna_storage)
     if optuna_storage is None and is_uri(storage):
         raise ctx.error(
             f"study.optuna_storage is missing: expected an RDB URL or a .journal path on a "
@@ -309,7 +247,7 @@ def _data_section(ctx: _Context, t: dict[str, Any]) -> DataSection:
                     "one of " + ", ".join(DATASETS))
     data_dir = _take(ctx, t, "data", "data_dir", lambda v: isinstance(v, str) and v.strip(),
                      "a folder path")
-    return DataSection(dataset, None if data_dir is None else _local(data_dir))
+    return DataSection(dataset, None if data_dir is None else normalise(data_dir))
 
 
 def _config_table(ctx: _Context, t: dict[str, Any], section: str) -> dict[str, Any]:
@@ -463,9 +401,9 @@ class StudySpec:
         }
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any], origin: str = SPEC_FILENAME) -> StudySpec:
+    def from_dict(cls, data: dict[str, Any], origin: str = STUDY_FILE) -> StudySpec:
         """Rebuild (and re-validate) a spec saved with ``to_dict``."""
-        return _build(data, _Context(origin), default_name=None)
+        return from_raw(data, origin)
 
     # -- trials
     def fixed_trial_fields(self) -> dict[str, Any]:
@@ -495,73 +433,13 @@ class StudySpec:
         config = self.search_space.suggest(trial, self.fixed_trial_fields())
         return {**config, KEY_FIELD: trial_key(config)}
 
-    def make_sampler(self) -> Any:
-        """The Optuna sampler of an open search (seeded with ``search.sampler_seed``); None for
-        grids, whose trials are ``plan()``."""
-        if self.is_grid:
-            return None
-        import optuna  # lazily: only the driver of an open search needs it
 
-        seed = self.search.sampler_seed
-        samplers = optuna.samplers
-        make = {
-            "tpe": lambda: samplers.TPESampler(seed=seed),
-            "random": lambda: samplers.RandomSampler(seed=seed),
-            "cmaes": lambda: samplers.CmaEsSampler(seed=seed, warn_independent_sampling=False),
-            "qmc": lambda: samplers.QMCSampler(seed=seed, warn_independent_sampling=False),
-            "gp": lambda: samplers.GPSampler(seed=seed),
-            "nsga2": lambda: samplers.NSGAIISampler(seed=seed),
-        }
-        return make[self.search.sampler]()
-
-    def describe(self) -> str:
-        """The human summary that ``gmmpvae run --dry-run`` prints (grids: every trial)."""
-        s, r, sch = self.search, self.resources, self.scheduler
-        space = self.search_space
-        optuna_where = (f"journal file {self.optuna_storage_url}"
-                        if self.optuna_storage_is_journal else self.optuna_storage_url)
-        sched = "fifo (every trial runs to its own early stop)" if sch.kind == "fifo" else (
-            f"asha (grace_period {sch.grace_period}, reduction_factor {sch.reduction_factor:g}, "
-            f"max_t {sch.max_t})")
-        fixed = ", ".join(f"{k}={v}" for k, v in sorted(self.fixed_trial_fields().items()))
-        plan = self.plan()
-        lines = [
-            f"study      {self.name}  ({self.source or 'from dict'})",
-            f"storage    {self.storage}",
-            f"optuna     {optuna_where}",
-            f"ray        {'start Ray here' if self.study.address is None else self.study.address}",
-            f"search     space '{s.space}' ({space.kind}): {space.description}",
-            f"           sampler {s.sampler}"
-            + (f" (seed {s.sampler_seed})" if s.sampler_seed is not None else "")
-            + f", {s.seeds} seed(s), {len(plan) if plan is not None else s.num_samples} trials, "
-            f"metric {s.metric} ({s.mode})",
-        ]
-        if s.grid:
-            lines.append(f"           grid {json.dumps(s.grid)}")
-        lines += [
-            f"fixed      {fixed or '(none)'}",
-            f"scheduler  {sched}",
-            f"resources  {r.cpus_per_trial:g} CPU + {r.gpus_per_trial:g} GPU per trial, "
-            f"max_concurrent {r.max_concurrent or 'as many as fit'}",
-            f"failure    {self.failure.retries} retries per trial",
-        ]
-        if plan is None:
-            searched = [p for p in space.searched if p not in self.fixed_trial_fields()]
-            lines.append(f"trials     up to {s.num_samples}, sampled by {s.sampler} over "
-                         f"{', '.join(searched) or 'nothing (every field is fixed)'}")
-            return "\n".join(lines)
-        lines.append(f"trials     {len(plan)}:")
-        lines.append(f"  {'#':>4}  {'trial_key':<40} {'dataset':<13} {'arch':<5} "
-                     f"{'prior':<14} {'M':>1}  {'K':>4} {'seed':>4}  pi")
-        for i, t in enumerate(plan, 1):
-            pi = "[" + ", ".join(f"{p:.4g}" for p in t["pi"]) + "]"
-            lines.append(f"  {i:>4}  {t[KEY_FIELD]:<40} {t['dataset']:<13} {t['arch']:<5} "
-                         f"{t['prior']:<14} {t['M']:>1}  {t['K']:>4} {t['seed']:>4}  {pi}")
-        return "\n".join(lines)
-
-
-def _build(raw: dict[str, Any], ctx: _Context, default_name: str | None) -> StudySpec:
-    """Validate the nested dict of a study file and build the spec (trials included)."""
+def from_raw(raw: dict[str, Any], origin: str, overridden: set[str] | None = None,
+             default_name: str | None = None) -> StudySpec:
+    """Validate the nested dict of a study file and build the spec (trials included); a
+    problem is one ``ValueError`` line naming ``origin`` (or "command line" for a field in
+    ``overridden``), the field, the value and what is accepted."""
+    ctx = _Context(origin, overridden)
     unknown = sorted(set(raw) - set(KEYS))
     if unknown:
         raise ctx.error(f"unknown section [{unknown[0]}]: expected some of "
@@ -621,91 +499,3 @@ def _check_trials(spec: StudySpec, ctx: _Context) -> StudySpec:
     finally:
         optuna.logging.set_verbosity(verbosity)
     return spec
-
-
-# ----------------------------------------------------------------------------- loading
-
-def list_presets() -> list[str]:
-    """Names of the presets shipped in ``study/presets/``."""
-    folder = resources.files("study").joinpath("presets")
-    return sorted(p.name[: -len(".toml")] for p in folder.iterdir() if p.name.endswith(".toml"))
-
-
-def _read(source: str) -> tuple[str, str, str]:
-    """(TOML text, origin for messages, default study name) of a file path or a preset name."""
-    path = Path(source).expanduser()
-    if source.endswith(".toml") or os.sep in source or path.is_file():
-        try:
-            return path.read_text(encoding="utf-8"), str(path), path.stem
-        except OSError as exc:
-            raise ValueError(_one_line(f"{path}: cannot read the study file: "
-                                       f"{exc.strerror or exc}")) from None
-    presets = list_presets()
-    if source not in presets:
-        raise ValueError(f"unknown preset {source!r}: expected a .toml file path or one of "
-                         f"{', '.join(presets)}")
-    text = resources.files("study").joinpath("presets", f"{source}.toml").read_text("utf-8")
-    return text, f"preset '{source}'", source
-
-
-def _apply_overrides(raw: dict[str, Any], overrides: dict[str, Any]) -> set[str]:
-    """Write ``{"section.field": value}`` into ``raw`` (None values skipped); the set of the
-    fields written."""
-    written = set()
-    for key, value in overrides.items():
-        if value is None:
-            continue
-        parts = key.split(".")
-        if len(parts) < 2 or parts[0] not in KEYS or parts[1] not in KEYS[parts[0]]:
-            flags = ", ".join(f for f, _, _ in OVERRIDE_FLAGS)
-            raise ValueError(f"unknown override {key!r}: expected section.field of a study "
-                             f"file, such as the fields of {flags}")
-        table = raw
-        for part in parts[:-1]:
-            table = table.setdefault(part, {})
-            if not isinstance(table, dict):
-                raise ValueError(f"command line: cannot set {key}: {part} is not a table")
-        table[parts[-1]] = value
-        written.add(key)
-    return written
-
-
-def load_spec(source: str, overrides: dict[str, Any] | None = None) -> StudySpec:
-    """The validated study of ``source`` (a .toml path or a preset name) with ``overrides``
-    (``{"budget.max_epochs": 3}``) applied; ``ValueError`` of one line on any problem."""
-    text, origin, stem = _read(str(source))
-    try:
-        raw = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ValueError(_one_line(f"{origin}: malformed TOML: {exc}")) from None
-    overridden = _apply_overrides(raw, dict(overrides or {}))
-    return _build(raw, _Context(origin, overridden), default_name=stem)
-
-
-def check_storage(spec: StudySpec) -> None:
-    """Check that the study's storage can be written, leaving nothing behind: a local folder
-    (its nearest existing ancestor when it does not exist yet) gets a probe file created and
-    removed; a URI must resolve with ``pyarrow.fs.FileSystem.from_uri``. ``ValueError`` of one
-    line otherwise."""
-    where = spec.storage
-    if is_uri(where):
-        import pyarrow.fs
-
-        try:
-            pyarrow.fs.FileSystem.from_uri(where)
-        except Exception as exc:  # pyarrow raises several kinds for an unusable URI
-            text = f"study.storage={where!r} is not reachable: {exc}"
-            raise ValueError(_one_line(text)) from None
-        return
-    folder = Path(where)
-    while not folder.exists() and folder != folder.parent:
-        folder = folder.parent
-    if not folder.is_dir():
-        raise ValueError(f"study.storage={where!r} is not writable: {folder} is not a folder")
-    probe = folder / f".gmmpvae-probe-{uuid.uuid4().hex}"
-    try:
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as exc:
-        raise ValueError(_one_line(f"study.storage={where!r} is not writable: "
-                                   f"{exc.strerror or exc} ({folder})")) from None

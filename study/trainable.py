@@ -43,10 +43,12 @@ from typing import Any
 
 from ray import tune
 
-from study import results
+from models.checkpoint import atomic_write, atomic_write_text
+from search_spaces import KEY_FIELD
+from study import results, storage
+from study.results import COMPLETED, ERROR, PRUNED
 
 CONTEXT_KEY = "_study"
-KEY_FIELD = "trial_key"
 META_FILE = "meta.json"
 CHECKPOINT_FILE = "checkpoint.pt"
 DEFAULT_TRIAL_FUNCTION = "models.trial:run_trial"
@@ -118,28 +120,28 @@ def train_trial(config: dict[str, Any]) -> None:
     from models.training import NonFiniteLossError
 
     cfg = TrialConfig.from_flat(flat)
-    fs, root = results.filesystem(ctx["storage"])
-    trial_dir = results.join(root, results.TRIALS_DIR, key)
-    remote = results.is_uri(ctx["storage"])
+    fs, root = storage.filesystem(ctx["storage"])
+    trial_dir = storage.join(root, storage.TRIALS_DIR, key)
+    remote = storage.is_uri(ctx["storage"])
     out_dir = _scratch_dir(key) if remote else Path(trial_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
 
     previous = results.read_record(fs, trial_dir)
-    if previous is not None and previous.get("state") in ("COMPLETED", "PRUNED"):
+    if previous is not None and previous.get("state") in (COMPLETED, PRUNED):
         # Finished before its driver was lost, unbeknown to Tune: keep the record, report it.
         rows = _stored_rows(fs, trial_dir)
         reporter = _Reporter(key, {"epochs": rows}, cfg, ctx["metric"])
         tune.report(reporter.final(previous["state"], previous))
         return
     # An errored trial that Tune restarts (not resumes: no checkpoint) starts from scratch.
-    restart = previous is not None and previous.get("state") == "ERROR"
+    restart = previous is not None and previous.get("state") == ERROR
     meta, resumed = _restore(tune.get_checkpoint(), out_dir, allow_local=not restart)
     resume = resumed or not restart
     reporter = _Reporter(key, meta, cfg, ctx["metric"], out_dir / "checkpoint")
     record = dict(study=ctx["name"], trial_key=key, config=cfg.to_flat(),
                   started_at=meta["started_at"], attempts=meta["attempts"], node=node_name(),
                   versions=versions(), git_rev=ctx["git_rev"],
-                  trial_dir=results.join(ctx["storage"], results.TRIALS_DIR, key))
+                  trial_dir=storage.join(ctx["storage"], storage.TRIALS_DIR, key))
 
     trial_function = resolve_function(ctx["trial_function"])
     try:
@@ -147,20 +149,20 @@ def train_trial(config: dict[str, Any]) -> None:
     except NonFiniteLossError as exc:
         # Deterministic: record it and end the trial normally, so Tune does not retry it.
         _finish(fs, trial_dir, out_dir, remote, reporter.rows,
-                results.make_record(state="ERROR", error=str(exc), epochs=reporter.rows,
+                results.make_record(state=ERROR, error=str(exc), epochs=reporter.rows,
                                     **record))
-        tune.report(reporter.final("ERROR", {}, error=str(exc)))
+        tune.report(reporter.final(ERROR, {}, error=str(exc)))
         return
     except Exception as exc:
         _finish(fs, trial_dir, out_dir, remote, reporter.rows,
-                results.make_record(state="ERROR", error=f"{type(exc).__name__}: {exc}",
+                results.make_record(state=ERROR, error=f"{type(exc).__name__}: {exc}",
                                     epochs=reporter.rows, **record))
         raise
     rows = _epoch_rows(out_dir) or reporter.rows
     _finish(fs, trial_dir, out_dir, remote, None,
-            results.make_record(state="COMPLETED", metrics=metrics, epochs=rows, **record))
+            results.make_record(state=COMPLETED, metrics=metrics, epochs=rows, **record))
     reporter.rows = rows
-    tune.report(reporter.final("COMPLETED", metrics))
+    tune.report(reporter.final(COMPLETED, metrics))
 
 
 class _Reporter:
@@ -185,7 +187,7 @@ class _Reporter:
         report.setdefault(self.metric, None)  # a metric known only at the end (test_ll, …)
         meta = json.dumps({**self.meta, "epochs": self.rows})
         if self.local_dir is not None and self.local_dir.is_dir():
-            _write_atomic(self.local_dir / META_FILE, meta)
+            atomic_write_text(self.local_dir / META_FILE, meta)
         with tempfile.TemporaryDirectory(prefix="gmmpvae-ckpt-") as tmp:
             save_checkpoint(Path(tmp))
             Path(tmp, META_FILE).write_text(meta, encoding="utf-8")
@@ -224,12 +226,6 @@ def _scratch_dir(key: str) -> Path:
     return base / key
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def _restore(checkpoint: Any, out_dir: Path, allow_local: bool) -> tuple[dict[str, Any], bool]:
     """(meta, resumed): the run's meta (first start, attempts, epoch rows) and whether the
     trainer resumes. Tune's checkpoint (a retry, a restored experiment) is put where the trainer
@@ -243,9 +239,8 @@ def _restore(checkpoint: Any, out_dir: Path, allow_local: bool) -> tuple[dict[st
                 meta = json.loads((source / META_FILE).read_text(encoding="utf-8"))
                 target.mkdir(parents=True, exist_ok=True)
                 for name in (CHECKPOINT_FILE, META_FILE):
-                    tmp = target / f".{name}.{os.getpid()}.tmp"
-                    shutil.copyfile(source / name, tmp)
-                    os.replace(tmp, target / name)
+                    atomic_write(target / name,
+                                 lambda tmp, name=name: shutil.copyfile(source / name, tmp))
         except (OSError, ValueError):
             pass  # unreadable (e.g. deleted): fall back to the trial folder's own checkpoint
         else:
@@ -261,8 +256,8 @@ def _restore(checkpoint: Any, out_dir: Path, allow_local: bool) -> tuple[dict[st
 
 def _stored_rows(fs: Any, trial_dir: str) -> list[dict[str, Any]]:
     """A finished trial's epochs.parquet (in the study's storage) as rows."""
-    path = results.join(trial_dir, results.EPOCHS_FILE)
-    if not results.exists(fs, path):
+    path = storage.join(trial_dir, results.EPOCHS_FILE)
+    if not storage.exists(fs, path):
         return []
     import pyarrow.parquet as pq
 
@@ -283,11 +278,11 @@ def _finish(fs: Any, trial_dir: str, out_dir: Path, remote: bool,
             rows: list[dict[str, Any]] | None, record: dict[str, Any]) -> None:
     """Write a failed trial's epochs, publish the folder (URI storage), write the record."""
     if rows:
-        results.write_epochs(results.filesystem(str(out_dir))[0], str(out_dir), rows)
+        results.write_epochs(storage.filesystem(str(out_dir))[0], str(out_dir), rows)
     if remote:
-        results.copy_folder(str(out_dir), fs, trial_dir)
+        storage.copy_folder(str(out_dir), fs, trial_dir)
     results.write_record(fs, trial_dir, record)
-    if remote and record["state"] == "COMPLETED":
+    if remote and record["state"] == COMPLETED:
         shutil.rmtree(out_dir, ignore_errors=True)
 
 
@@ -307,13 +302,13 @@ def driver_record(config: dict[str, Any], checkpoint: Any, state: str,
                     meta = json.loads(path.read_text(encoding="utf-8"))
         except Exception:  # a checkpoint that cannot be read: the record says what is known
             pass
-    fs, root = results.filesystem(ctx["storage"])
-    trial_dir = results.join(root, results.TRIALS_DIR, key)
+    fs, root = storage.filesystem(ctx["storage"])
+    trial_dir = storage.join(root, storage.TRIALS_DIR, key)
     if meta["epochs"]:
         results.write_epochs(fs, trial_dir, meta["epochs"])
     record = results.make_record(
         study=ctx["name"], trial_key=key, state=state, error=error, config=flat,
         epochs=meta["epochs"], started_at=meta["started_at"], attempts=meta["attempts"],
-        git_rev=ctx["git_rev"], trial_dir=results.join(ctx["storage"], results.TRIALS_DIR, key))
+        git_rev=ctx["git_rev"], trial_dir=storage.join(ctx["storage"], storage.TRIALS_DIR, key))
     results.write_record(fs, trial_dir, record)
     return record

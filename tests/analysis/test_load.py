@@ -83,10 +83,11 @@ def test_unreadable_trials_file_is_an_error(tmp_path):
         load([tmp_path])
 
 
-def test_trial_written_twice_keeps_last_row_and_missing_state_is_inferred(tmp_path):
+def test_trial_written_twice_keeps_last_row(tmp_path):
     (tmp_path / "results").mkdir()
     pl.DataFrame({
         "trial_key": ["a", "a", "b"],
+        "state": ["ERROR", "COMPLETED", "ERROR"],
         "prior": ["standard"] * 3,
         "M": [1, 1, 1],
         "test_elbo_bound": [None, -90.0, None],
@@ -94,8 +95,7 @@ def test_trial_written_twice_keeps_last_row_and_missing_state_is_inferred(tmp_pa
     t = load([tmp_path]).trials.sort("trial_key")
     assert t["trial_key"].to_list() == ["a", "b"]
     assert t["test_elbo_bound"].to_list() == [-90.0, None]
-    # no state column: a trial with results is COMPLETED, one without is UNKNOWN
-    assert t["state"].to_list() == ["COMPLETED", "UNKNOWN"]
+    assert t["state"].to_list() == ["COMPLETED", "ERROR"]
     assert t["study"].to_list() == [tmp_path.name] * 2
 
 
@@ -134,13 +134,12 @@ def _copy(alpha, tmp_path):
 
 
 def test_planned_trials_without_a_row_are_not_started(alpha, tmp_path):
-    import json
-
-    from study.spec import load_spec
+    from study.results import write_plan
+    from study.study_file import load_spec
 
     study = _copy(alpha, tmp_path)
     spec = load_spec("quickstart")
-    (study / "study.json").write_text(json.dumps({"spec": spec.to_dict()}))
+    write_plan(str(study), spec.name, spec.plan())  # what `gmmpvae run` writes at start
     frames = load([study])
     planned = frames.trials.filter(pl.col("state") == "NOT STARTED")
     assert planned.height == len(spec.plan()) == 14
@@ -154,7 +153,28 @@ def test_planned_trials_without_a_row_are_not_started(alpha, tmp_path):
 
 def test_unreadable_plan_is_a_warning(alpha, tmp_path):
     study = _copy(alpha, tmp_path)
-    (study / "study.json").write_text("{not json")
+    (study / "plan.parquet").write_bytes(b"PAR1 torn")
     frames = load([study])
     assert frames.trials.height == 21
-    assert len(frames.warnings) == 1 and "study.json" in frames.warnings[0]
+    assert len(frames.warnings) == 1 and "plan.parquet" in frames.warnings[0]
+
+
+def test_analysis_reads_the_file_names_study_writes():
+    """analysis never imports study; the names of the files it reads must still agree."""
+    from analysis import load as analysis_load
+    from study import storage
+
+    assert analysis_load.PLAN_FILE == storage.PLAN_FILE
+    assert analysis_load.RESULTS_DIR == storage.RESULTS_DIR
+
+
+def test_analysis_does_not_import_study():
+    import subprocess
+    import sys
+
+    code = ("import sys, analysis.load, analysis.registry, analysis.report; "
+            "[__import__('analysis.' + m) for m in ('table1', 'figure2', 'figure3', 'figure4', "
+            "'figure10', 'bound_gap', 'paper', 'reconstructions', 'status')]; "
+            "bad = [m for m in sys.modules if m == 'study' or m.startswith('study.')]; "
+            "assert not bad, bad")
+    subprocess.run([sys.executable, "-c", code], check=True)

@@ -101,6 +101,7 @@ def test_study_missing_columns_and_files_still_reports(tmp_path):
     pl.DataFrame({
         "study": ["old"] * 4,
         "trial_key": ["a", "b", "c", "d"],
+        "state": ["COMPLETED"] * 4,
         "dataset": ["digits"] * 4,
         "arch": ["mlp"] * 4,
         "prior": ["standard", "standard", "pseudo_mixture", "pseudo_mixture"],

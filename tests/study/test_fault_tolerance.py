@@ -27,8 +27,8 @@ import fake_trials  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402
 from test_runner import write_study  # noqa: E402
 
-from study import runner  # noqa: E402
-from study.spec import load_spec  # noqa: E402
+from study import optuna_search, runner  # noqa: E402
+from study.study_file import load_spec  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
@@ -171,7 +171,7 @@ def test_a_lost_driver_is_resumed_without_duplicates(tmp_path):
     assert "resuming from" in output or "continuing the Optuna study" in output
 
     check_complete(study, spec, max_epochs=5)
-    ostudy = optuna.load_study(study_name=spec.name, storage=runner.open_optuna_storage(spec))
+    ostudy = optuna.load_study(study_name=spec.name, storage=optuna_search.open_storage(spec))
     complete = [t.user_attrs["trial_key"] for t in ostudy.get_trials()
                 if t.state == optuna.trial.TrialState.COMPLETE]
     assert sorted(complete) == planned  # each trial_key once among the COMPLETE trials

@@ -13,7 +13,7 @@ import pytest
 
 from models.config import ModelConfig, TrainConfig, TrialConfig
 from search_spaces import complete_config, trial_key
-from study import results
+from study import results, storage, summary
 
 
 def flat(**changes) -> dict:
@@ -66,9 +66,9 @@ def epoch_rows(n: int, offset: float = 0.0) -> list[dict]:
 def write_trial(study_dir, config: dict, state: str = "COMPLETED", epochs: int = 3,
                 started: datetime | None = None, n_test: int = 4, offset: float = 0.0) -> str:
     """A trial folder as the trainable leaves it."""
-    fs, root = results.filesystem(str(study_dir))
+    fs, root = storage.filesystem(str(study_dir))
     key = trial_key(config)
-    folder = results.join(root, results.TRIALS_DIR, key)
+    folder = storage.join(root, storage.TRIALS_DIR, key)
     rows = epoch_rows(epochs, offset)
     results.write_epochs(fs, folder, rows)
     metrics = None
@@ -150,20 +150,20 @@ def test_consolidate_of_an_empty_study(tmp_path):
 
 
 def test_write_bytes_replaces_atomically(tmp_path):
-    fs, root = results.filesystem(str(tmp_path))
-    path = results.join(root, "a", "f.json")
-    results.write_json(fs, path, {"x": 1})
-    results.write_json(fs, path, {"x": 2})
-    assert results.read_json(fs, path) == {"x": 2}
+    fs, root = storage.filesystem(str(tmp_path))
+    path = storage.join(root, "a", "f.json")
+    storage.write_json(fs, path, {"x": 1})
+    storage.write_json(fs, path, {"x": 2})
+    assert storage.read_json(fs, path) == {"x": 2}
     assert [p.name for p in (tmp_path / "a").iterdir()] == ["f.json"]
 
 
 def test_filesystem_of_paths_and_uris(tmp_path):
-    fs, path = results.filesystem(f"file://{tmp_path}")
+    fs, path = storage.filesystem(f"file://{tmp_path}")
     assert path == str(tmp_path)
-    assert results.filesystem("relative/x")[1].endswith("/relative/x")
+    assert storage.filesystem("relative/x")[1].endswith("/relative/x")
     with pytest.raises(ValueError, match="cannot be opened"):
-        results.filesystem("nosuchfs://bucket/x")
+        storage.filesystem("nosuchfs://bucket/x")
 
 
 def test_make_record_rejects_unknown_states():
@@ -180,7 +180,7 @@ def test_make_record_rejects_unknown_states():
     ([(0, 1), (None, 2)], 1),
 ])
 def test_max_overlap(intervals, expected):
-    assert results.max_overlap(intervals) == expected
+    assert summary.max_overlap(intervals) == expected
 
 
 def test_best_records():
@@ -189,9 +189,9 @@ def test_best_records():
         {"trial_key": "b", "state": "COMPLETED", "best_val_loss": 2.0, "test_ll": -6.0},
         {"trial_key": "c", "state": "ERROR", "best_val_loss": 1.0, "test_ll": None},
     ]
-    best = results.best_records(records, "best_val_loss", "min")
+    best = summary.best_records(records, "best_val_loss", "min")
     assert best["metric"]["trial_key"] == "b" and best["test_ll"]["trial_key"] == "a"
-    assert results.best_records([], "best_val_loss")["metric"] is None
+    assert summary.best_records([], "best_val_loss")["metric"] is None
 
 
 def test_a_trial_on_uri_storage_publishes_its_folder_as_it_ends(tmp_path):
@@ -205,8 +205,8 @@ def test_a_trial_on_uri_storage_publishes_its_folder_as_it_ends(tmp_path):
     (scratch / "checkpoint").mkdir(parents=True)
     (scratch / "metrics.json").write_text("{}")
     (scratch / "checkpoint" / "checkpoint.pt").write_bytes(b"x")
-    fs, root = results.filesystem(str(tmp_path / "store"))
-    trial_dir = results.join(root, results.TRIALS_DIR, key)
+    fs, root = storage.filesystem(str(tmp_path / "store"))
+    trial_dir = storage.join(root, storage.TRIALS_DIR, key)
     record = results.make_record(study="s", trial_key=key, state="COMPLETED", config=config)
     trainable._finish(fs, trial_dir, scratch, True, None, record)
     stored = tmp_path / "store" / "trials" / key

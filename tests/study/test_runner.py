@@ -20,8 +20,8 @@ if str(HERE) not in sys.path:
 import fake_trials  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402
 
-from study import results, runner  # noqa: E402
-from study.spec import load_spec  # noqa: E402
+from study import optuna_search, results, runner, summary  # noqa: E402
+from study.study_file import load_spec  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
@@ -84,7 +84,7 @@ def local_ray():
 def optuna_trials(spec):
     import optuna
 
-    study = optuna.load_study(study_name=spec.name, storage=runner.open_optuna_storage(spec))
+    study = optuna.load_study(study_name=spec.name, storage=optuna_search.open_storage(spec))
     return study.get_trials(deepcopy=False)
 
 
@@ -144,8 +144,8 @@ def test_trials_run_concurrently_on_two_cpus(local_ray, tmp_path):
     outcome = runner.run_study(spec, trial_function=fake_trials.fake_trial)
     records = outcome.consolidated.records
     assert len(records) == len(spec.plan())
-    intervals = results.record_intervals(records)
-    assert results.max_overlap(intervals) == 2
+    intervals = summary.record_intervals(records)
+    assert summary.max_overlap(intervals) == 2
     # every trial overlapped another one for most of its life
     busy = sum((end - start).total_seconds() for start, end in intervals)
     first = min(s for s, _ in intervals)

@@ -11,15 +11,11 @@ import pytest
 
 from models.config import TrialConfig
 from search_spaces import trial_fields, trial_key
-from study.spec import (
-    FIELD_HELP,
-    KEYS,
-    OVERRIDE_FLAGS,
-    StudySpec,
-    check_storage,
-    list_presets,
-    load_spec,
-)
+from study.optuna_search import make_sampler
+from study.spec import KEYS, StudySpec
+from study.storage import check_writable
+from study.study_file import FIELD_HELP, OVERRIDE_FLAGS, list_presets, load_spec
+from study.summary import describe
 
 BASE = '[data]\ndataset = "digits"\n[search]\nspace = "quickstart"\n'
 OPEN = '[data]\ndataset = "digits"\n[search]\nspace = "open"\nnum_samples = 4\n'
@@ -55,11 +51,11 @@ def test_quickstart_is_small():
 def test_describe_lists_every_grid_trial():
     for name in ("quickstart", "table1_mnist", "figure4_mnist"):
         spec = load_spec(name)
-        text = spec.describe()
+        text = describe(spec)
         for trial in spec.plan():
             assert trial["trial_key"] in text
         assert spec.storage in text and "scheduler" in text and "resources" in text
-    assert "up to 100" in load_spec("open_search").describe()
+    assert "up to 100" in describe(load_spec("open_search"))
 
 
 def test_overrides_apply(tmp_path):
@@ -106,17 +102,17 @@ def test_defaults_and_fixed_fields(tmp_path, monkeypatch):
     assert spec.search.sampler == "grid" and spec.search.seeds == 3
     assert spec.scheduler.kind == "fifo" and spec.failure.retries == 2
     assert spec.fixed_trial_fields() == {"dataset": "digits", "latent_dim": 8}
-    assert spec.make_sampler() is None
+    assert isinstance(make_sampler(spec), optuna.samplers.RandomSampler)  # never draws
     spec = load_spec(str(_write(tmp_path, OPEN + '[study]\noptuna_storage = "sqlite:///o.db"\n')))
     assert spec.search.sampler == "tpe" and spec.search.seeds == 1
     assert spec.optuna_storage_url == "sqlite:///o.db" and not spec.optuna_storage_is_journal
-    assert isinstance(spec.make_sampler(), optuna.samplers.TPESampler)
+    assert isinstance(make_sampler(spec), optuna.samplers.TPESampler)
 
 
 def test_open_spec_suggests_complete_trials(tmp_path):
     spec = load_spec("open_search")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(sampler=spec.make_sampler())
+    study = optuna.create_study(sampler=make_sampler(spec))
     for _ in range(5):
         trial = study.ask()
         config = spec.suggest(trial)
@@ -240,17 +236,17 @@ def test_unknown_preset_and_missing_file(tmp_path):
 
 def test_check_storage_leaves_nothing_behind(tmp_path):
     spec = load_spec("quickstart", overrides={"study.storage": str(tmp_path / "a" / "b")})
-    check_storage(spec)
+    check_writable(spec.storage)
     assert list(tmp_path.iterdir()) == []
     (tmp_path / "file").write_text("x")
     spec = load_spec("quickstart", overrides={"study.storage": str(tmp_path / "file" / "s")})
     with pytest.raises(ValueError, match=r"^study.storage=.* is not writable"):
-        check_storage(spec)
+        check_writable(spec.storage)
     uri = load_spec("quickstart", overrides={"study.storage": (tmp_path / "u").as_uri(),
                                              "study.optuna_storage": "sqlite:///o.db"})
-    check_storage(uri)
+    check_writable(uri.storage)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]
     bad = load_spec("quickstart", overrides={"study.storage": "nosuchscheme://x/y",
                                              "study.optuna_storage": "sqlite:///o.db"})
     with pytest.raises(ValueError, match=r"^study.storage=.* is not reachable"):
-        check_storage(bad)
+        check_writable(bad.storage)

@@ -13,7 +13,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from study.cli import UsageError
+from study.errors import UsageError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -28,15 +28,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="write only these outputs (e.g. table1 figure3)")
 
 
-class ReportUsageError(UsageError, ValueError):
-    """A UsageError that is also a ValueError: under ``python -m study.cli`` the class
-    ``study.cli.UsageError`` imported here is not the one ``__main__`` catches, ValueError is."""
-
-
 def _consolidate(study_dir: Path) -> None:
     """Bring STUDY/results up to date with the trial folders first (idempotent, atomic), so a
     running or crashed study is reported as it stands, not as of its last consolidation."""
-    from study.results import RECORD_FILE, TRIALS_DIR, consolidate
+    from study.results import RECORD_FILE, consolidate
+    from study.storage import TRIALS_DIR
 
     trials = study_dir / TRIALS_DIR
     if trials.is_dir() and any(trials.glob(f"*/{RECORD_FILE}")):
@@ -55,9 +51,9 @@ def run(args: argparse.Namespace) -> int:
             _consolidate(study_dir)
         frames = load(dirs)
     except ResultsError as exc:
-        raise ReportUsageError(str(exc)) from exc
+        raise UsageError(str(exc)) from exc
     except ValueError as exc:
-        raise ReportUsageError(str(exc).splitlines()[0]) from exc
+        raise UsageError(str(exc).splitlines()[0]) from exc
     out = args.out if args.out is not None else args.study_dir / "report"
     result = report.build(frames, out, names=args.only)
     print(result.summary)

@@ -1,0 +1,194 @@
+"""Ray for one study: an embedded Ray on 127.0.0.1 or a cluster joined, and Tune kept quiet.
+
+``session(spec, verbose)`` is the one entry point: it starts a fresh embedded Ray
+(``address="local"``, so a Ray left running on the machine is never joined silently; loopback
+only, no dashboard, sized to the machine) or joins ``spec.study.address`` (our packages shipped
+to the workers with the job's runtime environment, so a node needs only the dependencies),
+counts the trial slots of its live nodes, yields them, and shuts down what it started. A Ray
+this process initialised itself (a test, a notebook) is used as it is.
+
+Everything this module changes is scoped: environment variables are set for the duration of a
+call and restored (`scoped_environ`), Ray's loggers are quietened only inside `quiet_tune`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import logging
+import os
+import sys
+import threading
+import warnings
+from collections.abc import Iterator
+from typing import Any
+
+from study.checks import local_capacity, node_slots, resource_error
+from study.errors import UsageError
+from study.spec import StudySpec
+
+LOOPBACK = "127.0.0.1"
+# Ray 2.60 (checked up to it): ray.init(address="local") puts its node, GCS and raylet on the
+# machine's outward address; no public argument puts them on 127.0.0.1 (the private
+# ``_node_ip_address`` is even resolved back to the outward address). The one switch that does
+# is this variable, meant for macOS/Windows laptops, read once when ``ray`` is first imported
+# and inherited by the processes ray.init spawns. See `_loopback_environ`; the test
+# tests/study/test_ray_session.py::test_embedded_ray_listens_on_loopback_only fails if a Ray
+# upgrade changes this.
+_LOOPBACK_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+# Tune's own console output and per-result files, set only while a Tuner runs (public
+# environment variables of ray.tune, read at run time): no per-result loggers (result.json,
+# progress.csv, TensorBoard: every epoch is in the trial records already, and they cost the
+# driver a third of its CPU), no warning about frequent state snapshots (we checkpoint every
+# epoch), and the classic reporter (the new one prints a header even when silent).
+_QUIET_TUNE_ENV = {"TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1",
+                   "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "0"}
+_SILENT_TUNE_ENV = {"RAY_AIR_NEW_OUTPUT": "0"}
+# Without per-result loggers, reading a saved experiment warns that it finds no metrics: fine.
+_NOISY_LOGGERS = ("ray.tune.analysis.experiment_analysis",)
+
+
+@contextlib.contextmanager
+def scoped_environ(values: dict[str, str]) -> Iterator[None]:
+    """Set environment variables for the duration of the block (a value the user has already
+    set wins), then put back what was there."""
+    saved = {name: os.environ.get(name) for name in values}
+    for name, value in values.items():
+        os.environ.setdefault(name, value)
+    try:
+        yield
+    finally:
+        for name, old in saved.items():
+            if old is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = old
+
+
+@contextlib.contextmanager
+def quiet_tune(verbose: bool) -> Iterator[None]:
+    """Tune's console output and per-result loggers off while a Tuner runs or a saved
+    experiment is read (all of it on with ``verbose``, except the per-result files)."""
+    env = {**_QUIET_TUNE_ENV, **({} if verbose else _SILENT_TUNE_ENV)}
+    loggers = [logging.getLogger(name) for name in _NOISY_LOGGERS]
+    levels = [lg.level for lg in loggers]
+    with scoped_environ(env):
+        for lg in loggers:
+            lg.setLevel(logging.ERROR)
+        try:
+            yield
+        finally:
+            for lg, level in zip(loggers, levels, strict=True):
+                lg.setLevel(level)
+
+
+def _loopback_environ() -> contextlib.AbstractContextManager[None]:
+    """The loopback workaround (see `_LOOPBACK_ENV`): the variable is set while Ray is first
+    imported and while ray.init spawns its processes, then put back."""
+    return scoped_environ(_LOOPBACK_ENV)
+
+
+def _prefetch_imports() -> threading.Thread:
+    """Import what the Tuner needs while Ray starts (ray.init mostly waits on its processes):
+    about a second and a half less before the first trial."""
+    def work() -> None:
+        for name in ("ray.tune", "ray.tune.schedulers", "optuna", "study.trainable",
+                     "study.optuna_search"):
+            try:
+                importlib.import_module(name)
+            except Exception:  # the main thread imports it again and reports the problem
+                return
+
+    thread = threading.Thread(target=work, name="gmmpvae-prefetch", daemon=True)
+    thread.start()
+    return thread
+
+
+def runtime_env() -> dict[str, Any]:
+    """Our packages travel with the job: a cluster node needs only the dependencies."""
+    modules = []
+    for name in ("models", "study", "search_spaces", "analysis"):
+        try:
+            modules.append(importlib.import_module(name))
+        except ImportError:
+            continue
+    return {"py_modules": modules, "env_vars": {"PYTHONUNBUFFERED": "1"}}
+
+
+def _start(spec: StudySpec, verbose: bool) -> bool:
+    """Start or join Ray; whether it was started here (and is to be shut down here)."""
+    import ray
+
+    if ray.is_initialized():
+        return False
+    address = spec.study.address
+    logging_level = "INFO" if verbose else "WARNING"
+    if address is None:
+        cpus, gpus = local_capacity(spec.resources.gpus_per_trial > 0)
+        ray.init(address="local", num_cpus=cpus, num_gpus=gpus, include_dashboard=False,
+                 log_to_driver=verbose, logging_level=logging_level)
+        node_ip = ray.util.get_node_ip_address()
+        if node_ip != LOOPBACK:  # Ray was imported by this process before we could set it up
+            print(f"gmmpvae: warning: the embedded Ray listens on {node_ip}, not {LOOPBACK} "
+                  f"(Ray was imported before the study started)", file=sys.stderr)
+        return True
+    try:
+        ray.init(address=address, runtime_env=runtime_env(), log_to_driver=verbose,
+                 logging_level=logging_level)
+    except (ConnectionError, RuntimeError, ValueError) as exc:
+        raise UsageError(f"study.address={address!r}: cannot join the Ray cluster: "
+                         f"{' '.join(str(exc).split())[:300]}") from None
+    return True
+
+
+def _slots(spec: StudySpec) -> tuple[int, list[tuple[float, float]]]:
+    import ray
+
+    nodes = [(float(n["Resources"].get("CPU", 0)), float(n["Resources"].get("GPU", 0)))
+             for n in ray.nodes() if n.get("Alive")]
+    return node_slots(nodes, spec.resources.cpus_per_trial, spec.resources.gpus_per_trial), nodes
+
+
+@contextlib.contextmanager
+def session(spec: StudySpec, verbose: bool = False) -> Iterator[int]:
+    """Ray for the study's driver; yields the number of trial slots of its live nodes. When no
+    node can hold one trial: disconnect and raise `UsageError`. Ray started here is shut down
+    when the block ends, however it ends."""
+    embedded = spec.study.address is None
+    with _loopback_environ() if embedded else contextlib.nullcontext():
+        prefetch = _prefetch_imports()
+        started = _start(spec, verbose)
+    try:
+        slots, nodes = _slots(spec)
+        if slots < 1:
+            where = f"of the cluster at {spec.study.address}" if not embedded else (
+                "of the running Ray")
+            raise resource_error(spec, where, max(nodes, default=(0.0, 0.0)))
+        prefetch.join()
+        yield slots
+    finally:
+        if started:
+            import ray
+
+            ray.shutdown()
+
+
+def tune_states(study_dir: str) -> dict[str, str]:
+    """trial_key → Tune's status (PENDING, RUNNING, TERMINATED, ERROR, …) from the saved
+    experiment state ({} when there is none). Needs no running Ray."""
+    from search_spaces import KEY_FIELD
+    from study import storage
+
+    path = storage.join(str(study_dir), storage.TUNE_DIR)
+    fs, fs_path = storage.filesystem(path)
+    if not storage.exists(fs, fs_path):
+        return {}
+    with quiet_tune(verbose=True), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from ray.tune import ExperimentAnalysis
+
+        try:
+            analysis = ExperimentAnalysis(path)
+        except Exception:  # no experiment state file yet
+            return {}
+    return {t.config.get(KEY_FIELD, t.trial_id): t.status for t in analysis.trials}

@@ -1,0 +1,132 @@
+"""What a study is and what it did, in words: the dry run (`describe`), the end-of-run report
+(`summary_lines`), and the small computations behind them (best trials, overlap of trials)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from search_spaces import KEY_FIELD
+from study.results import COMPLETED
+from study.spec import StudySpec
+from study.storage import RESULTS_DIR, join
+
+if TYPE_CHECKING:
+    from study.runner import Outcome
+
+
+def describe(spec: StudySpec) -> str:
+    """The human summary that ``gmmpvae run --dry-run`` prints (grids: every trial)."""
+    s, r, sch = spec.search, spec.resources, spec.scheduler
+    space = spec.search_space
+    optuna_where = (f"journal file {spec.optuna_storage_url}"
+                    if spec.optuna_storage_is_journal else spec.optuna_storage_url)
+    sched = "fifo (every trial runs to its own early stop)" if sch.kind == "fifo" else (
+        f"asha (grace_period {sch.grace_period}, reduction_factor {sch.reduction_factor:g}, "
+        f"max_t {sch.max_t})")
+    fixed = ", ".join(f"{k}={v}" for k, v in sorted(spec.fixed_trial_fields().items()))
+    plan = spec.plan()
+    lines = [
+        f"study      {spec.name}  ({spec.source or 'from dict'})",
+        f"storage    {spec.storage}",
+        f"optuna     {optuna_where}",
+        f"ray        {'start Ray here' if spec.study.address is None else spec.study.address}",
+        f"search     space '{s.space}' ({space.kind}): {space.description}",
+        f"           sampler {s.sampler}"
+        + (f" (seed {s.sampler_seed})" if s.sampler_seed is not None else "")
+        + f", {s.seeds} seed(s), {len(plan) if plan is not None else s.num_samples} trials, "
+        f"metric {s.metric} ({s.mode})",
+    ]
+    if s.grid:
+        lines.append(f"           grid {json.dumps(s.grid)}")
+    lines += [
+        f"fixed      {fixed or '(none)'}",
+        f"scheduler  {sched}",
+        f"resources  {r.cpus_per_trial:g} CPU + {r.gpus_per_trial:g} GPU per trial, "
+        f"max_concurrent {r.max_concurrent or 'as many as fit'}",
+        f"failure    {spec.failure.retries} retries per trial",
+    ]
+    if plan is None:
+        searched = [p for p in space.searched if p not in spec.fixed_trial_fields()]
+        lines.append(f"trials     up to {s.num_samples}, sampled by {s.sampler} over "
+                     f"{', '.join(searched) or 'nothing (every field is fixed)'}")
+        return "\n".join(lines)
+    lines.append(f"trials     {len(plan)}:")
+    lines.append(f"  {'#':>4}  {'trial_key':<40} {'dataset':<13} {'arch':<5} "
+                 f"{'prior':<14} {'M':>1}  {'K':>4} {'seed':>4}  pi")
+    for i, t in enumerate(plan, 1):
+        pi = "[" + ", ".join(f"{p:.4g}" for p in t["pi"]) + "]"
+        lines.append(f"  {i:>4}  {t[KEY_FIELD]:<40} {t['dataset']:<13} {t['arch']:<5} "
+                     f"{t['prior']:<14} {t['M']:>1}  {t['K']:>4} {t['seed']:>4}  {pi}")
+    return "\n".join(lines)
+
+
+def summary_lines(spec: StudySpec, outcome: Outcome) -> list[str]:
+    """The end-of-run report."""
+    c = outcome.consolidated
+    states = ", ".join(f"{n} {s}" for s, n in sorted(c.states.items())) or "none"
+    lines = [
+        f"study {spec.name}: {c.trials} trial(s) recorded ({states}) in {outcome.seconds:.1f} s",
+        f"results    {join(outcome.study_dir, RESULTS_DIR)}: trials.parquet "
+        f"{c.trials} rows, epochs.parquet {c.epochs}, test_ll.parquet {c.test_ll}",
+        f"concurrency up to {outcome.observed_concurrency} trial(s) ran at once "
+        f"(max_concurrent {outcome.max_concurrent}, {outcome.slots} slot(s))",
+    ]
+    if outcome.optuna:
+        lines.append("optuna     " + ", ".join(f"{n} {s}"
+                                              for s, n in sorted(outcome.optuna.items())))
+    missing = spec.search.num_samples - c.trials
+    if missing > 0:
+        lines.append(f"unfinished {missing} trial(s) have no record yet: continue with "
+                     f"`gmmpvae resume {outcome.study_dir}`")
+    metric = spec.search.metric
+    column = "best_val_loss" if metric == "val_loss" else metric
+    best = best_records(c.records, column, spec.search.mode)
+    for label, record, name in (("best", best["metric"], column),
+                                ("best", best["test_ll"], "test_ll")):
+        if record is not None:
+            lines.append(f"{label:<10} by {name}: {record['trial_key']} ({name} "
+                         f"{record[name]:.4f})")
+    return lines
+
+
+def max_overlap(intervals: Iterable[tuple[Any, Any]]) -> int:
+    """The largest number of intervals (start, end) open at one instant; an interval ending
+    exactly when another starts does not overlap it."""
+    events = []
+    for start, end in intervals:
+        if start is None or end is None:
+            continue
+        events.append((start, 1))
+        events.append((end, -1))
+    events.sort(key=lambda e: (e[0], e[1]))  # ends before starts at the same instant
+    best = current = 0
+    for _, step in events:
+        current += step
+        best = max(best, current)
+    return best
+
+
+def record_intervals(records: Iterable[dict[str, Any]]) -> list[tuple[datetime, datetime]]:
+    """(started_at, ended_at) of records, as datetimes."""
+    out = []
+    for r in records:
+        if r.get("started_at") and r.get("ended_at"):
+            out.append((datetime.fromisoformat(r["started_at"]),
+                        datetime.fromisoformat(r["ended_at"])))
+    return out
+
+
+def best_records(records: Sequence[dict[str, Any]], metric: str = "best_val_loss",
+                 mode: str = "min") -> dict[str, dict[str, Any] | None]:
+    """The best completed trial by ``metric`` (``mode`` min/max) and by test_ll (max)."""
+    done = [r for r in records if r.get("state") == COMPLETED]
+
+    def pick(name: str, sign: float) -> dict[str, Any] | None:
+        scored = [r for r in done if isinstance(r.get(name), int | float)]
+        return min(scored, key=lambda r: sign * r[name]) if scored else None
+
+    return {"metric": pick(metric, 1.0 if mode == "min" else -1.0),
+            "test_ll": pick("test_ll", -1.0)}
