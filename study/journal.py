@@ -36,10 +36,21 @@ def _check_line(path: str, number: int, line: bytes) -> str | None:
     return None
 
 
-def repair_journal(path: str) -> str | None:
-    """Check the journal at ``path``; cut a torn last line off. Returns one line saying what was
-    repaired (None when the file was whole or does not exist). Raises `JournalDamagedError`
-    for a broken line before the last."""
+def journal_problem(path: str) -> str | None:
+    """Read-only (``status``, ``report``): one line naming a torn or damaged journal, or None."""
+    try:
+        torn = _scan(path)
+    except JournalDamagedError as exc:
+        return str(exc)
+    if torn is None:
+        return None
+    return (f"the Optuna journal {path} ends in a line torn by a crash ({torn[2]}); "
+            "`gmmpvae resume` cuts it off and reconciles the trial it described")
+
+
+def _scan(path: str) -> tuple[bytes, int, str] | None:
+    """(content, offset of the torn last line, what is wrong) or None when whole or absent;
+    `JournalDamagedError` for a broken line before the last."""
     try:
         with open(path, "rb") as f:
             data = f.read()
@@ -58,12 +69,19 @@ def repair_journal(path: str) -> str | None:
                     f"Optuna journal {path} is damaged at line {number} of {len(lines)}: "
                     f"{problem}; a crash only tears the last line, so this file was changed "
                     "by something else — restore it from a backup")
-            return _cut(path, data, offset, f"its last line ({problem})")
+            return data, offset, f"its last line ({problem})"
         offset += len(line) + 1
     if tail:
-        return _cut(path, data, offset, f"its last line (no newline: {len(tail)} bytes cut "
-                    "mid-write)")
+        return data, offset, f"its last line (no newline: {len(tail)} bytes cut mid-write)"
     return None
+
+
+def repair_journal(path: str) -> str | None:
+    """Check the journal at ``path``; cut a torn last line off. Returns one line saying what was
+    repaired (None when the file was whole or does not exist). Raises `JournalDamagedError`
+    for a broken line before the last."""
+    torn = _scan(path)
+    return None if torn is None else _cut(path, *torn)
 
 
 def _cut(path: str, data: bytes, offset: int, what: str) -> str:

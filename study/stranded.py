@@ -38,11 +38,18 @@ class StrandedStopper(Stopper):
         self._clock = clock
         self.stranded_since: float | None = None
         self.stopped = False
+        self.check_interval = min(1.0, self.grace_seconds / 10)
+        self._checked: float | None = None
 
     def __call__(self, trial_id: str, result: dict) -> bool:
         return False  # never stops a single trial
 
     def stop_all(self) -> bool:
+        # Tune asks at every step of its loop: ask the cluster at most once per second.
+        now = self._clock()
+        if self._checked is not None and now - self._checked < self.check_interval:
+            return self.stopped
+        self._checked = now
         if can_place(self.need, self._resources()):
             self.stranded_since = None
             return False

@@ -24,6 +24,7 @@ def test_stops_after_grace_and_forgives_a_node_that_returns():
     clock[0] = 400.0
     assert not stopper.stop_all()
     cluster[0] = {"CPU": 1.0}          # a node came back: the grace starts over next time
+    clock[0] = 401.0                   # (the cluster is asked at most once a second)
     assert not stopper.stop_all() and stopper.stranded_since is None
     cluster[0] = {}
     clock[0] = 500.0
