@@ -182,3 +182,70 @@ def test_a_lost_driver_is_resumed_without_duplicates(tmp_path):
     status = subprocess.run([sys.executable, "-m", "study.cli", "status", str(study)],
                             cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
     assert status.returncode == 0 and f"{len(planned)} COMPLETED" in status.stdout
+
+
+def test_a_driver_lost_at_the_tuner_pkl_moment_does_not_wedge(tmp_path):
+    """Killed as soon as tune/tuner.pkl exists (before Tune's first state save): resume used
+    to run one trial per call, forever; now one resume finishes the study."""
+    fake = {"FAKE_EPOCH_SECONDS": 0.2}
+    path = write_study(tmp_path, "wedge", fake=fake, budget={"max_epochs": 3, "patience": 3})
+    spec = load_spec(str(path))
+    planned = sorted(t["trial_key"] for t in spec.plan())
+    study = tmp_path / "wedge"
+    env = {**os.environ, runner.ENV_TRIAL_FUNCTION: "fake_trials:fake_trial"}
+    driver = cli(["run", str(path)], env)
+    try:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline and driver.poll() is None:
+            if (study / "tune" / "tuner.pkl").exists():
+                break
+            time.sleep(0.02)
+    finally:
+        kill_group(driver)
+    assert (study / "tune" / "tuner.pkl").exists()
+    resume = cli(["resume", str(study)], env)
+    try:
+        output, _ = resume.communicate(timeout=300)
+    finally:
+        kill_group(resume)
+    assert resume.returncode == 0, output
+    check_complete(study, spec, max_epochs=3)
+    assert len(list((study / "trials").glob("*/trial.json"))) == len(planned), output
+
+
+def test_a_deleted_record_is_re_run_by_resume_and_two_drivers_exclude(tmp_path):
+    """A finished trial whose trial.json was deleted is re-run by resume (Optuna said
+    COMPLETE, Tune TERMINATED); a second `run` started beside a live one is refused."""
+    fake = {"FAKE_EPOCH_SECONDS": 0.2}
+    path = write_study(tmp_path, "lost", fake=fake, budget={"max_epochs": 3, "patience": 3})
+    spec = load_spec(str(path))
+    study = tmp_path / "lost"
+    env = {**os.environ, runner.ENV_TRIAL_FUNCTION: "fake_trials:fake_trial"}
+    first = cli(["run", str(path)], env)
+    time.sleep(1.0)
+    second = cli(["run", str(path)], env)
+    try:
+        out2, _ = second.communicate(timeout=120)
+        out1, _ = first.communicate(timeout=300)
+    finally:
+        kill_group(second)
+        kill_group(first)
+    assert second.returncode == 2, out2
+    assert len(out2.strip().splitlines()) == 1 and (
+        "already being run by" in out2 or "already holds a study" in out2), out2
+    assert first.returncode == 0, out1
+    key = sorted(t["trial_key"] for t in spec.plan())[1]
+    (study / "trials" / key / "trial.json").unlink()
+    before = len([line for line in (study / "trials" / key / "executed.log").read_text()
+                  .splitlines()])
+    resume = cli(["resume", str(study)], env)
+    try:
+        output, _ = resume.communicate(timeout=300)
+    finally:
+        kill_group(resume)
+    assert resume.returncode == 0, output
+    assert "re-running 1 finished trial" in output, output
+    assert (study / "trials" / key / "trial.json").is_file()
+    check_complete(study, spec, max_epochs=3)
+    after = len((study / "trials" / key / "executed.log").read_text().splitlines())
+    assert after == before  # metrics.json was intact: the record is rebuilt, not retrained
