@@ -43,6 +43,7 @@ from ray.tune.search import Searcher
 
 from models.checkpoint import atomic_write_text
 from search_spaces import KEY_FIELD
+from study import stranded
 from study.results import COMPLETED, ERROR
 from study.spec import StudySpec
 from study.trainable import STATE_KEY
@@ -297,8 +298,8 @@ class StudySearcher(Searcher):
     def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None,
                           error: bool = False) -> None:
         number = self._numbers.get(trial_id)
-        if number is None or trial_id in self._told:
-            return
+        if number is None or trial_id in self._told or stranded.stopped():
+            return  # (a stranded study's trials stay unfinished: adopted by the next resume)
         self._told.add(trial_id)
         self._asked.pop(trial_id, None)
         result = result or {}

@@ -184,6 +184,14 @@ def _start(spec: StudySpec, verbose: bool) -> bool:
     return True
 
 
+def is_loopback(address: str | None) -> bool:
+    """Whether a ``host:port`` address names this machine's loopback interface."""
+    if not address or address == "auto":
+        return False
+    host = address.removeprefix("ray://").rpartition(":")[0]
+    return host in ("127.0.0.1", "localhost", "::1")
+
+
 def probe_address(address: str, timeout: float) -> None:
     """A ``host:port`` address must accept a TCP connection within ``timeout`` seconds (Ray
     itself keeps retrying for minutes); ``auto`` is left to Ray (it reads the local session)."""
@@ -237,7 +245,10 @@ def session(spec: StudySpec, verbose: bool = False) -> Iterator[int]:
     node can hold one trial: disconnect and raise `UsageError`. Ray started here is shut down
     when the block ends, however it ends."""
     embedded = spec.study.address is None
-    with _loopback_environ() if embedded else contextlib.nullcontext():
+    # A cluster on this machine's loopback (nodes started with `ray start --node-ip-address
+    # 127.0.0.1`): the driver stays on 127.0.0.1 too, by the same workaround as an embedded Ray.
+    loopback = embedded or is_loopback(spec.study.address)
+    with _loopback_environ() if loopback else contextlib.nullcontext():
         prefetch = _prefetch_imports()
         started = _start(spec, verbose)
     try:

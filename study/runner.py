@@ -117,6 +117,12 @@ def _remove_empty_study(fs: Any, root: str) -> None:
             fs.delete_dir(root)
 
 
+def _stranded() -> bool:
+    from study import stranded
+
+    return stranded.stopped()
+
+
 def _stopper(spec: StudySpec) -> Any:
     from study.stranded import StrandedStopper
 
@@ -192,7 +198,7 @@ def run_study(spec: StudySpec, *, trial_function: Any = None, verbose: bool = Fa
         stopper = _stopper(spec)
         with ray_session.quiet_tune(verbose, spec.storage):
             _new_tuner(spec, info, max_concurrent, verbose, stopper).fit()
-        return _finish(spec, slots, max_concurrent, start, stopper.stopped)
+        return _finish(spec, slots, max_concurrent, start, _stranded())
 
 
 def resume_study(study_dir: str, *, rerun_errored: bool = False, address: str | None = None,
@@ -223,7 +229,7 @@ def resume_study(study_dir: str, *, rerun_errored: bool = False, address: str | 
             with ray_session.quiet_tune(verbose, spec.storage):
                 _resumed_tuner(spec, info, max_concurrent, verbose, stopper, rerun,
                                rerun_errored).fit()
-            return _finish(spec, slots, max_concurrent, start, stopper.stopped)
+            return _finish(spec, slots, max_concurrent, start, _stranded())
 
 
 def _resumed_tuner(spec: StudySpec, info: dict[str, Any], max_concurrent: int, verbose: bool,

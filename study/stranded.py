@@ -11,6 +11,7 @@ Imported only by the runner (it imports Ray).
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 
@@ -18,6 +19,17 @@ import ray
 from ray.tune import Stopper
 
 DEFAULT_GRACE_SECONDS = 600.0
+# Set when a stopper of this driver ended the experiment. Tune then stops the remaining trials
+# through the same hooks as a finished one (searcher and callbacks' on_trial_complete): they
+# read this to leave those trials unfinished (no PRUNED record, Optuna trial left RUNNING, to be
+# adopted by `gmmpvae resume`). Process-wide on purpose: a stopper restored from tuner.pkl
+# is a copy the runner never sees.
+_STOPPED = threading.Event()
+
+
+def stopped() -> bool:
+    """Whether the current experiment was ended by a `StrandedStopper`."""
+    return _STOPPED.is_set()
 
 
 def can_place(need: dict[str, float], resources: dict[str, float]) -> bool:
@@ -40,6 +52,7 @@ class StrandedStopper(Stopper):
         self.stopped = False
         self.check_interval = min(1.0, self.grace_seconds / 10)
         self._checked: float | None = None
+        _STOPPED.clear()  # a new experiment of this driver
 
     def __call__(self, trial_id: str, result: dict) -> bool:
         return False  # never stops a single trial
@@ -57,4 +70,11 @@ class StrandedStopper(Stopper):
         if self.stranded_since is None:
             self.stranded_since = now
         self.stopped = now - self.stranded_since >= self.grace_seconds
+        if self.stopped:
+            _STOPPED.set()
         return self.stopped
+
+    def __setstate__(self, state: dict) -> None:  # restored from tuner.pkl by a resume
+        self.__dict__.update(state)
+        self.stranded_since, self.stopped, self._checked = None, False, None
+        _STOPPED.clear()
