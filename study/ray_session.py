@@ -176,12 +176,50 @@ def _start(spec: StudySpec, verbose: bool) -> bool:
                   f"(Ray was imported before the study started)", file=sys.stderr)
         return True
     probe_address(address, spec.study.connect_timeout)
-    try:
-        ray.init(address=address, runtime_env=runtime_env(), log_to_driver=verbose,
-                 logging_level=logging_level)
-    except Exception as exc:  # ConnectionError, RuntimeError, ValueError, auth failures, …
-        raise UsageError(join_error(address, exc)) from None
+    with _stderr_captured(echo=verbose) as captured:
+        try:
+            ray.init(address=address, runtime_env=runtime_env(), log_to_driver=verbose,
+                     logging_level=logging_level)
+        except Exception as exc:  # ConnectionError, RuntimeError, ValueError, …
+            failure: BaseException | None = exc
+        else:
+            failure = None
+    if failure is not None:
+        raise UsageError(join_error(address, failure, captured.read())) from None
     return True
+
+
+class _Captured:
+    def __init__(self) -> None:
+        self.text = ""
+
+    def read(self) -> str:
+        return self.text
+
+
+@contextlib.contextmanager
+def _stderr_captured(echo: bool) -> Iterator[_Captured]:
+    """While joining a cluster, what Ray's C++ client writes to the process's stderr (one
+    "InvalidAuthToken" line a second while a token-protected cluster refuses us) goes to a
+    temporary file, read afterwards to name the cause; echoed with ``verbose``. File
+    descriptor 2 is put back when the block ends."""
+    import tempfile
+
+    captured = _Captured()
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile(mode="w+b") as tmp:
+        os.dup2(tmp.fileno(), 2)
+        try:
+            yield captured
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            tmp.seek(0)
+            captured.text = tmp.read().decode("utf-8", "replace")
+            if echo and captured.text:
+                sys.stderr.write(captured.text)
 
 
 def is_loopback(address: str | None) -> bool:
@@ -213,11 +251,13 @@ AUTH_HINT = ("set RAY_AUTH_MODE=token and the cluster's token (RAY_AUTH_TOKEN, "
              "node prints it) in the driver's environment")
 
 
-def join_error(address: str, exc: BaseException) -> str:
-    """One line for a failed join; an authentication refusal is named as such."""
+def join_error(address: str, exc: BaseException, stderr: str = "") -> str:
+    """One line for a failed join; an authentication refusal (in the exception or in what
+    Ray's client wrote to stderr meanwhile) is named as such."""
     text = " ".join(str(exc).split())
-    lowered = text.lower()
-    if any(word in lowered for word in ("auth", "unauthenticated", "token")):
+    lowered = f"{text} {stderr}".lower()
+    if any(word in lowered for word in ("invalidauthtoken", "unauthenticated",
+                                        "authentication token")):
         return (f"study.address={address!r}: the cluster refused this driver's "
                 f"authentication (it runs with token authentication): {AUTH_HINT}")
     return f"study.address={address!r}: cannot join the Ray cluster: {text[:300]}"
