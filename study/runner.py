@@ -169,10 +169,12 @@ def _new_tuner(spec: StudySpec, info: dict[str, Any], max_concurrent: int, verbo
 
 
 def _trial_function_name(trial_function: Any) -> str | None:
-    from study.trainable import function_name
-
+    """``module:function`` of the trial function (Ray is not imported here: it must not be
+    before the session sets it up, see `ray_session`)."""
     chosen = trial_function or os.environ.get(ENV_TRIAL_FUNCTION)
-    return function_name(chosen) if chosen else None
+    if not chosen or isinstance(chosen, str):
+        return chosen or None
+    return f"{chosen.__module__}:{chosen.__qualname__}"
 
 
 def run_study(spec: StudySpec, *, trial_function: Any = None, verbose: bool = False) -> Outcome:
@@ -227,9 +229,25 @@ def resume_study(study_dir: str, *, rerun_errored: bool = False, address: str | 
                                             lambda r: _record_metric(spec, r))
             stopper = _stopper(spec)
             with ray_session.quiet_tune(verbose, spec.storage):
-                _resumed_tuner(spec, info, max_concurrent, verbose, stopper, rerun,
-                               rerun_errored).fit()
+                if _nothing_left(spec, rerun, rerun_errored):
+                    print(f"study {spec.name}: every planned trial has finished; nothing to "
+                          "run", flush=True)
+                else:
+                    _resumed_tuner(spec, info, max_concurrent, verbose, stopper, rerun,
+                                   rerun_errored).fit()
             return _finish(spec, slots, max_concurrent, start, _stranded())
+
+
+def _nothing_left(spec: StudySpec, rerun: dict[str, int], rerun_errored: bool) -> bool:
+    """A grid whose every planned key has a record, none to re-run (open searches: False)."""
+    plan = spec.plan()
+    if plan is None or rerun:
+        return False
+    fs, root = storage.filesystem(spec.storage)
+    records = {r["trial_key"]: r["state"] for r in results.read_records(fs, root)}
+    if rerun_errored and results.ERROR in records.values():
+        return False
+    return all(t["trial_key"] in records for t in plan)
 
 
 def _resumed_tuner(spec: StudySpec, info: dict[str, Any], max_concurrent: int, verbose: bool,
