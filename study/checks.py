@@ -7,6 +7,7 @@ own resource check, after joining it, is in `study.ray_session`.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import subprocess
@@ -190,13 +191,13 @@ def check_sizes(spec: StudySpec, available: int | str | None, where: str = "this
     limit = memory_bytes() if available is None else int(available)
     seen: set[str] = set()
     for config in spec.plan() or []:
-        flat = {k: v for k, v in config.items() if k != "trial_key"}
-        flat.pop("seed", None)
-        model_key = repr(sorted((k, repr(v)) for k, v in flat.items()))
+        cfg = TrialConfig.from_flat({k: v for k, v in config.items() if k != "trial_key"})
+        # The bound depends on the model and the batch only: once per distinct pair.
+        model_key = json.dumps([cfg.model.to_dict(), cfg.train.batch_size], sort_keys=True,
+                               default=str)
         if model_key in seen:
             continue
         seen.add(model_key)
-        cfg = TrialConfig.from_flat({k: v for k, v in config.items() if k != "trial_key"})
         try:
             check_fits(cfg, limit, where)
         except ValueError as exc:

@@ -118,9 +118,13 @@ def _remove_empty_study(fs: Any, root: str) -> None:
 
 
 def _stranded() -> bool:
+    """Whether the experiment that just ended was stopped as stranded; forgotten afterwards
+    (the flag is process-wide, see `study.stranded`)."""
     from study import stranded
 
-    return stranded.stopped()
+    was = stranded.stopped()
+    stranded.reset()
+    return was
 
 
 def _stopper(spec: StudySpec) -> Any:
@@ -198,9 +202,12 @@ def run_study(spec: StudySpec, *, trial_function: Any = None, verbose: bool = Fa
               f"at once ({slots} slot(s) of {spec.resources.cpus_per_trial:g} CPU + "
               f"{spec.resources.gpus_per_trial:g} GPU); folder {spec.storage}", flush=True)
         stopper = _stopper(spec)
-        with ray_session.quiet_tune(verbose, spec.storage):
-            _new_tuner(spec, info, max_concurrent, verbose, stopper).fit()
-        return _finish(spec, slots, max_concurrent, start, _stranded())
+        try:
+            with ray_session.quiet_tune(verbose, spec.storage):
+                _new_tuner(spec, info, max_concurrent, verbose, stopper).fit()
+        finally:
+            stranded = _stranded()
+        return _finish(spec, slots, max_concurrent, start, stranded)
 
 
 def resume_study(study_dir: str, *, rerun_errored: bool = False, address: str | None = None,
@@ -228,14 +235,17 @@ def resume_study(study_dir: str, *, rerun_errored: bool = False, address: str | 
             rerun = repair.reconcile_optuna(spec, results.read_records(fs, root),
                                             lambda r: _record_metric(spec, r))
             stopper = _stopper(spec)
-            with ray_session.quiet_tune(verbose, spec.storage):
-                if _nothing_left(spec, rerun, rerun_errored):
-                    print(f"study {spec.name}: every planned trial has finished; nothing to "
-                          "run", flush=True)
-                else:
-                    _resumed_tuner(spec, info, max_concurrent, verbose, stopper, rerun,
-                                   rerun_errored).fit()
-            return _finish(spec, slots, max_concurrent, start, _stranded())
+            try:
+                with ray_session.quiet_tune(verbose, spec.storage):
+                    if _nothing_left(spec, rerun, rerun_errored):
+                        print(f"study {spec.name}: every planned trial has finished; nothing "
+                              "to run", flush=True)
+                    else:
+                        _resumed_tuner(spec, info, max_concurrent, verbose, stopper, rerun,
+                                       rerun_errored).fit()
+            finally:
+                stranded = _stranded()
+            return _finish(spec, slots, max_concurrent, start, stranded)
 
 
 def _nothing_left(spec: StudySpec, rerun: dict[str, int], rerun_errored: bool) -> bool:

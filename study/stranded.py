@@ -32,6 +32,11 @@ def stopped() -> bool:
     return _STOPPED.is_set()
 
 
+def reset() -> None:
+    """Forget a stop: called by the runner when its experiment has ended (and before)."""
+    _STOPPED.clear()
+
+
 def can_place(need: dict[str, float], resources: dict[str, float]) -> bool:
     """Whether a cluster with these total resources can hold one trial needing ``need``."""
     return all(resources.get(name, 0.0) + 1e-9 >= amount

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from study import stranded
 from study.stranded import StrandedStopper, can_place
 
 
@@ -33,4 +34,7 @@ def test_stops_after_grace_and_forgives_a_node_that_returns():
     assert not stopper.stop_all()
     clock[0] = 1100.0
     assert stopper.stop_all() and stopper.stopped
+    assert stranded.stopped()  # what the searcher and the driver's callback read
+    stranded.reset()
+    assert not stranded.stopped()
     assert stopper("trial", {}) is False
