@@ -7,6 +7,7 @@ own resource check, after joining it, is in `study.ray_session`.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import subprocess
@@ -109,18 +110,113 @@ def check_optuna_storage(spec: StudySpec) -> None:
         raise UsageError(f"study.optuna_storage={url!r} is not reachable: {first}") from None
 
 
+def check_new(spec: StudySpec) -> None:
+    """The study folder holds no study yet."""
+    fs, root = storage.filesystem(spec.storage)
+    if storage.exists(fs, storage.join(root, storage.STUDY_FILE)):
+        raise UsageError(f"{spec.storage} already holds a study: continue it with "
+                         f"`gmmpvae resume {spec.storage}`, or choose another --name/--storage")
+
+
+# The deepest path a trial creates: Tune's trial folder (key, '_', Tune's 8+-character trial
+# id) with a checkpoint in it; the study's own trial folder is shallower.
+_DEEPEST = ("tune", "{key}_xxxxxxxxxxxx", "checkpoint_000000", "checkpoint.pt.tmp-xxxxxxxx")
+
+
+def check_paths(spec: StudySpec) -> None:
+    """Every folder and file name a trial will create fits the file system (NAME_MAX per name,
+    PATH_MAX for the whole path): a 300-character name fails here, not after Ray started."""
+    if storage.is_uri(spec.storage):
+        return
+    root = storage.local_path(spec.storage)
+    name_max, path_max = 255, 4096  # Linux; the file system's own limits where it says
+    existing = Path(root)
+    try:
+        while not existing.exists() and existing != existing.parent:
+            existing = existing.parent
+        name_max = os.pathconf(existing, "PC_NAME_MAX")
+        path_max = os.pathconf(existing, "PC_PATH_MAX")
+    except (OSError, ValueError):
+        pass  # a path too long to stat: the checks below name it
+    keys = [t["trial_key"] for t in spec.plan() or []] or ["x" * 64]  # open: keys ≈ 60 chars
+    key = max(keys, key=len)
+    parts = [p for p in Path(root).parts if p != "/"]
+    deepest = [p.format(key=key) for p in _DEEPEST]
+    for part in parts + deepest:
+        if len(part.encode()) > name_max:
+            raise UsageError(f"study.storage: the name {part[:40]!r}… is "
+                             f"{len(part.encode())} bytes; this file system allows "
+                             f"{name_max}: choose a shorter --name/--storage")
+    longest = len(os.path.join(root, *deepest).encode())
+    if longest >= path_max:
+        raise UsageError(f"study.storage={spec.storage[:60]!r}…: the trials' paths would be "
+                         f"{longest} bytes; this file system allows {path_max - 1}: choose a "
+                         "shorter --storage")
+
+
+def check_data(spec: StudySpec) -> None:
+    """The datasets the trials read are present in their data folder (on this machine; on a
+    cluster every node must see the same folder, and a trial that does not finds out in one
+    line, see `study.trainable`)."""
+    from models.data import dataset_status
+
+    needed: dict[str | None, set[str]] = {}
+    for config in spec.plan() or [spec.fixed_trial_fields()]:
+        if config.get("dataset"):
+            needed.setdefault(config.get("data_dir"), set()).add(config["dataset"])
+    for data_dir, names in needed.items():
+        root, origin, statuses = dataset_status(data_dir)
+        present = {s.name for s in statuses if s.present}
+        for name in sorted(names - present):
+            raise UsageError(f"data.dataset={name!r} is not in the data folder {root} "
+                             f"({origin}): fetch it with `gmmpvae data fetch {name} "
+                             f"--data-dir {root}`, or set data.data_dir")
+
+
+def memory_bytes() -> int:
+    """This machine's physical memory."""
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def check_sizes(spec: StudySpec, available: int | str | None, where: str = "this machine"
+                ) -> None:
+    """Every distinct model of the plan (an open search: its fixed fields at the largest K of
+    a sample) fits in ``available`` bytes (None: this machine's memory; "skip": checked after
+    joining the cluster, against its largest node). A lower bound: see `models.sizing`."""
+    if available == "skip":
+        return
+    from models.config import TrialConfig
+    from models.sizing import check_fits
+
+    limit = memory_bytes() if available is None else int(available)
+    seen: set[str] = set()
+    for config in spec.plan() or []:
+        cfg = TrialConfig.from_flat({k: v for k, v in config.items() if k != "trial_key"})
+        # The bound depends on the model and the batch only: once per distinct pair.
+        model_key = json.dumps([cfg.model.to_dict(), cfg.train.batch_size], sort_keys=True,
+                               default=str)
+        if model_key in seen:
+            continue
+        seen.add(model_key)
+        try:
+            check_fits(cfg, limit, where)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+
+
 def validate(spec: StudySpec, *, new: bool = True) -> int | None:
     """Every check that needs no Ray: storage (and, for a new study, that its folder holds
     none yet), the Optuna storage, and for an embedded Ray the resources (its slots)."""
+    check_paths(spec)
     try:
         storage.check_writable(spec.storage)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
-    fs, root = storage.filesystem(spec.storage)
-    if new and storage.exists(fs, storage.join(root, storage.STUDY_FILE)):
-        raise UsageError(f"{spec.storage} already holds a study: continue it with "
-                         f"`gmmpvae resume {spec.storage}`, or choose another --name/--storage")
+    if new:
+        check_new(spec)
     check_optuna_storage(spec)
+    check_data(spec)
+    check_sizes(spec, None if spec.study.address is None else "skip")
     if spec.study.address is None:
         return check_local_resources(spec)
     return None

@@ -36,7 +36,8 @@ def _consolidate(study_dir: Path) -> None:
 
     trials = study_dir / TRIALS_DIR
     if trials.is_dir() and any(trials.glob(f"*/{RECORD_FILE}")):
-        consolidate(str(study_dir))
+        for line in consolidate(str(study_dir)).damaged.values():
+            print(f"gmmpvae report: warning: {line}", file=sys.stderr)
 
 
 def run(args: argparse.Namespace) -> int:

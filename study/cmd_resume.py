@@ -31,4 +31,4 @@ def run(args: argparse.Namespace) -> int:
                                   address=args.address, verbose=args.verbose)
     spec, _ = load_study(args.study_dir)
     print("\n".join(summary.summary_lines(spec, outcome)))
-    return 0
+    return summary.stranded_exit(spec, outcome)

@@ -66,4 +66,4 @@ def run(args: argparse.Namespace) -> int:
 
     outcome = runner.run_study(spec, verbose=args.verbose)
     print("\n".join(summary.summary_lines(spec, outcome)))
-    return 0
+    return summary.stranded_exit(spec, outcome)

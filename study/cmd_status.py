@@ -11,6 +11,7 @@ models.diagnostics) is marked ``COLLAPSED`` after its test_ll, and counted below
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Any
 
 from search_spaces import KEY_FIELD
@@ -41,6 +42,10 @@ def run(args: argparse.Namespace) -> int:
     from study import optuna_search, ray_session, summary
 
     spec, info = load_study(args.study_dir)
+    from study import lock, repair
+
+    for line in repair.problems(spec):  # named, never changed here: resume repairs
+        print(f"gmmpvae status: warning: {line}", file=sys.stderr)
     if args.no_consolidate:
         fs, root = storage.filesystem(spec.storage)
         records = results.read_records(fs, root)
@@ -53,8 +58,17 @@ def run(args: argparse.Namespace) -> int:
     for state in states.values():
         counts[state] = counts.get(state, 0) + 1
     by_key = {r["trial_key"]: r for r in records}
-    optuna = optuna_search.counts(spec)
+    try:
+        optuna = optuna_search.counts(spec)
+    except Exception as exc:  # a damaged journal / unreachable RDB: named above or here
+        optuna = {}
+        print(f"gmmpvae status: warning: the Optuna study cannot be read: "
+              f"{storage.one_line(exc)[:200]}", file=sys.stderr)
     print(f"study {spec.name}  ({spec.storage}; git {info.get('git_rev', 'unknown')[:12]})")
+    fs_, root_ = storage.filesystem(spec.storage)
+    holder = lock.current_holder(fs_, root_)
+    if holder:
+        print(f"driver     running: {lock.describe(holder)}")
     total = spec.search.num_samples
     print(f"trials     {total} planned: "
           + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())))

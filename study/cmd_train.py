@@ -170,6 +170,10 @@ def run(args: argparse.Namespace) -> int:
     cfg = build_config(args)  # validates every field first
     spec = DATASET_SPECS[cfg.train.dataset]
     cfg = build_config(args, spec.image_shape, spec.likelihood)
+    from models.sizing import check_fits
+    from study.checks import memory_bytes
+
+    check_fits(cfg, memory_bytes())  # before anything is written: ValueError, one line
     out = args.out if args.out is not None else Path("runs") / (args.name or default_name(cfg))
     complete = not args.no_resume and (out / METRICS_FILE).is_file()
     metrics = run_trial(cfg, out, resume=not args.no_resume, progress=not args.no_progress)

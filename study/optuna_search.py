@@ -43,6 +43,7 @@ from ray.tune.search import Searcher
 
 from models.checkpoint import atomic_write_text
 from search_spaces import KEY_FIELD
+from study import stranded
 from study.results import COMPLETED, ERROR
 from study.spec import StudySpec
 from study.trainable import STATE_KEY
@@ -65,6 +66,9 @@ def _quiet_optuna() -> Iterator[None]:
             yield
     finally:
         optuna.logging.set_verbosity(level)
+
+
+quiet_optuna = _quiet_optuna  # for study.repair
 
 
 def open_storage(spec: StudySpec) -> Any:
@@ -175,6 +179,8 @@ class StudySearcher(Searcher):
         self._numbers: dict[str, int] = {}  # Tune trial id → Optuna trial number
         self._asked: dict[str, optuna.trial.Trial] = {}  # trials asked here (for report)
         self._told: set[str] = set()
+        # trial_key → number of its COMPLETE Optuna trial whose record was lost: run it again
+        self._rerun: dict[str, int] = dict(recipe.get("rerun", {}))
         if self._plan is not None:
             self._enqueue_missing()
 
@@ -187,16 +193,21 @@ class StudySearcher(Searcher):
 
     def _enqueue_missing(self) -> None:
         """Enqueue every planned key that has no Optuna trial yet (all of them, first time)."""
-        present = {t.user_attrs.get(KEY_FIELD) for t in self._trials() if _counted(t)}
+        trials = self._trials()
+        present = {t.user_attrs.get(KEY_FIELD) for t in trials if _counted(t)}
+        rerun_done = {t.user_attrs.get(RERUN_ATTR) for t in trials}
         assert self._plan is not None
         with _quiet_optuna():
             for key, config in self._plan.items():
-                if key in present:
+                extra: dict[str, Any] = {}
+                if key in self._rerun and self._rerun[key] not in rerun_done:
+                    extra = {RERUN_ATTR: self._rerun[key]}  # its record was lost: once more
+                elif key in present:
                     continue
                 hp = hyperparameters(config)
                 params = {n: v for n, v in hp.items() if n in self._dists}
                 fixed = {n: v for n, v in hp.items() if n not in self._dists}
-                self._study.enqueue_trial(params, user_attrs={KEY_FIELD: key, **fixed})
+                self._study.enqueue_trial(params, user_attrs={KEY_FIELD: key, **fixed, **extra})
 
     # -- choosing trials
     def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
@@ -287,8 +298,8 @@ class StudySearcher(Searcher):
     def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None,
                           error: bool = False) -> None:
         number = self._numbers.get(trial_id)
-        if number is None or trial_id in self._told:
-            return
+        if number is None or trial_id in self._told or stranded.stopped():
+            return  # (a stranded study's trials stay unfinished: adopted by the next resume)
         self._told.add(trial_id)
         self._asked.pop(trial_id, None)
         result = result or {}

@@ -11,7 +11,7 @@ from typing import Any
 from ray.tune import Callback
 
 from search_spaces import KEY_FIELD
-from study import results, storage, trainable
+from study import results, storage, stranded, trainable
 
 
 class StudyCallback(Callback):
@@ -51,6 +51,10 @@ class StudyCallback(Callback):
     def on_trial_complete(self, iteration: int, trials: list[Any], trial: Any,
                           **info: Any) -> None:
         record = self._record(trial)
+        if record is None and stranded.stopped():  # not pruned: left for `gmmpvae resume`
+            print(f"  unfinished {trial.config.get(KEY_FIELD)} (no node can hold it)",
+                  flush=True)
+            return
         if record is None:
             record = trainable.driver_record(trial.config, trial.checkpoint, results.PRUNED)
         self._line(trials, trial, record)

@@ -17,13 +17,14 @@ import contextlib
 import importlib
 import logging
 import os
+import socket
 import sys
 import threading
 import warnings
 from collections.abc import Iterator
 from typing import Any
 
-from study.checks import local_capacity, node_slots, resource_error
+from study.checks import check_sizes, local_capacity, node_slots, resource_error
 from study.errors import UsageError
 from study.spec import StudySpec
 
@@ -65,14 +66,22 @@ def scoped_environ(values: dict[str, str]) -> Iterator[None]:
                 os.environ[name] = old
 
 
+LOG_DIR = "logs"
+DRIVER_LOG = "driver.log"
+_LOGGED = ("ray",)  # Ray's and Tune's loggers (ray.tune, ray.train, … are its children)
+
+
 @contextlib.contextmanager
-def quiet_tune(verbose: bool) -> Iterator[None]:
+def quiet_tune(verbose: bool, study_dir: str | None = None) -> Iterator[None]:
     """Tune's console output and per-result loggers off while a Tuner runs or a saved
-    experiment is read (all of it on with ``verbose``, except the per-result files)."""
+    experiment is read (all of it on with ``verbose``, except the per-result files). With a
+    local ``study_dir`` and without ``verbose``, what Ray and Tune log (the tracebacks of
+    failures we handle: a lost node, a checkpoint already deleted) goes to
+    ``STUDY/logs/driver.log`` instead of the terminal, for the duration of the block only."""
     env = {**_QUIET_TUNE_ENV, **({} if verbose else _SILENT_TUNE_ENV)}
     loggers = [logging.getLogger(name) for name in _NOISY_LOGGERS]
     levels = [lg.level for lg in loggers]
-    with scoped_environ(env):
+    with scoped_environ(env), _logged_to_file(None if verbose else study_dir):
         for lg in loggers:
             lg.setLevel(logging.ERROR)
         try:
@@ -80,6 +89,40 @@ def quiet_tune(verbose: bool) -> Iterator[None]:
         finally:
             for lg, level in zip(loggers, levels, strict=True):
                 lg.setLevel(level)
+
+
+@contextlib.contextmanager
+def _logged_to_file(study_dir: str | None) -> Iterator[None]:
+    """Ray's loggers write to the study's log file instead of the terminal for the block: a
+    file handler added and propagation off, then both put back."""
+    from study import storage
+
+    if study_dir is None or storage.is_uri(study_dir):
+        yield
+        return
+    folder = os.path.join(storage.local_path(study_dir), LOG_DIR)
+    os.makedirs(folder, exist_ok=True)
+    handler = logging.FileHandler(os.path.join(folder, DRIVER_LOG), encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    saved = []
+    for name in _LOGGED:
+        lg = logging.getLogger(name)
+        saved.append((lg, lg.propagate, list(lg.handlers)))
+        for h in list(lg.handlers):  # Ray's own stderr handler
+            if isinstance(h, logging.StreamHandler) and not isinstance(h, logging.FileHandler):
+                lg.removeHandler(h)
+        lg.addHandler(handler)
+        lg.propagate = False
+    try:
+        yield
+    finally:
+        for lg, propagate, handlers in saved:
+            lg.removeHandler(handler)
+            for h in handlers:
+                if h not in lg.handlers:
+                    lg.addHandler(h)
+            lg.propagate = propagate
+        handler.close()
 
 
 def _loopback_environ() -> contextlib.AbstractContextManager[None]:
@@ -132,13 +175,100 @@ def _start(spec: StudySpec, verbose: bool) -> bool:
             print(f"gmmpvae: warning: the embedded Ray listens on {node_ip}, not {LOOPBACK} "
                   f"(Ray was imported before the study started)", file=sys.stderr)
         return True
-    try:
-        ray.init(address=address, runtime_env=runtime_env(), log_to_driver=verbose,
-                 logging_level=logging_level)
-    except (ConnectionError, RuntimeError, ValueError) as exc:
-        raise UsageError(f"study.address={address!r}: cannot join the Ray cluster: "
-                         f"{' '.join(str(exc).split())[:300]}") from None
+    probe_address(address, spec.study.connect_timeout)
+    with _stderr_captured(echo=verbose) as captured:
+        try:
+            ray.init(address=address, runtime_env=runtime_env(), log_to_driver=verbose,
+                     logging_level=logging_level)
+        except Exception as exc:  # ConnectionError, RuntimeError, ValueError, …
+            failure: BaseException | None = exc
+        else:
+            failure = None
+    if failure is not None:
+        raise UsageError(join_error(address, failure, captured.read())) from None
     return True
+
+
+class _Captured:
+    def __init__(self) -> None:
+        self.text = ""
+
+    def read(self) -> str:
+        return self.text
+
+
+@contextlib.contextmanager
+def _stderr_captured(echo: bool) -> Iterator[_Captured]:
+    """While joining a cluster, what Ray's C++ client writes to the process's stderr (one
+    "InvalidAuthToken" line a second while a token-protected cluster refuses us) goes to a
+    temporary file, read afterwards to name the cause; echoed with ``verbose``. File
+    descriptor 2 is put back when the block ends."""
+    import tempfile
+
+    captured = _Captured()
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile(mode="w+b") as tmp:
+        os.dup2(tmp.fileno(), 2)
+        try:
+            yield captured
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            tmp.seek(0)
+            captured.text = tmp.read().decode("utf-8", "replace")
+            if echo and captured.text:
+                sys.stderr.write(captured.text)
+
+
+def is_loopback(address: str | None) -> bool:
+    """Whether a ``host:port`` address names this machine's loopback interface."""
+    if not address or address == "auto":
+        return False
+    host = address.removeprefix("ray://").rpartition(":")[0]
+    return host in ("127.0.0.1", "localhost", "::1")
+
+
+def probe_address(address: str, timeout: float) -> None:
+    """A ``host:port`` address must accept a TCP connection within ``timeout`` seconds (Ray
+    itself keeps retrying for minutes); ``auto`` is left to Ray (it reads the local session)."""
+    if address == "auto":
+        return
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout):
+            pass
+    except OSError as exc:
+        raise UsageError(f"study.address={address!r}: no Ray cluster answers there within "
+                         f"{timeout:g} s ({exc.strerror or type(exc).__name__}); check the "
+                         "address and that the head node runs (`ray start --head`); "
+                         "--connect-timeout sets the wait") from None
+
+
+AUTH_HINT = ("set RAY_AUTH_MODE=token and the cluster's token (RAY_AUTH_TOKEN, "
+             "RAY_AUTH_TOKEN_PATH, or the default token file; `ray get-auth-token` on the head "
+             "node prints it) in the driver's environment")
+
+
+def join_error(address: str, exc: BaseException, stderr: str = "") -> str:
+    """One line for a failed join; an authentication refusal (in the exception or in what
+    Ray's client wrote to stderr meanwhile) is named as such."""
+    text = " ".join(str(exc).split())
+    lowered = f"{text} {stderr}".lower()
+    if any(word in lowered for word in ("invalidauthtoken", "unauthenticated",
+                                        "authentication token")):
+        return (f"study.address={address!r}: the cluster refused this driver's "
+                f"authentication (it runs with token authentication): {AUTH_HINT}")
+    return f"study.address={address!r}: cannot join the Ray cluster: {text[:300]}"
+
+
+def _largest_memory() -> int | None:
+    """The largest live node's memory as Ray counts it (None when no node reports one)."""
+    import ray
+
+    sizes = [int(n["Resources"].get("memory", 0)) for n in ray.nodes() if n.get("Alive")]
+    return max(sizes, default=0) or None
 
 
 def _slots(spec: StudySpec) -> tuple[int, list[tuple[float, float]]]:
@@ -155,7 +285,10 @@ def session(spec: StudySpec, verbose: bool = False) -> Iterator[int]:
     node can hold one trial: disconnect and raise `UsageError`. Ray started here is shut down
     when the block ends, however it ends."""
     embedded = spec.study.address is None
-    with _loopback_environ() if embedded else contextlib.nullcontext():
+    # A cluster on this machine's loopback (nodes started with `ray start --node-ip-address
+    # 127.0.0.1`): the driver stays on 127.0.0.1 too, by the same workaround as an embedded Ray.
+    loopback = embedded or is_loopback(spec.study.address)
+    with _loopback_environ() if loopback else contextlib.nullcontext():
         prefetch = _prefetch_imports()
         started = _start(spec, verbose)
     try:
@@ -164,6 +297,9 @@ def session(spec: StudySpec, verbose: bool = False) -> Iterator[int]:
             where = f"of the cluster at {spec.study.address}" if not embedded else (
                 "of the running Ray")
             raise resource_error(spec, where, max(nodes, default=(0.0, 0.0)))
+        memory = None if embedded else _largest_memory()
+        if memory:
+            check_sizes(spec, memory, f"the largest node of the cluster at {spec.study.address}")
         prefetch.join()
         yield slots
     finally:

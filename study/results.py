@@ -267,6 +267,37 @@ def read_record(fs: pafs.FileSystem, trial_dir: str) -> dict[str, Any] | None:
         return None  # a record that cannot be read counts as missing; the trial will rewrite it
 
 
+METRICS_FILE = "metrics.json"  # models.trial's summary of a finished trial
+
+
+def trial_damage(fs: pafs.FileSystem, trial_dir: str) -> dict[str, str]:
+    """The files of a trial folder that exist but cannot be read (torn by a crash mid-write,
+    truncated, garbage): file name → why. Reads only footers and small JSON files."""
+    damage: dict[str, str] = {}
+    for name in (RECORD_FILE, METRICS_FILE):
+        path = join(trial_dir, name)
+        if exists(fs, path):
+            try:
+                obj = read_json(fs, path)
+                if not isinstance(obj, dict):
+                    raise ValueError("not a JSON object")
+            except (OSError, ValueError) as exc:
+                damage[name] = _first_line(exc)
+    for name in (EPOCHS_FILE, TEST_LL_FILE):
+        path = join(trial_dir, name)
+        if exists(fs, path):
+            try:
+                pq.read_metadata(path, filesystem=fs)
+            except (OSError, ValueError, pa.ArrowException) as exc:
+                damage[name] = _first_line(exc)
+    return damage
+
+
+def _first_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text}"[:200]
+
+
 def trial_folders(fs: pafs.FileSystem, study_dir: str) -> list[str]:
     """Paths of the trial folders of a study, sorted."""
     root = join(study_dir, TRIALS_DIR)
@@ -332,6 +363,15 @@ class Consolidated:
     test_ll: int = 0
     states: dict[str, int] = field(default_factory=dict)
     records: list[dict[str, Any]] = field(default_factory=list, repr=False)
+    # trial_key → one line naming its torn files: such a trial is left out (resume re-runs it)
+    damaged: dict[str, str] = field(default_factory=dict)
+
+
+def damage_line(key: str, damage: dict[str, str]) -> str:
+    """One line naming a trial's torn files."""
+    files = "; ".join(f"{name} ({why})" for name, why in sorted(damage.items()))
+    return (f"trial {key}: cannot read {files}; the trial is left out of the results and "
+            "`gmmpvae resume` re-runs it")
 
 
 def consolidate(study_dir: str, study: str | None = None) -> Consolidated:
@@ -341,7 +381,17 @@ def consolidate(study_dir: str, study: str | None = None) -> Consolidated:
     and test images of each such trial. Idempotent; each file is replaced atomically.
     """
     fs, root = filesystem(study_dir)
-    records = read_records(fs, root)
+    damaged: dict[str, str] = {}
+    records = []
+    for folder in trial_folders(fs, root):
+        damage = trial_damage(fs, folder)
+        if damage:  # torn by a crash: named, left out, re-run by resume
+            damaged[folder.rsplit("/", 1)[-1]] = damage_line(folder.rsplit("/", 1)[-1], damage)
+            continue
+        record = read_record(fs, folder)
+        if record is not None:
+            records.append(record)
+    records.sort(key=lambda r: r["trial_key"])
     epochs, test_ll = [], []
     for record in records:
         key, name = record["trial_key"], study or record["study"]
@@ -365,4 +415,5 @@ def consolidate(study_dir: str, study: str | None = None) -> Consolidated:
     states: dict[str, int] = {}
     for record in records:
         states[record["state"]] = states.get(record["state"], 0) + 1
-    return Consolidated(trials_t.num_rows, epochs_t.num_rows, test_t.num_rows, states, records)
+    return Consolidated(trials_t.num_rows, epochs_t.num_rows, test_t.num_rows, states, records,
+                        damaged)

@@ -23,15 +23,19 @@ Ray and Optuna are imported lazily, once `ray_session` has set Ray up.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import platform
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
-from study import ray_session, results, storage
-from study.checks import git_revision, validate
+from study import lock, ray_session, repair, results, storage
+from study.checks import check_new, git_revision, validate
+from study.errors import UsageError
 from study.spec import StudySpec
 from study.study_file import load_study
 
@@ -49,6 +53,7 @@ class Outcome:
     observed_concurrency: int
     seconds: float
     optuna: dict[str, int] = field(default_factory=dict)
+    stranded: bool = False  # ended because no node could hold a trial (resumable)
 
 
 def _trial_dirname(trial: Any) -> str:
@@ -74,7 +79,64 @@ def _trainable(spec: StudySpec) -> Any:
     return tune.with_resources(train_trial, {"cpu": r.cpus_per_trial, "gpu": r.gpus_per_trial})
 
 
-def _new_tuner(spec: StudySpec, info: dict[str, Any], max_concurrent: int, verbose: bool) -> Any:
+@contextlib.contextmanager
+def _locked(spec: StudySpec, new: bool) -> Iterator[None]:
+    """Hold the study (`study.lock`) for the block: a second live driver is refused in one line
+    before it touches anything. A new study's folder is removed again if the run ends before
+    writing ``study.json`` (a refusal after joining a cluster, …)."""
+    fs, root = storage.filesystem(spec.storage)
+    created = new and not storage.exists(fs, root)
+    try:
+        with lock.study_lock(fs, root, spec.storage):
+            try:
+                yield
+            finally:
+                if created and not storage.exists(fs, storage.join(root, storage.STUDY_FILE)):
+                    _remove_empty_study(fs, root)
+    except lock.StudyLockedError as exc:
+        raise UsageError(str(exc)) from None
+
+
+@contextlib.contextmanager
+def _checked_new(spec: StudySpec) -> Iterator[None]:
+    """Under the lock, again: the study folder holds no study (a driver started seconds
+    earlier passed validation too, and has written ``study.json`` by now)."""
+    check_new(spec)
+    yield
+
+
+def _remove_empty_study(fs: Any, root: str) -> None:
+    import pyarrow.fs as pafs
+
+    for name in (lock.LOCK_FILE, lock.LEASE_FILE):
+        path = storage.join(root, name)
+        if storage.exists(fs, path):
+            fs.delete_file(path)
+    with contextlib.suppress(OSError):
+        if not fs.get_file_info(pafs.FileSelector(root)):
+            fs.delete_dir(root)
+
+
+def _stranded() -> bool:
+    """Whether the experiment that just ended was stopped as stranded; forgotten afterwards
+    (the flag is process-wide, see `study.stranded`)."""
+    from study import stranded
+
+    was = stranded.stopped()
+    stranded.reset()
+    return was
+
+
+def _stopper(spec: StudySpec) -> Any:
+    from study.stranded import StrandedStopper
+
+    r = spec.resources
+    return StrandedStopper({"CPU": r.cpus_per_trial, "GPU": r.gpus_per_trial},
+                           spec.failure.stranded_grace)
+
+
+def _new_tuner(spec: StudySpec, info: dict[str, Any], max_concurrent: int, verbose: bool,
+               stopper: Any = None, rerun: dict[str, int] | None = None) -> Any:
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
     from ray.tune.search import ConcurrencyLimiter
@@ -84,7 +146,7 @@ def _new_tuner(spec: StudySpec, info: dict[str, Any], max_concurrent: int, verbo
     from study.trainable import CONTEXT_KEY, TIME_ATTR
 
     budget = spec.search.num_samples
-    searcher = StudySearcher({"spec": spec.to_dict(), "budget": budget})
+    searcher = StudySearcher({"spec": spec.to_dict(), "budget": budget, "rerun": rerun or {}})
     s = spec.scheduler
     if s.kind == "asha":
         scheduler = ASHAScheduler(time_attr=TIME_ATTR, metric=spec.search.metric,
@@ -106,15 +168,17 @@ def _new_tuner(spec: StudySpec, info: dict[str, Any], max_concurrent: int, verbo
             # The last two checkpoints of a trial; Tune saves its state before deleting one,
             # so a restored experiment always finds the checkpoint it names.
             checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
-            callbacks=[StudyCallback(budget)]),
+            stop=stopper, callbacks=[StudyCallback(budget)]),
     )
 
 
 def _trial_function_name(trial_function: Any) -> str | None:
-    from study.trainable import function_name
-
+    """``module:function`` of the trial function (Ray is not imported here: it must not be
+    before the session sets it up, see `ray_session`)."""
     chosen = trial_function or os.environ.get(ENV_TRIAL_FUNCTION)
-    return function_name(chosen) if chosen else None
+    if not chosen or isinstance(chosen, str):
+        return chosen or None
+    return f"{chosen.__module__}:{chosen.__qualname__}"
 
 
 def run_study(spec: StudySpec, *, trial_function: Any = None, verbose: bool = False) -> Outcome:
@@ -122,7 +186,8 @@ def run_study(spec: StudySpec, *, trial_function: Any = None, verbose: bool = Fa
     with Ray Tune, consolidate."""
     start = time.monotonic()
     validate(spec, new=True)
-    with ray_session.session(spec, verbose) as slots:
+    with _locked(spec, new=True), _checked_new(spec), \
+            ray_session.session(spec, verbose) as slots:
         from study.trainable import DEFAULT_TRIAL_FUNCTION, versions
 
         info = {"spec": spec.to_dict(), "git_rev": git_revision(), "versions": versions(),
@@ -136,9 +201,13 @@ def run_study(spec: StudySpec, *, trial_function: Any = None, verbose: bool = Fa
         print(f"study {spec.name}: {spec.search.num_samples} trials, up to {max_concurrent} "
               f"at once ({slots} slot(s) of {spec.resources.cpus_per_trial:g} CPU + "
               f"{spec.resources.gpus_per_trial:g} GPU); folder {spec.storage}", flush=True)
-        with ray_session.quiet_tune(verbose):
-            _new_tuner(spec, info, max_concurrent, verbose).fit()
-        return _finish(spec, slots, max_concurrent, start)
+        stopper = _stopper(spec)
+        try:
+            with ray_session.quiet_tune(verbose, spec.storage):
+                _new_tuner(spec, info, max_concurrent, verbose, stopper).fit()
+        finally:
+            stranded = _stranded()
+        return _finish(spec, slots, max_concurrent, start, stranded)
 
 
 def resume_study(study_dir: str, *, rerun_errored: bool = False, address: str | None = None,
@@ -156,29 +225,93 @@ def resume_study(study_dir: str, *, rerun_errored: bool = False, address: str | 
     if name is not None:
         info["trial_function"] = name
     validate(spec, new=False)
-    with ray_session.session(spec, verbose) as slots:
-        from ray import tune
+    with _locked(spec, new=False):
+        repairs = repair.repair_study(spec)  # before anything opens the journal
+        for line in repairs.lines:
+            print(f"study {spec.name}: {line}", flush=True)
+        with ray_session.session(spec, verbose) as slots:
+            max_concurrent = spec.resources.max_concurrent or slots
+            fs, root = storage.filesystem(spec.storage)
+            rerun = repair.reconcile_optuna(spec, results.read_records(fs, root),
+                                            lambda r: _record_metric(spec, r))
+            stopper = _stopper(spec)
+            try:
+                with ray_session.quiet_tune(verbose, spec.storage):
+                    if _nothing_left(spec, rerun, rerun_errored):
+                        print(f"study {spec.name}: every planned trial has finished; nothing "
+                              "to run", flush=True)
+                    else:
+                        _resumed_tuner(spec, info, max_concurrent, verbose, stopper, rerun,
+                                       rerun_errored).fit()
+            finally:
+                stranded = _stranded()
+            return _finish(spec, slots, max_concurrent, start, stranded)
 
-        from study.trainable import CONTEXT_KEY
 
-        max_concurrent = spec.resources.max_concurrent or slots
-        path = storage.join(spec.storage, storage.TUNE_DIR)
-        with ray_session.quiet_tune(verbose):
-            if tune.Tuner.can_restore(path):
-                print(f"study {spec.name}: resuming from {path}", flush=True)
-                tuner = tune.Tuner.restore(
-                    path, trainable=_trainable(spec),
-                    param_space={CONTEXT_KEY: _context(spec, info)}, resume_unfinished=True,
-                    resume_errored=False, restart_errored=rerun_errored)
-            else:
-                print(f"study {spec.name}: no Tune state saved yet; continuing the Optuna "
-                      f"study", flush=True)
-                tuner = _new_tuner(spec, info, max_concurrent, verbose)
-            tuner.fit()
-        return _finish(spec, slots, max_concurrent, start)
+def _nothing_left(spec: StudySpec, rerun: dict[str, int], rerun_errored: bool) -> bool:
+    """A grid whose every planned key has a record, none to re-run (open searches: False)."""
+    plan = spec.plan()
+    if plan is None or rerun:
+        return False
+    fs, root = storage.filesystem(spec.storage)
+    records = {r["trial_key"]: r["state"] for r in results.read_records(fs, root)}
+    if rerun_errored and results.ERROR in records.values():
+        return False
+    return all(t["trial_key"] in records for t in plan)
 
 
-def _finish(spec: StudySpec, slots: int, max_concurrent: int, start: float) -> Outcome:
+def _resumed_tuner(spec: StudySpec, info: dict[str, Any], max_concurrent: int, verbose: bool,
+                   stopper: Any, rerun: dict[str, int], rerun_errored: bool) -> Any:
+    """Tune's saved experiment when it can plan what remains; otherwise a new Tuner on the
+    study's own plan and records (the Optuna study and the trial folders), with the old Tune
+    folder set aside. Tune's state cannot plan what remains when it is absent or unreadable
+    (a driver lost after ``tuner.pkl`` but before Tune's first state save: restored, it runs
+    one trial per resume, forever), when none of its trials is unfinished (nothing it would
+    resume; a later trial may still be due), or when finished trials must run again (their
+    records were lost: Tune would not re-run a TERMINATED trial)."""
+    from ray import tune
+
+    from study.trainable import CONTEXT_KEY
+
+    path = storage.join(spec.storage, storage.TUNE_DIR)
+    states = ray_session.tune_states(spec.storage) if tune.Tuner.can_restore(path) else {}
+    unfinished = [s for s in states.values() if s not in ("TERMINATED", "ERROR")]
+    errored = rerun_errored and any(s == "ERROR" for s in states.values())
+    if states and not rerun and (unfinished or errored):
+        print(f"study {spec.name}: resuming from {path}", flush=True)
+        return tune.Tuner.restore(
+            path, trainable=_trainable(spec), param_space={CONTEXT_KEY: _context(spec, info)},
+            resume_unfinished=True, resume_errored=False, restart_errored=rerun_errored)
+    if rerun_errored:
+        rerun = {**rerun, **_errored_keys(spec)}
+    fs, _ = storage.filesystem(path)
+    fs_path = storage.filesystem(path)[1]
+    if storage.exists(fs, fs_path):
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+        fs.move(fs_path, f"{fs_path}.old-{stamp}")
+        why = ("its trials' records were lost" if rerun else "Tune's saved state cannot plan "
+               "the remaining trials")
+        print(f"study {spec.name}: continuing from the study's plan and records ({why}; "
+              f"Tune's folder kept as {storage.TUNE_DIR}.old-{stamp})", flush=True)
+    else:
+        print(f"study {spec.name}: no Tune state saved yet; continuing the Optuna study",
+              flush=True)
+    if rerun:
+        print(f"study {spec.name}: re-running {len(rerun)} finished trial(s) whose records "
+              f"were lost: {', '.join(sorted(rerun))}", flush=True)
+    return _new_tuner(spec, info, max_concurrent, verbose, stopper, rerun)
+
+
+def _errored_keys(spec: StudySpec) -> dict[str, int]:
+    """``--rerun-errored`` with a new Tuner: the keys whose record is ERROR, to be enqueued
+    again (their FAIL Optuna trial's number; -1 when Optuna has none)."""
+    fs, root = storage.filesystem(spec.storage)
+    return {r["trial_key"]: -1 for r in results.read_records(fs, root)
+            if r["state"] == results.ERROR}
+
+
+def _finish(spec: StudySpec, slots: int, max_concurrent: int, start: float,
+            stranded: bool = False) -> Outcome:
     from study import optuna_search, summary
 
     consolidated = results.consolidate(spec.storage, spec.name)
@@ -187,7 +320,7 @@ def _finish(spec: StudySpec, slots: int, max_concurrent: int, start: float) -> O
     optuna_search.record_reruns(spec, completed, lambda r: _record_metric(spec, r))
     overlap = summary.max_overlap(summary.record_intervals(consolidated.records))
     return Outcome(spec.storage, consolidated, slots, max_concurrent, overlap,
-                   time.monotonic() - start, optuna_search.counts(spec))
+                   time.monotonic() - start, optuna_search.counts(spec), stranded)
 
 
 def _record_metric(spec: StudySpec, record: dict[str, Any]) -> float | None:

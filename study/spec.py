@@ -25,6 +25,7 @@ Sections and fields (every field optional unless marked *required*):
                       ``storage`` is a URI (a journal file needs a shared POSIX file system)
   ``address``         Ray: absent → start Ray here; ``"auto"`` or ``"host:port"`` (or
                       ``"ray://host:port"``) → join that cluster
+  ``connect_timeout`` seconds to wait for the cluster at ``address`` to answer (> 0, default 60)
 ``[data]``
   ``dataset``         mnist, fashion_mnist, omniglot, frey or digits (*required* unless the grid
                       lists ``datasets``)
@@ -67,6 +68,8 @@ Sections and fields (every field optional unless marked *required*):
 ``[failure]``
   ``retries``         times a failed trial is retried (Ray's ``FailureConfig.max_failures``;
                       >= 0, default 2)
+  ``stranded_grace``  seconds a study waits while no node can hold one of its trials (every
+                      worker lost) before it ends, resumable (> 0, default 600)
 """
 
 from __future__ import annotations
@@ -96,7 +99,7 @@ EPOCH_METRICS = ("val_loss", "val_re", "val_kl", "best_val_loss", "train_loss")
 MODEL_KEYS = tuple(sorted(MODEL_FIELDS - {"image_shape", "likelihood"}))
 BUDGET_KEYS = tuple(sorted(TRAIN_FIELDS - {"dataset", "data_dir", "seed"}))
 KEYS: dict[str, tuple[str, ...]] = {
-    "study": ("name", "storage", "optuna_storage", "address"),
+    "study": ("name", "storage", "optuna_storage", "address", "connect_timeout"),
     "data": ("dataset", "data_dir"),
     "search": ("space", "sampler", "seeds", "num_samples", "sampler_seed", "metric", "mode",
                "grid"),
@@ -104,9 +107,10 @@ KEYS: dict[str, tuple[str, ...]] = {
     "budget": BUDGET_KEYS,
     "scheduler": ("kind", "grace_period", "reduction_factor", "max_t"),
     "resources": ("cpus_per_trial", "gpus_per_trial", "max_concurrent"),
-    "failure": ("retries",),
+    "failure": ("retries", "stranded_grace"),
 }
 
+MAX_NAME = 200  # a folder name (NAME_MAX is 255 bytes), with room for suffixes such as .torn-…
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _ADDRESS_RE = re.compile(r"^(ray://)?[A-Za-z0-9_.\-]+:\d{1,5}$")
 _RDB_RE = re.compile(r"^(sqlite|postgresql|mysql)(\+\w+)?://")
@@ -179,6 +183,7 @@ class StudySection:
     storage: str
     optuna_storage: str | None = None
     address: str | None = None
+    connect_timeout: float = 60.0
 
 
 @dataclass(frozen=True)
@@ -217,11 +222,14 @@ class ResourcesSection:
 @dataclass(frozen=True)
 class FailureSection:
     retries: int
+    stranded_grace: float = 600.0
 
 
 def _study_section(ctx: _Context, t: dict[str, Any], default_name: str | None) -> StudySection:
-    name = _take(ctx, t, "study", "name", lambda v: isinstance(v, str) and _NAME_RE.match(v),
-                 "letters, digits, '_', '.', '-' (a folder name)", default_name)
+    name = _take(ctx, t, "study", "name",
+                 lambda v: isinstance(v, str) and _NAME_RE.match(v) and len(v) <= MAX_NAME,
+                 f"letters, digits, '_', '.', '-' (a folder name of at most {MAX_NAME} "
+                 "characters)", default_name)
     if name is None:
         raise ctx.error("study.name is missing: expected a folder-safe name", "study.name")
     storage = _take(ctx, t, "study", "storage", lambda v: isinstance(v, str) and v.strip(),
@@ -241,7 +249,9 @@ def _study_section(ctx: _Context, t: dict[str, Any], default_name: str | None) -
     address = _take(ctx, t, "study", "address",
                     lambda v: isinstance(v, str) and (v == "auto" or _ADDRESS_RE.match(v)),
                     "'auto', 'host:port' or 'ray://host:port' (absent: start Ray here)")
-    return StudySection(name, storage, optuna_storage, address)
+    timeout = _take(ctx, t, "study", "connect_timeout", lambda v: _is_num(v) and v > 0,
+                    "a number of seconds > 0", 60.0)
+    return StudySection(name, storage, optuna_storage, address, float(timeout))
 
 
 def _data_section(ctx: _Context, t: dict[str, Any]) -> DataSection:
@@ -456,6 +466,8 @@ def from_raw(raw: dict[str, Any], origin: str, overridden: set[str] | None = Non
     resources = _resources_section(ctx, tables["resources"])
     retries = _take(ctx, tables["failure"], "failure", "retries", lambda v: _is_int(v) and v >= 0,
                     "an integer >= 0", 2)
+    grace = _take(ctx, tables["failure"], "failure", "stranded_grace",
+                  lambda v: _is_num(v) and v > 0, "a number of seconds > 0", 600.0)
     device = budget.get("device", "auto")
     if resources.gpus_per_trial == 0 and device not in ("auto", "cpu"):
         raise ctx.bad("budget.device", device, "auto or cpu when resources.gpus_per_trial = 0 "
@@ -467,7 +479,7 @@ def from_raw(raw: dict[str, Any], origin: str, overridden: set[str] | None = Non
         raise ctx.error("data.dataset is missing: expected one of " + ", ".join(DATASETS),
                         "data.dataset")
     spec = StudySpec(study, data, search, model, budget, scheduler, resources,
-                     FailureSection(retries), source=ctx.origin)
+                     FailureSection(retries, float(grace)), source=ctx.origin)
     return _check_trials(spec, ctx)
 
 

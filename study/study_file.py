@@ -29,6 +29,7 @@ OVERRIDE_FLAGS: list[tuple[str, str, type]] = [
     ("--storage", "study.storage", str),
     ("--optuna-storage", "study.optuna_storage", str),
     ("--address", "study.address", str),
+    ("--connect-timeout", "study.connect_timeout", float),
     ("--dataset", "data.dataset", str),
     ("--data-dir", "data.data_dir", str),
     ("--space", "search.space", str),
@@ -48,12 +49,14 @@ OVERRIDE_FLAGS: list[tuple[str, str, type]] = [
     ("--gpus-per-trial", "resources.gpus_per_trial", float),
     ("--max-concurrent", "resources.max_concurrent", int),
     ("--retries", "failure.retries", int),
+    ("--stranded-grace", "failure.stranded_grace", float),
 ]
 FIELD_HELP: dict[str, str] = {
     "study.name": "study name (folder-safe; default: the file stem)",
     "study.storage": "results folder or pyarrow URI (default: studies/<name>)",
     "study.optuna_storage": "Optuna storage: RDB URL or .journal path (default: journal file)",
     "study.address": "Ray cluster to join: auto or host:port (default: start Ray here)",
+    "study.connect_timeout": "seconds to wait for the cluster at --address (default 60)",
     "data.dataset": "dataset: " + ", ".join(DATASETS),
     "data.data_dir": "data folder (default: $GMMPVAE_DATA_DIR or the per-user cache)",
     "search.space": "search space: " + ", ".join(search_spaces.names()),
@@ -73,6 +76,8 @@ FIELD_HELP: dict[str, str] = {
     "resources.gpus_per_trial": "GPUs per trial (fractions allowed)",
     "resources.max_concurrent": "most trials at once (default: as many as fit)",
     "failure.retries": "retries of a failed trial",
+    "failure.stranded_grace": "seconds to wait while no node can hold a trial, then end the "
+                              "study, resumable (default 600)",
 }
 
 
@@ -139,8 +144,14 @@ def load_study(study_dir: str) -> tuple[StudySpec, dict[str, Any]]:
     path = storage.join(root, storage.STUDY_FILE)
     if not storage.exists(fs, path):
         raise UsageError(f"{study_dir} is not a study folder (no {storage.STUDY_FILE})")
-    info = storage.read_json(fs, path)
-    spec = StudySpec.from_dict(info["spec"], origin=path)
+    try:
+        info = storage.read_json(fs, path)
+        raw = info["spec"]
+    except (ValueError, KeyError, TypeError) as exc:  # JSON and UTF-8 errors are ValueErrors
+        raise UsageError(one_line(f"{path} is damaged ({type(exc).__name__}: {exc}): it is "
+                                  "written once when the study starts; restore it from a "
+                                  "backup or start the study afresh")) from None
+    spec = StudySpec.from_dict(raw, origin=path)
     if storage.filesystem(spec.storage)[1] != root:
         raise UsageError(f"{study_dir} was created as {spec.storage}: a study is resumed "
                          f"where it was created")

@@ -131,3 +131,21 @@ def best_records(records: Sequence[dict[str, Any]], metric: str = "best_val_loss
 
     return {"metric": pick(metric, 1.0 if mode == "min" else -1.0),
             "test_ll": pick("test_ll", -1.0)}
+
+
+STRANDED_EXIT = 3  # ended because no node could hold a trial: resumable, not bad input
+
+
+def stranded_exit(spec: Any, outcome: Any) -> int:
+    """0, or (after one line on stderr saying how to resume) `STRANDED_EXIT` when the study
+    ended because no node could hold one of its trials for ``failure.stranded_grace``."""
+    if not getattr(outcome, "stranded", False):
+        return 0
+    import sys
+
+    done = sum(outcome.consolidated.states.values())
+    left = max(0, spec.search.num_samples - done)
+    print(f"gmmpvae: stopped: no node could hold a trial for {spec.failure.stranded_grace:g} s "
+          f"(every worker lost?); {left} trial(s) unfinished, results consolidated; continue "
+          f"with `gmmpvae resume {spec.storage}` once nodes are back", file=sys.stderr)
+    return STRANDED_EXIT

@@ -117,6 +117,7 @@ def train_trial(config: dict[str, Any]) -> None:
     _set_threads(ctx["threads"])
 
     from models.config import TrialConfig
+    from models.data import DataError
     from models.training import NonFiniteLossError
 
     cfg = TrialConfig.from_flat(flat)
@@ -146,8 +147,9 @@ def train_trial(config: dict[str, Any]) -> None:
     trial_function = resolve_function(ctx["trial_function"])
     try:
         metrics = trial_function(cfg, out_dir, callback=reporter, resume=resume)
-    except NonFiniteLossError as exc:
-        # Deterministic: record it and end the trial normally, so Tune does not retry it.
+    except (NonFiniteLossError, DataError) as exc:
+        # Deterministic (a NaN loss; the dataset missing on this node): record it and end the
+        # trial normally, so Tune does not retry it.
         _finish(fs, trial_dir, out_dir, remote, reporter.rows,
                 results.make_record(state=ERROR, error=str(exc), epochs=reporter.rows,
                                     **record))
@@ -236,6 +238,8 @@ def _restore(checkpoint: Any, out_dir: Path, allow_local: bool) -> tuple[dict[st
         try:
             with checkpoint.as_directory() as folder:
                 source = Path(folder)
+                if not intact(source):
+                    raise ValueError(f"torn checkpoint in {source}")
                 meta = json.loads((source / META_FILE).read_text(encoding="utf-8"))
                 target.mkdir(parents=True, exist_ok=True)
                 for name in (CHECKPOINT_FILE, META_FILE):
@@ -247,11 +251,25 @@ def _restore(checkpoint: Any, out_dir: Path, allow_local: bool) -> tuple[dict[st
             meta["attempts"] = int(meta.get("attempts", 1)) + 1
             return meta, True
     local = target / META_FILE
-    if allow_local and local.is_file() and (target / CHECKPOINT_FILE).is_file():
+    if allow_local and intact(target):
         meta = json.loads(local.read_text(encoding="utf-8"))
         meta["attempts"] = int(meta.get("attempts", 1)) + 1
         return meta, True
+    if target.is_dir() and not intact(target):  # torn by a crash: start from scratch
+        shutil.rmtree(target, ignore_errors=True)
     return {"started_at": results.now_utc().isoformat(), "attempts": 1, "epochs": []}, False
+
+
+def intact(folder: Path) -> bool:
+    """Whether a checkpoint folder holds a non-empty checkpoint and a readable meta (a zero-byte
+    or truncated file left by a crash is not resumed from)."""
+    try:
+        if (folder / CHECKPOINT_FILE).stat().st_size == 0:
+            return False
+        meta = json.loads((folder / META_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(meta, dict) and isinstance(meta.get("epochs"), list)
 
 
 def _stored_rows(fs: Any, trial_dir: str) -> list[dict[str, Any]]:

@@ -266,3 +266,24 @@ def test_resume_reruns_errored_trials_on_request(local_ray, tmp_path):
     complete = [t.user_attrs["trial_key"] for t in optuna_trials(spec)
                 if t.state.name == "COMPLETE"]
     assert sorted(complete) == sorted(t["trial_key"] for t in spec.plan())
+
+
+def test_a_trial_whose_data_cannot_be_read_fails_once_in_one_line(local_ray, tmp_path,
+                                                                  capsys):
+    """Validation sees the file (a node's copy may still be bad): the trial's DataError is
+    recorded as ERROR with its one line and not retried (it would fail again)."""
+    data = tmp_path / "data" / "frey"
+    data.mkdir(parents=True)
+    (data / "frey_rawface.mat").write_text("garbage")
+    spec = load_spec(str(write_study(
+        tmp_path, "baddata", data={"dataset": "frey", "data_dir": str(tmp_path / "data")},
+        search={"grid": {"Ms": [1], "Ks": [10], "include_vae": False}},
+        failure={"retries": 2})))
+    outcome = runner.run_study(spec)
+    rows = read(tmp_path / "baddata", "trials.parquet").to_pylist()
+    assert [r["state"] for r in rows] == ["ERROR"] * len(spec.plan())
+    for row in rows:
+        assert "not a readable MATLAB file" in row["error"] and "\n" not in row["error"]
+        assert row["attempts"] == 1
+    assert outcome.consolidated.states == {"ERROR": len(spec.plan())}
+    assert "retrying" not in capsys.readouterr().out  # Tune did not retry it
