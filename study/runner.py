@@ -97,14 +97,6 @@ def _locked(spec: StudySpec, new: bool) -> Iterator[None]:
         raise UsageError(str(exc)) from None
 
 
-@contextlib.contextmanager
-def _checked_new(spec: StudySpec) -> Iterator[None]:
-    """Under the lock, again: the study folder holds no study (a driver started seconds
-    earlier passed validation too, and has written ``study.json`` by now)."""
-    check_new(spec)
-    yield
-
-
 def _remove_empty_study(fs: Any, root: str) -> None:
     import pyarrow.fs as pafs
 
@@ -186,28 +178,31 @@ def run_study(spec: StudySpec, *, trial_function: Any = None, verbose: bool = Fa
     with Ray Tune, consolidate."""
     start = time.monotonic()
     validate(spec, new=True)
-    with _locked(spec, new=True), _checked_new(spec), \
-            ray_session.session(spec, verbose) as slots:
-        from study.trainable import DEFAULT_TRIAL_FUNCTION, versions
+    with _locked(spec, new=True):
+        # Again, under the lock: a driver started seconds earlier passed validation too and
+        # has written study.json by now.
+        check_new(spec)
+        with ray_session.session(spec, verbose) as slots:
+            from study.trainable import DEFAULT_TRIAL_FUNCTION, versions
 
-        info = {"spec": spec.to_dict(), "git_rev": git_revision(), "versions": versions(),
-                "created_at": results.now_utc().isoformat(), "host": platform.node(),
-                "trial_function": _trial_function_name(trial_function)
-                or DEFAULT_TRIAL_FUNCTION}
-        fs, root = storage.filesystem(spec.storage)
-        results.write_plan(spec.storage, spec.name, spec.plan() or [])
-        storage.write_json(fs, storage.join(root, storage.STUDY_FILE), info)
-        max_concurrent = spec.resources.max_concurrent or slots
-        print(f"study {spec.name}: {spec.search.num_samples} trials, up to {max_concurrent} "
-              f"at once ({slots} slot(s) of {spec.resources.cpus_per_trial:g} CPU + "
-              f"{spec.resources.gpus_per_trial:g} GPU); folder {spec.storage}", flush=True)
-        stopper = _stopper(spec)
-        try:
-            with ray_session.quiet_tune(verbose, spec.storage):
-                _new_tuner(spec, info, max_concurrent, verbose, stopper).fit()
-        finally:
-            stranded = _stranded()
-        return _finish(spec, slots, max_concurrent, start, stranded)
+            info = {"spec": spec.to_dict(), "git_rev": git_revision(), "versions": versions(),
+                    "created_at": results.now_utc().isoformat(), "host": platform.node(),
+                    "trial_function": _trial_function_name(trial_function)
+                    or DEFAULT_TRIAL_FUNCTION}
+            fs, root = storage.filesystem(spec.storage)
+            results.write_plan(spec.storage, spec.name, spec.plan() or [])
+            storage.write_json(fs, storage.join(root, storage.STUDY_FILE), info)
+            max_concurrent = spec.resources.max_concurrent or slots
+            print(f"study {spec.name}: {spec.search.num_samples} trials, up to {max_concurrent} "
+                  f"at once ({slots} slot(s) of {spec.resources.cpus_per_trial:g} CPU + "
+                  f"{spec.resources.gpus_per_trial:g} GPU); folder {spec.storage}", flush=True)
+            stopper = _stopper(spec)
+            try:
+                with ray_session.quiet_tune(verbose, spec.storage):
+                    _new_tuner(spec, info, max_concurrent, verbose, stopper).fit()
+            finally:
+                stranded = _stranded()
+            return _finish(spec, slots, max_concurrent, start, stranded)
 
 
 def resume_study(study_dir: str, *, rerun_errored: bool = False, address: str | None = None,
@@ -232,36 +227,37 @@ def resume_study(study_dir: str, *, rerun_errored: bool = False, address: str | 
         with ray_session.session(spec, verbose) as slots:
             max_concurrent = spec.resources.max_concurrent or slots
             fs, root = storage.filesystem(spec.storage)
-            rerun = repair.reconcile_optuna(spec, results.read_records(fs, root),
-                                            lambda r: _record_metric(spec, r))
+            records = results.read_records(fs, root)
+            rerun = repair.reconcile_optuna(spec, records, lambda r: _record_metric(spec, r))
             stopper = _stopper(spec)
             try:
                 with ray_session.quiet_tune(verbose, spec.storage):
-                    if _nothing_left(spec, rerun, rerun_errored):
+                    if _nothing_left(spec, records, rerun, rerun_errored):
                         print(f"study {spec.name}: every planned trial has finished; nothing "
                               "to run", flush=True)
                     else:
-                        _resumed_tuner(spec, info, max_concurrent, verbose, stopper, rerun,
-                                       rerun_errored).fit()
+                        _resumed_tuner(spec, info, records, max_concurrent, verbose, stopper,
+                                       rerun, rerun_errored).fit()
             finally:
                 stranded = _stranded()
             return _finish(spec, slots, max_concurrent, start, stranded)
 
 
-def _nothing_left(spec: StudySpec, rerun: dict[str, int], rerun_errored: bool) -> bool:
+def _nothing_left(spec: StudySpec, records: list[dict[str, Any]], rerun: dict[str, int],
+                  rerun_errored: bool) -> bool:
     """A grid whose every planned key has a record, none to re-run (open searches: False)."""
     plan = spec.plan()
     if plan is None or rerun:
         return False
-    fs, root = storage.filesystem(spec.storage)
-    records = {r["trial_key"]: r["state"] for r in results.read_records(fs, root)}
-    if rerun_errored and results.ERROR in records.values():
+    states = {r["trial_key"]: r["state"] for r in records}
+    if rerun_errored and results.ERROR in states.values():
         return False
-    return all(t["trial_key"] in records for t in plan)
+    return all(t["trial_key"] in states for t in plan)
 
 
-def _resumed_tuner(spec: StudySpec, info: dict[str, Any], max_concurrent: int, verbose: bool,
-                   stopper: Any, rerun: dict[str, int], rerun_errored: bool) -> Any:
+def _resumed_tuner(spec: StudySpec, info: dict[str, Any], records: list[dict[str, Any]],
+                   max_concurrent: int, verbose: bool, stopper: Any, rerun: dict[str, int],
+                   rerun_errored: bool) -> Any:
     """Tune's saved experiment when it can plan what remains; otherwise a new Tuner on the
     study's own plan and records (the Optuna study and the trial folders), with the old Tune
     folder set aside. Tune's state cannot plan what remains when it is absent or unreadable
@@ -283,9 +279,8 @@ def _resumed_tuner(spec: StudySpec, info: dict[str, Any], max_concurrent: int, v
             path, trainable=_trainable(spec), param_space={CONTEXT_KEY: _context(spec, info)},
             resume_unfinished=True, resume_errored=False, restart_errored=rerun_errored)
     if rerun_errored:
-        rerun = {**rerun, **_errored_keys(spec)}
-    fs, _ = storage.filesystem(path)
-    fs_path = storage.filesystem(path)[1]
+        rerun = {**rerun, **_errored_keys(records)}
+    fs, fs_path = storage.filesystem(path)
     if storage.exists(fs, fs_path):
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
         fs.move(fs_path, f"{fs_path}.old-{stamp}")
@@ -302,12 +297,10 @@ def _resumed_tuner(spec: StudySpec, info: dict[str, Any], max_concurrent: int, v
     return _new_tuner(spec, info, max_concurrent, verbose, stopper, rerun)
 
 
-def _errored_keys(spec: StudySpec) -> dict[str, int]:
+def _errored_keys(records: list[dict[str, Any]]) -> dict[str, int]:
     """``--rerun-errored`` with a new Tuner: the keys whose record is ERROR, to be enqueued
     again (their FAIL Optuna trial's number; -1 when Optuna has none)."""
-    fs, root = storage.filesystem(spec.storage)
-    return {r["trial_key"]: -1 for r in results.read_records(fs, root)
-            if r["state"] == results.ERROR}
+    return {r["trial_key"]: -1 for r in records if r["state"] == results.ERROR}
 
 
 def _finish(spec: StudySpec, slots: int, max_concurrent: int, start: float,
