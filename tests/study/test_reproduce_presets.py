@@ -9,7 +9,7 @@ import pytest
 
 from study.study_file import load_spec
 
-PRESETS = {"reproduce_fashion": (2, "fashion_mnist"), "reproduce_frey": (2, "frey"),
+PRESETS = {"reproduce_fashion": (3, "fashion_mnist"), "reproduce_frey": (3, "frey"),
            "reproduce_fashion_gpu": (3, "fashion_mnist"), "reproduce_frey_gpu": (3, "frey")}
 
 
