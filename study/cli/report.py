@@ -31,8 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def _consolidate(study_dir: Path) -> None:
     """Bring STUDY/results up to date with the trial folders first (idempotent, atomic), so a
     running or crashed study is reported as it stands, not as of its last consolidation."""
-    from study.results import RECORD_FILE, consolidate
-    from study.storage import TRIALS_DIR
+    from study.store import RECORD_FILE, TRIALS_DIR, consolidate
 
     trials = study_dir / TRIALS_DIR
     if trials.is_dir() and any(trials.glob(f"*/{RECORD_FILE}")):
