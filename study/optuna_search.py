@@ -68,7 +68,7 @@ def _quiet_optuna() -> Iterator[None]:
         optuna.logging.set_verbosity(level)
 
 
-quiet_optuna = _quiet_optuna  # for study.repair
+quiet_optuna = _quiet_optuna  # for study.recovery.repair
 
 
 def open_storage(spec: StudySpec) -> Any:

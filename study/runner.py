@@ -33,9 +33,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from study import ray_session, repair, store
+from study import ray_session, store
 from study.checks import check_new, git_revision, validate
 from study.errors import UsageError
+from study.recovery import repair
 from study.spec import StudySpec
 from study.store import lock
 from study.study_file import load_study

@@ -42,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
     from study import optuna_search, ray_session, summary
 
     spec, info = load_study(args.study_dir)
-    from study import repair
+    from study.recovery import repair
     from study.store import lock
 
     for line in repair.problems(spec):  # named, never changed here: resume repairs

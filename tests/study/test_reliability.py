@@ -11,9 +11,10 @@ from pathlib import Path
 import pyarrow.fs as pafs
 import pytest
 
-from study import cli, repair, store
+from study import cli, store
 from study.errors import UsageError
 from study.ray_session import join_error
+from study.recovery import repair
 from study.store import lock
 from study.study_file import load_spec
 

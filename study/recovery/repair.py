@@ -1,7 +1,7 @@
 """What a crash can tear, repaired before a driver goes on (``run``/``resume``, under the study
 lock), and named — never changed — by the readers (``status``, ``report``).
 
-- **The Optuna journal** (`study.journal`): a torn last line is cut off (kept beside it); a
+- **The Optuna journal** (`study.recovery.journal`): a torn last line is cut off (kept beside it); a
   broken middle line is one `UsageError` line naming file and line.
 - **A trial's own files** (`store.trial_damage`): a truncated ``epochs.parquet`` /
   ``test_ll.parquet`` or a torn ``trial.json`` / ``metrics.json`` marks the trial for re-running:
@@ -24,7 +24,7 @@ from typing import Any
 
 from study import store
 from study.errors import UsageError
-from study.journal import JournalDamagedError, journal_problem, repair_journal
+from study.recovery.journal import JournalDamagedError, journal_problem, repair_journal
 from study.spec import StudySpec
 
 
