@@ -13,7 +13,10 @@ import argparse
 import sys
 from pathlib import Path
 
+from analysis import registry, report
+from analysis.load import ResultsError, load
 from study.errors import UsageError
+from study.store import RECORD_FILE, TRIALS_DIR, consolidate
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -31,8 +34,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def _consolidate(study_dir: Path) -> None:
     """Bring STUDY/results up to date with the trial folders first (idempotent, atomic), so a
     running or crashed study is reported as it stands, not as of its last consolidation."""
-    from study.store import RECORD_FILE, TRIALS_DIR, consolidate
-
     trials = study_dir / TRIALS_DIR
     if trials.is_dir() and any(trials.glob(f"*/{RECORD_FILE}")):
         for line in consolidate(str(study_dir)).damaged.values():
@@ -40,9 +41,6 @@ def _consolidate(study_dir: Path) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from analysis import registry, report
-    from analysis.load import ResultsError, load
-
     dirs = [args.study_dir, *args.compare]
     try:
         if args.only is not None:

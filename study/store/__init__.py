@@ -12,9 +12,9 @@ torch.
 - `lock`: one live driver per study (flock, or a lease on object stores).
 """
 
-from models.records import EPOCH_COLUMNS  # a trial folder's epoch columns, one definition
+from models.records import EPOCH_COLUMNS, METRICS_FILE  # a trial folder's, defined there
 from study.store.consolidate import Consolidated, consolidate, records_table
-from study.store.damage import METRICS_FILE, damage_line, trial_damage
+from study.store.damage import damage_line, trial_damage
 from study.store.folder import StudyFolder
 from study.store.layout import (
     OPTUNA_JOURNAL,

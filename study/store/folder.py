@@ -28,6 +28,11 @@ class StudyFolder:
         fs, root = filesystem(location)
         return cls(str(location), fs, root)
 
+    @classmethod
+    def of(cls, where: StudyFolder | str) -> StudyFolder:
+        """``where`` itself when it is an open folder, else the folder at that location."""
+        return where if isinstance(where, StudyFolder) else cls.open(where)
+
     @property
     def is_remote(self) -> bool:
         """Whether the folder is on a remote filesystem (a URI, no shared POSIX file system)."""

@@ -24,8 +24,8 @@ import threading
 from collections.abc import Iterator
 
 from study import store, tune
-from study.checks import check_sizes, resource_error
 from study.spec import StudySpec
+from study.spec.checks import check_sizes, resource_error
 
 # Ray 2.60 (checked up to it): ray.init(address="local") puts its node, GCS and raylet on the
 # machine's outward address; no public argument puts them on 127.0.0.1 (the private

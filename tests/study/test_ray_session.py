@@ -19,7 +19,7 @@ REPO = Path(__file__).resolve().parents[2]
 PROBE = r'''
 import json, os, sys
 from study.tune import session as ray_session
-from study.study_file import load_spec
+from study.spec import load_spec
 
 def tree(root):
     parents = {}
