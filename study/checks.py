@@ -204,6 +204,14 @@ def check_sizes(spec: StudySpec, available: int | str | None, where: str = "this
             raise UsageError(str(exc)) from None
 
 
+def check_tracking(spec: StudySpec) -> None:
+    """Each tracker of ``[tracking]`` installed (one line naming the extra) and writable."""
+    from study import tracking
+
+    tracking.check_available(spec.tracking.enabled)
+    tracking.check_storage(spec.tracking, spec.storage)
+
+
 def validate(spec: StudySpec, *, new: bool = True) -> int | None:
     """Every check that needs no Ray: storage (and, for a new study, that its folder holds
     none yet), the Optuna storage, and for an embedded Ray the resources (its slots)."""
@@ -215,6 +223,7 @@ def validate(spec: StudySpec, *, new: bool = True) -> int | None:
     if new:
         check_new(spec)
     check_optuna_storage(spec)
+    check_tracking(spec)
     check_data(spec)
     check_sizes(spec, None if spec.study.address is None else "skip")
     if spec.study.address is None:

@@ -26,6 +26,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "resume": ("study.cmd_resume", "resume a study after a crash of the driver"),
     "status": ("study.cmd_status", "show a study's trials by state and the best so far"),
     "report": ("study.cmd_report", "write tables, figures and index.html for study folders"),
+    "export": ("study.cmd_export", "write a finished study's trials to TensorBoard or MLflow"),
+    "dashboard": ("study.cmd_dashboard", "serve a study's Optuna trials with optuna-dashboard"),
 }
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 
+from study import tracking
 from study.spec import StudySpec
 from study.study_file import FIELD_HELP, OVERRIDE_FLAGS, load_spec
 
@@ -31,10 +32,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="print the trials and the resources, then exit (Ray not started)")
     parser.add_argument("--verbose", action="store_true",
                         help="show Ray's and Ray Tune's own output and the trials' logs")
+    parser.add_argument("--quiet", action="store_true",
+                        help="no live view of the running trials: a line per finished trial")
+    tracking.add_arguments(parser)
 
 
 def overrides_of(args: argparse.Namespace) -> dict[str, object]:
-    return {f: getattr(args, _dest(f)) for _, f, _ in OVERRIDE_FLAGS}
+    return {**{f: getattr(args, _dest(f)) for _, f, _ in OVERRIDE_FLAGS},
+            **tracking.overrides_of(args)}
 
 
 def resources_text(spec: StudySpec, slots: int | None) -> str:
@@ -64,6 +69,6 @@ def run(args: argparse.Namespace) -> int:
         return 0
     from study import runner
 
-    outcome = runner.run_study(spec, verbose=args.verbose)
+    outcome = runner.run_study(spec, verbose=args.verbose, quiet=args.quiet)
     print("\n".join(summary.summary_lines(spec, outcome)))
     return summary.stranded_exit(spec, outcome)

@@ -134,7 +134,6 @@ def _new_tuner(spec: StudySpec, info: dict[str, Any], max_concurrent: int, verbo
     from ray.tune.search import ConcurrencyLimiter
 
     from study.optuna_search import StudySearcher
-    from study.progress import StudyCallback
     from study.trainable import CONTEXT_KEY, TIME_ATTR
 
     budget = spec.search.num_samples
@@ -160,8 +159,31 @@ def _new_tuner(spec: StudySpec, info: dict[str, Any], max_concurrent: int, verbo
             # The last two checkpoints of a trial; Tune saves its state before deleting one,
             # so a restored experiment always finds the checkpoint it names.
             checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
-            stop=stopper, callbacks=[StudyCallback(budget)]),
+            stop=stopper, callbacks=_callbacks(spec, budget)),
     )
+
+
+def _callbacks(spec: StudySpec, budget: int) -> list[Any]:
+    """The driver's callbacks: live progress (first: it erases its block before the others
+    print), the end-of-trial lines and records, the study's trackers."""
+    from study.progress import StudyCallback
+    from study.tune_live import LiveProgress
+
+    callbacks = [LiveProgress(spec.name, budget), StudyCallback(budget)]
+    if spec.tracking.enabled:
+        from study.tune_trackers import TrackerCallback
+
+        callbacks.append(TrackerCallback(spec.tracking.to_dict(), spec.storage, spec.name))
+    return callbacks
+
+
+@contextlib.contextmanager
+def _watched(quiet: bool, records: list[dict[str, Any]] | None = None) -> Iterator[None]:
+    """The live view for the experiment run in the block (`study.tune_live`)."""
+    from study.tune_live import watching
+
+    with watching(quiet, {r["trial_key"]: r["state"] for r in records or []}):
+        yield
 
 
 def _trial_function_name(trial_function: Any) -> str | None:
@@ -173,9 +195,11 @@ def _trial_function_name(trial_function: Any) -> str | None:
     return f"{chosen.__module__}:{chosen.__qualname__}"
 
 
-def run_study(spec: StudySpec, *, trial_function: Any = None, verbose: bool = False) -> Outcome:
+def run_study(spec: StudySpec, *, trial_function: Any = None, verbose: bool = False,
+              quiet: bool = True) -> Outcome:
     """Validate, create the study folder (``study.json``, ``plan.parquet``), run every trial
-    with Ray Tune, consolidate."""
+    with Ray Tune, consolidate. Without ``quiet`` (and ``verbose``) the terminal shows the
+    running trials live."""
     start = time.monotonic()
     validate(spec, new=True)
     with _locked(spec, new=True):
@@ -198,7 +222,8 @@ def run_study(spec: StudySpec, *, trial_function: Any = None, verbose: bool = Fa
                   f"{spec.resources.gpus_per_trial:g} GPU); folder {spec.storage}", flush=True)
             stopper = _stopper(spec)
             try:
-                with ray_session.quiet_tune(verbose, spec.storage):
+                with ray_session.quiet_tune(verbose, spec.storage), \
+                        _watched(quiet or verbose):
                     _new_tuner(spec, info, max_concurrent, verbose, stopper).fit()
             finally:
                 stranded = _stranded()
@@ -206,7 +231,8 @@ def run_study(spec: StudySpec, *, trial_function: Any = None, verbose: bool = Fa
 
 
 def resume_study(study_dir: str, *, rerun_errored: bool = False, address: str | None = None,
-                 trial_function: Any = None, verbose: bool = False) -> Outcome:
+                 trial_function: Any = None, verbose: bool = False,
+                 quiet: bool = True) -> Outcome:
     """Continue a study after its driver was lost: Tune's experiment state (unfinished trials
     resume from their checkpoints; errored ones are restarted with ``rerun_errored``), the same
     Optuna study; then consolidate. A study whose Tune state was never saved starts its Tuner
@@ -231,7 +257,8 @@ def resume_study(study_dir: str, *, rerun_errored: bool = False, address: str | 
             rerun = repair.reconcile_optuna(spec, records, lambda r: _record_metric(spec, r))
             stopper = _stopper(spec)
             try:
-                with ray_session.quiet_tune(verbose, spec.storage):
+                with ray_session.quiet_tune(verbose, spec.storage), \
+                        _watched(quiet or verbose, records):
                     if _nothing_left(spec, records, rerun, rerun_errored):
                         print(f"study {spec.name}: every planned trial has finished; nothing "
                               "to run", flush=True)

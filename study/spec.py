@@ -70,6 +70,8 @@ Sections and fields (every field optional unless marked *required*):
                       >= 0, default 2)
   ``stranded_grace``  seconds a study waits while no node can hold one of its trials (every
                       worker lost) before it ends, resumable (> 0, default 600)
+``[tracking]``        experiment trackers: ``tensorboard``, ``mlflow``, ``wandb`` (see
+                      `study.tracking`)
 """
 
 from __future__ import annotations
@@ -85,6 +87,7 @@ from typing import Any
 import search_spaces
 from models.config import DATASETS, MODEL_FIELDS, TRAIN_FIELDS, ModelConfig, TrainConfig
 from search_spaces import KEY_FIELD, trial_key
+from study import tracking as tracking_spec
 from study.storage import OPTUNA_JOURNAL, STUDY_FILE, is_uri, normalise, one_line
 
 SAMPLERS = ("grid", "tpe", "random", "cmaes", "qmc", "gp", "nsga2")
@@ -108,6 +111,7 @@ KEYS: dict[str, tuple[str, ...]] = {
     "scheduler": ("kind", "grace_period", "reduction_factor", "max_t"),
     "resources": ("cpus_per_trial", "gpus_per_trial", "max_concurrent"),
     "failure": ("retries", "stranded_grace"),
+    "tracking": tracking_spec.KEYS,
 }
 
 MAX_NAME = 200  # a folder name (NAME_MAX is 255 bytes), with room for suffixes such as .torn-…
@@ -366,6 +370,8 @@ class StudySpec:
     scheduler: SchedulerSection
     resources: ResourcesSection
     failure: FailureSection
+    tracking: tracking_spec.TrackingSection = field(
+        default_factory=tracking_spec.TrackingSection)
     source: str = field(default="", compare=False)
 
     # -- convenience
@@ -410,6 +416,7 @@ class StudySpec:
             "scheduler": vars(self.scheduler).copy(),
             "resources": vars(self.resources).copy(),
             "failure": vars(self.failure).copy(),
+            "tracking": self.tracking.to_dict(),
         }
 
     @classmethod
@@ -479,7 +486,8 @@ def from_raw(raw: dict[str, Any], origin: str, overridden: set[str] | None = Non
         raise ctx.error("data.dataset is missing: expected one of " + ", ".join(DATASETS),
                         "data.dataset")
     spec = StudySpec(study, data, search, model, budget, scheduler, resources,
-                     FailureSection(retries, float(grace)), source=ctx.origin)
+                     FailureSection(retries, float(grace)),
+                     tracking_spec.parse(tables["tracking"], ctx.bad), source=ctx.origin)
     return _check_trials(spec, ctx)
 
 
