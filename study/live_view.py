@@ -13,12 +13,14 @@ makes it shorter; the final evaluation is not counted): the epochs still to run 
 trials' rest, pending trials' ``max_epochs``, their mean when a pending trial's is unknown)
 divided by the sum of the running trials' epoch rates. `Screen` draws the lines in place on a
 TTY (ANSI: cursor up, clear to the end of the screen; lines cut to the terminal's width so
-none wraps) or prints them as a plain block every ``interval`` seconds otherwise. Nothing here
+none wraps) or prints them as a plain block every ``interval`` seconds otherwise
+(``$GMMPVAE_PROGRESS_INTERVAL``, default 30). Nothing here
 imports Ray: `study.tune_live` feeds it from Tune's callback.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 import sys
 from collections import deque
@@ -26,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import IO
 
 RATE_WINDOW = 20  # results kept per trial for its epoch rate
+INTERVAL_ENV = "GMMPVAE_PROGRESS_INTERVAL"
 
 
 @dataclass
@@ -124,9 +127,11 @@ class Screen:
     """Draws a block of lines in place (TTY) or prints it every ``interval`` seconds."""
 
     def __init__(self, stream: IO[str] | None = None, tty: bool | None = None,
-                 interval: float = 30.0, refresh: float = 0.5) -> None:
+                 interval: float | None = None, refresh: float = 0.5) -> None:
         self.stream = stream or sys.stdout
         self.tty = self.stream.isatty() if tty is None else tty
+        if interval is None:
+            interval = float(os.environ.get(INTERVAL_ENV) or 30.0)
         self.every = refresh if self.tty else interval
         self.last: float | None = None
         self.drawn = 0
