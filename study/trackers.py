@@ -35,7 +35,7 @@ from study import tracking
 EPOCH_TAGS = {
     "train_loss": "train/loss", "train_re": "train/re", "train_kl": "train/kl",
     "val_loss": "val/loss", "val_re": "val/re", "val_kl": "val/kl", "beta": "beta",
-    "seconds": "epoch_seconds", "best_val_loss": "val/best_loss",
+    "seconds": "epoch_seconds",
     "spread_ratio": "collapse/spread_ratio", "members_used": "collapse/members_used",
     "resp_perplexity": "collapse/resp_perplexity", "bound_gap": "collapse/bound_gap",
     "lse_gap": "collapse/lse_gap",
@@ -137,9 +137,11 @@ class TensorBoardTracker:
         writer = self._writer(key)
         for tag, value in final.items():
             writer.add_scalar(tag, value, global_step=step)
-        params = {**self._params.get(key, {}), "state": state}
+        # The same hyperparameters each time (a re-run trial writes them again, identical);
+        # its state is the text "state" beside them.
         metric_tags = {tag: final.get(tag, math.nan) for tag in FINAL_TAGS.values()}
-        exp, ssi, sei = hparams_summaries(params, metric_tags)
+        exp, ssi, sei = hparams_summaries(self._params.get(key, {}), metric_tags)
+        writer.add_text("state", state, global_step=step)
         for summary in (exp, ssi, sei):
             writer.file_writer.add_summary(summary, step)
         writer.flush()
