@@ -1,7 +1,7 @@
 """The Parquet tables of one trial folder: ``epochs.parquet`` (one row per epoch) and
 ``test_ll.parquet`` (one row per test image) — their columns and pyarrow schemas.
 
-The one definition of them: `models.trial` writes them, and `study.results` builds the
+The one definition of them: `models.trial` writes them, and `study.store` builds the
 study-wide tables from these by putting ``study`` and ``trial_key`` in front. No torch here.
 """
 
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 
+METRICS_FILE = "metrics.json"  # a finished trial's summary (models.trial), defined once here
 # The last five: models.diagnostics.DIAGNOSTICS (null for the standard prior and for epochs
 # recorded before they existed).
 EPOCH_COLUMNS = ("epoch", "beta", "train_loss", "train_re", "train_kl", "val_loss", "val_re",

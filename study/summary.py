@@ -4,17 +4,15 @@
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Iterable, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from search_spaces import KEY_FIELD
-from study.results import COMPLETED, device_lines
+from study.outcome import Outcome
 from study.spec import StudySpec
-from study.storage import RESULTS_DIR, join
-
-if TYPE_CHECKING:
-    from study.runner import Outcome
+from study.store import COMPLETED, RESULTS_DIR, join
 
 
 def describe(spec: StudySpec) -> str:
@@ -93,6 +91,26 @@ def summary_lines(spec: StudySpec, outcome: Outcome) -> list[str]:
     return lines
 
 
+def device_lines(records: Iterable[dict[str, Any]]) -> list[str]:
+    """The end summary's lines on where trials ran: per device, the trials and (on GPUs) the
+    largest and mean peak of GPU memory per trial."""
+    by_device: dict[str, list[float | None]] = {}
+    for record in records:
+        if record.get("device"):
+            by_device.setdefault(str(record["device"]), []).append(
+                record.get("gpu_memory_peak_mb"))
+    lines = []
+    for device, peaks in sorted(by_device.items()):
+        line = f"device     {device}: {len(peaks)} trial(s)"
+        known = [p for p in peaks if p is not None]
+        if known:
+            line += (f", GPU memory peak per trial max {max(known):.0f} MiB, "
+                     f"mean {sum(known) / len(known):.0f} MiB")
+        lines.append(line)
+    return lines
+
+
+
 def max_overlap(intervals: Iterable[tuple[Any, Any]]) -> int:
     """The largest number of intervals (start, end) open at one instant; an interval ending
     exactly when another starts does not overlap it."""
@@ -141,8 +159,6 @@ def stranded_exit(spec: Any, outcome: Any) -> int:
     ended because no node could hold one of its trials for ``failure.stranded_grace``."""
     if not getattr(outcome, "stranded", False):
         return 0
-    import sys
-
     done = sum(outcome.consolidated.states.values())
     left = max(0, spec.search.num_samples - done)
     print(f"gmmpvae: stopped: no node could hold a trial for {spec.failure.stranded_grace:g} s "

@@ -8,7 +8,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from study.live_view import LiveState, Screen, clock, render
+from study.watch.live_view import LiveState, Screen, clock, render
 
 
 def test_rates_eta_and_counts_from_reported_epochs():
@@ -64,7 +64,7 @@ def test_screen_in_place_on_a_tty_and_periodic_blocks_otherwise():
 
 
 def test_callback_counts_trials_from_tune_events():
-    from study.tune_live import LiveProgress, watching
+    from study.tune.live import LiveProgress, watching
 
     now = [0.0]
     out = io.StringIO()
@@ -93,7 +93,7 @@ def test_callback_counts_trials_from_tune_events():
 
 
 def test_quiet_keeps_the_callback_silent():
-    from study.tune_live import LiveProgress, watching
+    from study.tune.live import LiveProgress, watching
 
     out = io.StringIO()
     cb = LiveProgress("s", total=1)
@@ -107,7 +107,7 @@ def test_callback_costs_microseconds_per_event():
     """The driver-side cost that trials never see: a result plus a step, timed."""
     import time
 
-    from study.tune_live import LiveProgress, watching
+    from study.tune.live import LiveProgress, watching
 
     cb = LiveProgress("s", total=50)
     with watching(quiet=False, screen=Screen(io.StringIO(), tty=True)):

@@ -29,9 +29,10 @@ if str(HERE) not in sys.path:
 import fake_trials  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402
 
-from study import runner, trackers  # noqa: E402
-from study.cli import main  # noqa: E402
-from study.study_file import load_spec  # noqa: E402
+from study import run as runner  # noqa: E402
+from study.cli.main import main  # noqa: E402
+from study.spec import load_spec  # noqa: E402
+from study.watch import trackers  # noqa: E402
 
 pytestmark = pytest.mark.slow
 for _module in ("tensorboard", "mlflow", "wandb", "optuna_dashboard"):

@@ -1,0 +1,37 @@
+"""``gmmpvae resume STUDY_DIR [--rerun-errored]``: continue a study after its driver was lost.
+
+Ray Tune's saved experiment state is restored: unfinished trials resume from their last
+checkpoint, the same Optuna study goes on choosing the remaining trials, and the results are
+consolidated (no trial_key twice). ``--rerun-errored`` also restarts, from scratch, the trials
+that errored after their last retry (a trial whose loss became NaN is recorded as ERROR but
+finished, and is not re-run: the same configuration would diverge again).
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from study import run as runner
+from study import summary
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("study_dir", metavar="STUDY_DIR", help="the study folder (or URI)")
+    parser.add_argument("--rerun-errored", action="store_true",
+                        help="restart the trials that errored (default: keep them as ERROR)")
+    parser.add_argument("--address", default=None,
+                        help="Ray cluster to join instead of the study's (auto, host:port), "
+                             "or 'local' for a Ray started here")
+    parser.add_argument("--verbose", action="store_true",
+                        help="show Ray's and Ray Tune's own output and the trials' logs")
+    parser.add_argument("--quiet", action="store_true",
+                        help="no live view of the running trials: a line per finished trial")
+
+
+def run(args: argparse.Namespace) -> int:
+    outcome = runner.resume_study(args.study_dir, rerun_errored=args.rerun_errored,
+                                  address=args.address, verbose=args.verbose,
+                                  quiet=args.quiet)
+    spec = outcome.spec
+    print("\n".join(summary.summary_lines(spec, outcome)))
+    return summary.stranded_exit(spec, outcome)

@@ -1,0 +1,154 @@
+"""Where a study lives: its folder's layout, local paths and filesystem URIs, atomic writes.
+
+A study folder is a local path or a pyarrow filesystem URI (``s3://bucket/studies/x``)::
+
+    STUDY/study.json        the resolved spec, git revision, versions (`STUDY_FILE`)
+    STUDY/plan.parquet      one row per planned trial: its key and its flat config (`PLAN_FILE`)
+    STUDY/optuna.journal    the Optuna study, unless the spec names an RDB URL (`OPTUNA_JOURNAL`)
+    STUDY/tune/             Ray Tune's experiment state (`TUNE_DIR`)
+    STUDY/trials/<key>/     one folder per trial (`TRIALS_DIR`; files: `study.store.schemas`)
+    STUDY/results/          the consolidated Parquet dataset (`RESULTS_DIR`)
+
+One meaning of "URI" everywhere (`is_uri`): ``scheme://…`` other than ``file://``; a
+``file://`` location is a local path. Every write goes through `write_bytes`: on a local disk a
+temporary file renamed over the final name (`models.checkpoint.atomic_write`, the one helper
+of the code base: models/ cannot import study/, so the helper lives below both), on an object
+store one upload (atomic there by nature). Nothing here imports Ray or torch.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+from models.checkpoint import atomic_write
+
+STUDY_FILE = "study.json"
+PLAN_FILE = "plan.parquet"
+OPTUNA_JOURNAL = "optuna.journal"
+TUNE_DIR = "tune"
+TRIALS_DIR = "trials"
+RESULTS_DIR = "results"
+FILE_SCHEME = "file://"
+
+
+def utc_stamp() -> str:
+    """The current UTC time as it goes into file names (``.torn-``, ``.set-aside-``, ``.old-``
+    suffixes): ``20261201T220000Z``."""
+    return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+
+
+def one_line(text: object) -> str:
+    return " ".join(str(text).split())
+
+
+def is_uri(location: str | os.PathLike[str]) -> bool:
+    """True for a remote filesystem URI (``scheme://…`` other than ``file://``)."""
+    text = str(location)
+    return "://" in text and not text.startswith(FILE_SCHEME)
+
+
+def local_path(location: str | os.PathLike[str]) -> str:
+    """A local location (a path or ``file://`` URI) as an absolute path."""
+    text = str(location)
+    if text.startswith(FILE_SCHEME):
+        text = text[len(FILE_SCHEME):]
+    return os.path.abspath(os.path.expanduser(text))
+
+
+def normalise(location: str) -> str:
+    """How a study's location is stored: a URI as given, anything local as an absolute path."""
+    return location if is_uri(location) else local_path(location)
+
+
+def filesystem(location: str | os.PathLike[str]) -> tuple[pafs.FileSystem, str]:
+    """The pyarrow filesystem and path of a local location or a URI.
+
+    Raises ``ValueError`` (one line) for a URI pyarrow cannot open (unknown scheme, …)."""
+    if not is_uri(location):
+        return pafs.LocalFileSystem(), local_path(location)
+    try:
+        return pafs.FileSystem.from_uri(str(location))
+    except (pa.ArrowException, ValueError, OSError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ValueError(f"storage {str(location)!r} cannot be opened: {first}") from None
+
+
+def join(*parts: str) -> str:
+    """Join path parts with '/' (pyarrow paths, local or remote)."""
+    return "/".join([parts[0].rstrip("/"), *(p.strip("/") for p in parts[1:])])
+
+
+def exists(fs: pafs.FileSystem, path: str) -> bool:
+    return fs.get_file_info(path).type != pafs.FileType.NotFound
+
+
+def write_bytes(fs: pafs.FileSystem, path: str, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically (temp + rename locally; one upload elsewhere)."""
+    if isinstance(fs, pafs.LocalFileSystem):
+        atomic_write(path, lambda tmp: tmp.write_bytes(data))
+        return
+    fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
+    with fs.open_output_stream(path) as out:
+        out.write(data)
+
+
+def read_bytes(fs: pafs.FileSystem, path: str) -> bytes:
+    with fs.open_input_stream(path) as f:
+        return f.read()
+
+
+def write_json(fs: pafs.FileSystem, path: str, obj: Any) -> None:
+    write_bytes(fs, path, (json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n").encode())
+
+
+def read_json(fs: pafs.FileSystem, path: str) -> Any:
+    return json.loads(read_bytes(fs, path).decode("utf-8"))
+
+
+def write_table(fs: pafs.FileSystem, path: str, table: pa.Table) -> None:
+    """Write a Parquet file atomically."""
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink)
+    write_bytes(fs, path, sink.getvalue().to_pybytes())
+
+
+def copy_folder(local_dir: str, fs: pafs.FileSystem, dest: str) -> None:
+    """Copy a local folder's files to ``dest`` on ``fs`` (how a trial on a node without the
+    study's storage mounted publishes its folder)."""
+    fs.create_dir(dest, recursive=True)
+    pafs.copy_files(local_dir, dest, source_filesystem=pafs.LocalFileSystem(),
+                    destination_filesystem=fs)
+
+
+def check_writable(location: str) -> None:
+    """Check that a study location can be written, leaving nothing behind: a local folder (its
+    nearest existing ancestor when it does not exist yet) gets a probe file created and
+    removed; a URI must resolve with pyarrow. ``ValueError`` of one line otherwise."""
+    if is_uri(location):
+        try:
+            pafs.FileSystem.from_uri(location)
+        except Exception as exc:  # pyarrow raises several kinds for an unusable URI
+            raise ValueError(one_line(f"study.storage={location!r} is not reachable: "
+                                      f"{exc}")) from None
+        return
+    folder = Path(local_path(location))
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir():
+        raise ValueError(f"study.storage={location!r} is not writable: {folder} is not a folder")
+    probe = folder / f".gmmpvae-probe-{uuid.uuid4().hex}"
+    try:
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise ValueError(one_line(f"study.storage={location!r} is not writable: "
+                                  f"{exc.strerror or exc} ({folder})")) from None
