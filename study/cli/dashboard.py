@@ -14,6 +14,10 @@ import os
 import sys
 from typing import Any
 
+from study.errors import UsageError
+from study.spec import load_study
+from study.watch import tracking
+
 DEFAULT_PORT = 8080
 
 
@@ -28,30 +32,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def open_storage(url: str, journal: bool) -> Any:
     """The study's Optuna storage, read as it is (a missing journal is an error, not a new
     empty one)."""
-    import optuna
+    import optuna  # here: the command's help and its refusals need no Optuna
 
     if journal:
         from optuna.storages.journal import JournalFileBackend, JournalStorage
 
         if not os.path.isfile(url):
-            from study.errors import UsageError
-
             raise UsageError(f"{url}: no Optuna journal there (has the study started?)")
         return JournalStorage(JournalFileBackend(url))
     return optuna.storages.RDBStorage(url)
 
 
 def run(args: argparse.Namespace) -> int:
-    from study.errors import UsageError
-    from study.spec import load_study
-    from study.watch import tracking
-
     if not 0 < args.port < 65536:
         raise UsageError(f"--port {args.port}: expected a port number from 1 to 65535")
     tracking.check_available(["dashboard"])
     spec, _ = load_study(args.study_dir)
     storage = open_storage(spec.optuna_storage_url, spec.optuna_storage_is_journal)
-    import optuna_dashboard
+    import optuna_dashboard  # an optional extra, checked above
 
     host = f"[{args.host}]" if ":" in args.host else args.host
     print(f"dashboard of study {spec.name} ({spec.optuna_storage_url}): "

@@ -11,6 +11,10 @@ from __future__ import annotations
 
 import argparse
 
+from study import store
+from study.errors import UsageError
+from study.spec import load_study
+from study.watch import export, tracking
 from study.watch.export import TARGETS
 
 
@@ -24,11 +28,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from study import store
-    from study.errors import UsageError
-    from study.spec import load_study
-    from study.watch import export, tracking
-
     if store.is_uri(args.study_dir):
         raise UsageError(f"{args.study_dir}: export reads a local study folder")
     spec, _ = load_study(args.study_dir)

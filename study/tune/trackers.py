@@ -30,7 +30,7 @@ from ray.tune.logger import LoggerCallback
 from search_spaces import KEY_FIELD
 from study.tune import stopper
 from study.tune.trainable import CONTEXT_KEY, STATE_KEY
-from study.watch import trackers
+from study.watch import trackers, tracking
 
 
 class TrackerCallback(LoggerCallback):
@@ -49,8 +49,6 @@ class TrackerCallback(LoggerCallback):
         self.__init__(state["section"], state["storage"], state["study"])  # type: ignore[misc]
 
     def setup(self, **info: Any) -> None:
-        from study.watch import tracking
-
         section = tracking.parse(self.section, _refuse)
         self.sinks = trackers.open_trackers(section, self.storage, self.study)
 

@@ -15,6 +15,8 @@ import os
 from collections import defaultdict
 from typing import Any
 
+import pyarrow.parquet as pq
+
 from study import store
 from study.errors import UsageError
 from study.watch import trackers, tracking
@@ -24,8 +26,6 @@ TARGETS = ("tensorboard", "mlflow")
 
 def read_tables(study_dir: str) -> tuple[list[dict[str, Any]], dict[str, list[dict[str, Any]]]]:
     """(trials rows, trial_key → its epoch rows in epoch order) from ``results/``."""
-    import pyarrow.parquet as pq
-
     fs, root = store.filesystem(study_dir)
     folder = store.join(root, store.RESULTS_DIR)
     paths = {name: store.join(folder, name) for name in (store.TRIALS_FILE, store.EPOCHS_FILE)}

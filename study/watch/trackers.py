@@ -15,7 +15,8 @@ What is logged: `epoch_metrics` (losses, RE, KL, β, epoch seconds and the colla
 diagnostics) and `final_metrics` (IS log-likelihood, the KL estimates U, MC and LSE, the
 bounds, the best validation loss) under the tags of `EPOCH_TAGS` / `FINAL_TAGS`, and
 `hparams` (M, K, π, arch, prior, estimator, seed, …) as TensorBoard's HParams, MLflow params,
-W&B config. Nothing here imports Ray.
+W&B config. Nothing here imports Ray; each tracker's package (an optional extra) is imported
+when that tracker is opened.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import json
 import logging
 import math
 import os
+import time
 from collections.abc import Iterator
 from typing import Any, Protocol
 
@@ -232,8 +234,6 @@ class MlflowTracker:
 
 
 def _now_ms() -> int:
-    import time
-
     return int(time.time() * 1000)
 
 
