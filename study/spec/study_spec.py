@@ -11,6 +11,7 @@ trial; the grid axes of ``[search.grid]`` are the search space's (`search_spaces
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from dataclasses import dataclass, field
@@ -50,35 +51,26 @@ class StudySpec:
     tracking: TrackingSection = field(default_factory=TrackingSection)
     source: str = field(default="", compare=False)
 
-    # -- convenience
-    @property
-    def name(self) -> str:
-        return self.study.name
+    # -- derived once, when the spec is built (plain attributes: read everywhere)
+    name: str = field(init=False, compare=False, repr=False)
+    storage: str = field(init=False, compare=False, repr=False)  # local absolute path or URI
+    search_space: search_spaces.SearchSpace = field(init=False, compare=False, repr=False)
+    is_grid: bool = field(init=False, compare=False, repr=False)
+    # An RDB URL, or the path of the Optuna journal file (``optuna.journal`` in the study
+    # folder unless the study names one).
+    optuna_storage_url: str = field(init=False, compare=False, repr=False)
+    optuna_storage_is_journal: bool = field(init=False, compare=False, repr=False)
 
-    @property
-    def storage(self) -> str:
-        """The study folder: a local absolute path or a pyarrow URI."""
-        return self.study.storage
-
-    @property
-    def search_space(self) -> search_spaces.SearchSpace:
-        return search_spaces.get(self.search.space)
-
-    @property
-    def is_grid(self) -> bool:
-        return self.search_space.kind == "grid"
-
-    @property
-    def optuna_storage_url(self) -> str:
-        """An RDB URL, or the path of the Optuna journal file (``optuna.journal`` in the study
-        folder unless the study names one)."""
-        if self.study.optuna_storage is not None:
-            return self.study.optuna_storage
-        return os.path.join(self.study.storage, OPTUNA_JOURNAL)
-
-    @property
-    def optuna_storage_is_journal(self) -> bool:
-        return not RDB_RE.match(self.optuna_storage_url)
+    def __post_init__(self) -> None:
+        url = self.study.optuna_storage
+        if url is None:
+            url = os.path.join(self.study.storage, OPTUNA_JOURNAL)
+        space = search_spaces.get(self.search.space)
+        for name, value in (("name", self.study.name), ("storage", self.study.storage),
+                            ("search_space", space), ("is_grid", space.kind == "grid"),
+                            ("optuna_storage_url", url),
+                            ("optuna_storage_is_journal", not RDB_RE.match(url))):
+            object.__setattr__(self, name, value)  # a frozen dataclass sets its own fields
 
     # -- serialisation
     def to_dict(self) -> dict[str, Any]:
@@ -155,7 +147,7 @@ def _check_trials(spec: StudySpec, ctx: Context) -> StudySpec:
             raise ctx.bad("search.num_samples", given, f"{len(plan)} (the size of the grid "
                           f"'{spec.search.space}') or nothing")
         search = SearchSection(**{**vars(spec.search), "num_samples": len(plan)})
-        return StudySpec(**{**vars(spec), "search": search})
+        return dataclasses.replace(spec, search=search)
     # A handful of sampled trials checks the open space with the fixed fields.
     verbosity = optuna.logging.get_verbosity()
     optuna.logging.set_verbosity(optuna.logging.WARNING)

@@ -20,8 +20,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from study.store.damage import damage_line, trial_damage
-from study.store.folder import StudyFolder
-from study.store.layout import RESULTS_DIR, TRIALS_DIR, exists, join, write_table
+from study.store.layout import RESULTS_DIR, TRIALS_DIR, StudyFolder, exists, join, write_table
 from study.store.records import read_record, trial_folders
 from study.store.schemas import (
     COMPLETED,

@@ -16,10 +16,10 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from models.records import EPOCH_COLUMNS, EPOCHS_TRIAL_SCHEMA
-from study.store.folder import StudyFolder
 from study.store.layout import (
     PLAN_FILE,
     TRIALS_DIR,
+    StudyFolder,
     exists,
     join,
     read_json,

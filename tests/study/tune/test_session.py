@@ -13,7 +13,7 @@ import pytest
 
 from study.tune import session as ray_session
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 # Runs in a fresh interpreter, as `gmmpvae run` does: nothing imported Ray before the session.
 PROBE = r'''
