@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-HERE = Path(__file__).resolve().parent
+HERE = Path(__file__).resolve().parents[1]  # tests/study: fake_trials
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # Ray on 127.0.0.1 only
 os.environ["PYTHONPATH"] = os.pathsep.join(
     p for p in (str(HERE), os.environ.get("PYTHONPATH", "")) if p)  # workers import fake_trials
@@ -276,3 +276,21 @@ def test_dashboard_page_renders_in_a_real_browser(dashboard, browser, tmp_path):
     assert colours > 20
     dom = browser.dom(f"{base}/dashboard/")
     assert "watch" in dom and "MINIMIZE" in dom.upper()  # the study's card, drawn by its JS
+
+
+def test_export_and_the_dashboard_refusal_import_no_ray(study, tmp_path):
+    """Like status and a dry run (tests/study/test_no_ray.py): a fresh interpreter."""
+    storage = study[0]
+    script = (
+        "import json, sys\n"
+        "from study.cli import main\n"
+        "codes = [main(['export', sys.argv[1], '--to', 'tensorboard', '--out', sys.argv[2]]),\n"
+        "         main(['dashboard', sys.argv[2]])]\n"
+        "print(json.dumps({'codes': codes, 'ray': sorted(m for m in sys.modules\n"
+        "                   if m == 'ray' or m.startswith('ray.'))}))\n")
+    out = subprocess.run([sys.executable, "-c", script, str(storage), str(tmp_path / "tb")],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result == {"codes": [0, 2], "ray": []}
+    assert "is not a study folder" in out.stderr
