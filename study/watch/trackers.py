@@ -174,10 +174,13 @@ def _quiet(names: tuple[str, ...]) -> Iterator[None]:
 class MlflowTracker:
     """One MLflow run per trial in the experiment named after the study, found again by its
     ``gmmpvae.trial_key`` tag when a resumed study reopens it (MlflowClient only: no global
-    active run, so concurrent trials never mix)."""
+    active run, so concurrent trials never mix). A trial's epochs are sent in one batch at
+    most every ``flush_secs`` (and at its end): one SQLite write costs tens of milliseconds of
+    the driver's time, whatever it holds."""
 
-    def __init__(self, uri: str, study: str, artifacts: str | None = None) -> None:
-        with _quiet(("mlflow", "alembic")):
+    def __init__(self, uri: str, study: str, artifacts: str | None = None,
+                 flush_secs: float = 5.0) -> None:
+        with _quiet(("mlflow", "mlflow.store.db.utils", "alembic")):
             from mlflow import MlflowClient
 
             self.client = MlflowClient(tracking_uri=uri)
@@ -186,8 +189,10 @@ class MlflowTracker:
                 experiment_id = self.client.create_experiment(study, artifact_location=artifacts)
             else:
                 experiment_id = experiment.experiment_id
-        self.experiment_id, self.study = experiment_id, study
+        self.experiment_id, self.study, self.flush_secs = experiment_id, study, flush_secs
         self._runs: dict[str, str] = {}
+        self._pending: dict[str, list[Any]] = {}
+        self._flushed: dict[str, float] = {}
 
     def run_id(self, key: str) -> str:
         """The trial's run: the one already tagged with its key, or a new one."""
@@ -219,17 +224,30 @@ class MlflowTracker:
         from mlflow.entities import Metric
 
         stamp = _now_ms()
-        self.client.log_batch(self.run_id(key), metrics=[
-            Metric(tag, value, stamp, step) for tag, value in metrics.items()])
+        self._pending.setdefault(key, []).extend(
+            Metric(tag, value, stamp, step) for tag, value in metrics.items())
+        if time.monotonic() - self._flushed.get(key, -math.inf) >= self.flush_secs:
+            self.flush(key)
+
+    def flush(self, key: str) -> None:
+        """Send the trial's buffered metrics (MLflow takes at most 1000 per batch)."""
+        pending = self._pending.pop(key, [])
+        run_id = self.run_id(key)
+        for start in range(0, len(pending), 1000):
+            self.client.log_batch(run_id, metrics=pending[start:start + 1000])
+        self._flushed[key] = time.monotonic()
 
     def end(self, key: str, step: int, final: dict[str, float], state: str) -> None:
         self.log(key, step, final)
+        self.flush(key)
         run_id = self.run_id(key)
         self.client.set_tag(run_id, "gmmpvae.state", state)
         self.client.set_terminated(run_id, "FINISHED" if state == "COMPLETED" else
                                    "KILLED" if state == "PRUNED" else "FAILED")
 
     def close(self) -> None:
+        for key in list(self._pending):
+            self.flush(key)
         self._runs.clear()
 
 
