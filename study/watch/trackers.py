@@ -146,7 +146,8 @@ class TensorBoardTracker:
         writer.add_text("state", state, global_step=step)
         for summary in (exp, ssi, sei):
             writer.file_writer.add_summary(summary, step)
-        writer.flush()
+        writer.close()  # one open file per running trial, not per trial of the study
+        del self._writers[key]
 
     def close(self) -> None:
         for writer in self._writers.values():
