@@ -64,9 +64,10 @@ def _remove_empty_study(fs: Any, root: str) -> None:
 
 
 def run_study(spec: StudySpec, *, trial_function: Any = None, verbose: bool = False,
-              validated: Validated | None = None) -> Outcome:
+              validated: Validated | None = None, quiet: bool = True) -> Outcome:
     """Validate (unless the caller did: ``validated``), create the study folder
-    (``study.json``, ``plan.parquet``), run every trial with Ray Tune, consolidate."""
+    (``study.json``, ``plan.parquet``), run every trial with Ray Tune, consolidate. Without
+    ``quiet`` (nor ``verbose``) the terminal shows the running trials live."""
     start = time.monotonic()
     folder = (validated or validate(spec, new=True)).folder
     with _locked(spec, new=True, folder=folder):
@@ -86,7 +87,8 @@ def run_study(spec: StudySpec, *, trial_function: Any = None, verbose: bool = Fa
                   f"{spec.resources.gpus_per_trial:g} GPU); folder {spec.storage}", flush=True)
             stopper = tune.tuner.new_stopper(spec)
             try:
-                with tune.session.quiet_tune(verbose, spec.storage):
+                with tune.session.quiet_tune(verbose, spec.storage), \
+                        tune.live.watching(quiet or verbose):
                     tune.tuner.new_tuner(spec, info, max_concurrent, verbose, stopper).fit()
             finally:
                 stranded = tune.tuner.stranded()
@@ -94,7 +96,8 @@ def run_study(spec: StudySpec, *, trial_function: Any = None, verbose: bool = Fa
 
 
 def resume_study(study_dir: str, *, rerun_errored: bool = False, address: str | None = None,
-                 trial_function: Any = None, verbose: bool = False) -> Outcome:
+                 trial_function: Any = None, verbose: bool = False,
+                 quiet: bool = True) -> Outcome:
     """Continue a study after its driver was lost: Tune's experiment state (unfinished trials
     resume from their checkpoints; errored ones are restarted with ``rerun_errored``), the same
     Optuna study; then consolidate. A study whose Tune state was never saved starts its Tuner
@@ -119,7 +122,8 @@ def resume_study(study_dir: str, *, rerun_errored: bool = False, address: str | 
                                             lambda r: _record_metric(spec, folder, r))
             stopper = tune.tuner.new_stopper(spec)
             try:
-                with tune.session.quiet_tune(verbose, spec.storage):
+                with tune.session.quiet_tune(verbose, spec.storage), \
+                        tune.live.watching(quiet or verbose, tune.live.states(records)):
                     if _nothing_left(spec, records, rerun, rerun_errored):
                         print(f"study {spec.name}: every planned trial has finished; nothing "
                               "to run", flush=True)

@@ -27,6 +27,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "resume": ("study.cli.resume", "resume a study after a crash of the driver"),
     "status": ("study.cli.status", "show a study's trials by state and the best so far"),
     "report": ("study.cli.report", "write tables, figures and index.html for study folders"),
+    "export": ("study.cli.export", "write a finished study's trials to TensorBoard or MLflow"),
+    "dashboard": ("study.cli.dashboard", "serve a study's Optuna trials with optuna-dashboard"),
 }
 
 

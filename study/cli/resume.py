@@ -24,11 +24,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "or 'local' for a Ray started here")
     parser.add_argument("--verbose", action="store_true",
                         help="show Ray's and Ray Tune's own output and the trials' logs")
+    parser.add_argument("--quiet", action="store_true",
+                        help="no live view of the running trials: a line per finished trial")
 
 
 def run(args: argparse.Namespace) -> int:
     outcome = runner.resume_study(args.study_dir, rerun_errored=args.rerun_errored,
-                                  address=args.address, verbose=args.verbose)
+                                  address=args.address, verbose=args.verbose,
+                                  quiet=args.quiet)
     spec = outcome.spec
     print("\n".join(summary.summary_lines(spec, outcome)))
     return summary.stranded_exit(spec, outcome)

@@ -15,6 +15,7 @@ from study import run as runner
 from study import summary
 from study.spec import FIELD_HELP, OVERRIDE_FLAGS, StudySpec, load_spec, validate
 from study.spec.checks import local_capacity
+from study.watch import tracking
 
 
 def _dest(field_name: str) -> str:
@@ -33,10 +34,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="print the trials and the resources, then exit (Ray not started)")
     parser.add_argument("--verbose", action="store_true",
                         help="show Ray's and Ray Tune's own output and the trials' logs")
+    parser.add_argument("--quiet", action="store_true",
+                        help="no live view of the running trials: a line per finished trial")
+    tracking.add_arguments(parser)
 
 
 def overrides_of(args: argparse.Namespace) -> dict[str, object]:
-    return {f: getattr(args, _dest(f)) for _, f, _ in OVERRIDE_FLAGS}
+    return {**{f: getattr(args, _dest(f)) for _, f, _ in OVERRIDE_FLAGS},
+            **tracking.overrides_of(args)}
 
 
 def resources_text(spec: StudySpec, slots: int | None) -> str:
@@ -60,6 +65,7 @@ def run(args: argparse.Namespace) -> int:
         print(summary.describe(spec))
         print(resources_text(spec, validated.slots))
         return 0
-    outcome = runner.run_study(spec, verbose=args.verbose, validated=validated)
+    outcome = runner.run_study(spec, verbose=args.verbose, validated=validated,
+                               quiet=args.quiet)
     print("\n".join(summary.summary_lines(spec, outcome)))
     return summary.stranded_exit(spec, outcome)

@@ -191,6 +191,14 @@ def check_sizes(spec: StudySpec, available: int | str | None, where: str = "this
             raise UsageError(str(exc)) from None
 
 
+def check_tracking(spec: StudySpec) -> None:
+    """Each tracker of ``[tracking]`` installed (one line naming the extra) and writable."""
+    from study.watch import tracking
+
+    tracking.check_available(spec.tracking.enabled)
+    tracking.check_storage(spec.tracking, spec.storage)
+
+
 @dataclass(frozen=True)
 class Validated:
     """What `validate` learned, handed on: the study folder (resolved once) and, for an
@@ -214,6 +222,7 @@ def validate(spec: StudySpec, *, new: bool = True) -> Validated:
     if new:
         check_new(spec, folder)
     check_optuna_storage(spec)
+    check_tracking(spec)
     check_data(spec)
     check_sizes(spec, None if spec.study.address is None else "skip")
     slots = check_local_resources(spec) if spec.study.address is None else None

@@ -1,7 +1,8 @@
 """The sections of a study file, each validated: `parse` turns the nested dict of a study file
-into its eight sections (``[study]``, ``[data]``, ``[search]``, ``[model]``, ``[budget]``,
-``[scheduler]``, ``[resources]``, ``[failure]``) or raises one ``ValueError`` of one line that
-names the file (or "command line"), the field, the value and what is accepted.
+into its nine sections (``[study]``, ``[data]``, ``[search]``, ``[model]``, ``[budget]``,
+``[scheduler]``, ``[resources]``, ``[failure]``, ``[tracking]`` — the last one parsed by
+`study.watch.tracking`) or raises one ``ValueError`` of one line that names the file (or
+"command line"), the field, the value and what is accepted.
 
 Every field is documented in docs/STUDY_FILE.md (kept by hand with this file: a field added or
 changed here is changed there). The [model]/[budget] fields are checked by
@@ -22,6 +23,7 @@ from typing import Any
 import search_spaces
 from models.config import DATASETS, MODEL_FIELDS, TRAIN_FIELDS, ModelConfig, TrainConfig
 from study.store.layout import is_uri, normalise, one_line
+from study.watch import tracking as tracking_spec
 
 SAMPLERS = ("grid", "tpe", "random", "cmaes", "qmc", "gp", "nsga2")
 SCHEDULERS = ("fifo", "asha")
@@ -44,6 +46,7 @@ KEYS: dict[str, tuple[str, ...]] = {
     "scheduler": ("kind", "grace_period", "reduction_factor", "max_t"),
     "resources": ("cpus_per_trial", "gpus_per_trial", "max_concurrent"),
     "failure": ("retries", "stranded_grace"),
+    "tracking": tracking_spec.KEYS,
 }
 
 MAX_NAME = 200  # a folder name (NAME_MAX is 255 bytes), with room for suffixes such as .torn-…
@@ -326,4 +329,5 @@ def parse(raw: dict[str, Any], origin: str, overridden: set[str] | None = None,
                         "data.dataset")
     return ctx, {"study": study, "data": data, "search": search, "model": model,
                  "budget": budget, "scheduler": scheduler, "resources": resources,
-                 "failure": FailureSection(retries, float(grace))}
+                 "failure": FailureSection(retries, float(grace)),
+                 "tracking": tracking_spec.parse(tables["tracking"], ctx.bad)}

@@ -33,6 +33,7 @@ from study.spec.sections import (
     parse,
 )
 from study.store.layout import OPTUNA_JOURNAL, STUDY_FILE
+from study.watch.tracking import TrackingSection
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,7 @@ class StudySpec:
     scheduler: SchedulerSection
     resources: ResourcesSection
     failure: FailureSection
+    tracking: TrackingSection = field(default_factory=TrackingSection)
     source: str = field(default="", compare=False)
 
     # -- derived once, when the spec is built (plain attributes: read everywhere)
@@ -82,6 +84,7 @@ class StudySpec:
             "scheduler": vars(self.scheduler).copy(),
             "resources": vars(self.resources).copy(),
             "failure": vars(self.failure).copy(),
+            "tracking": self.tracking.to_dict(),
         }
 
     @classmethod

@@ -7,7 +7,9 @@
   storage), new or restored;
 - `trainable`: one trial in a Ray worker; `searcher`: the Tune searcher over the study's
   Optuna study (`study.optuna_study`); `callback`: the driver's progress lines and records of
-  trials that could not write their own; `stopper`: ends a study no node can hold a trial of.
+  trials that could not write their own; `stopper`: ends a study no node can hold a trial of;
+  `live`: the live view of the running trials; `trackers`: the logger callback feeding the
+  study's experiment trackers (`study.watch`).
 
 **The one lazy import.** Ray reads its loopback switch once, when it is first imported
 (`study.tune.session`), so it must not be imported before the session has set its
@@ -22,7 +24,8 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
-__all__ = ["callback", "cluster", "searcher", "session", "stopper", "trainable", "tuner"]
+__all__ = ["callback", "cluster", "live", "searcher", "session", "stopper", "trainable",
+           "trackers", "tuner"]
 
 
 def __getattr__(name: str) -> ModuleType:

@@ -6,8 +6,9 @@ Tune allows as many pending trials as the limiter's bound (1 without it), so the
 epoch, which is about to be evaluated). **Failures**: ``FailureConfig(max_failures=retries)``;
 a retried trial resumes from its last per-epoch checkpoint. **Storage**:
 ``RunConfig(storage_path=STUDY, name="tune")``. **Stopping**: `StrandedStopper` ends a study
-no node can hold a trial of. **Callbacks**: `StudyCallback` (progress lines, driver-side
-records); Tune's own loggers are off (`study.tune.session.quiet_tune`).
+no node can hold a trial of. **Callbacks**: `LiveProgress` (the live view), `StudyCallback`
+(progress lines, driver-side records), `TrackerCallback` (the study's ``[tracking]``); Tune's
+own loggers are off (`study.tune.session.quiet_tune`).
 Imports Ray at the top: used only inside `study.tune.session.session`.
 """
 
@@ -24,6 +25,7 @@ from study import store
 from study.spec import StudySpec
 from study.tune import stopper
 from study.tune.callback import StudyCallback
+from study.tune.live import LiveProgress
 from study.tune.searcher import StudySearcher
 from study.tune.session import tune_states
 from study.tune.stopper import StrandedStopper
@@ -85,8 +87,19 @@ def new_tuner(spec: StudySpec, info: dict[str, Any], max_concurrent: int, verbos
             # The last two checkpoints of a trial; Tune saves its state before deleting one,
             # so a restored experiment always finds the checkpoint it names.
             checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
-            stop=stopper, callbacks=[StudyCallback(budget)]),
+            stop=stopper, callbacks=callbacks(spec, budget)),
     )
+
+
+def callbacks(spec: StudySpec, budget: int) -> list[Any]:
+    """The driver's callbacks: the live view (first: it erases its block before the others
+    print), the end-of-trial lines and records, the study's trackers."""
+    out: list[Any] = [LiveProgress(spec.name, budget), StudyCallback(budget)]
+    if spec.tracking.enabled:
+        from study.tune.trackers import TrackerCallback
+
+        out.append(TrackerCallback(spec.tracking.to_dict(), spec.storage, spec.name))
+    return out
 
 
 def resumed_tuner(spec: StudySpec, info: dict[str, Any], records: list[dict[str, Any]],

@@ -126,3 +126,18 @@ def test_study_missing_columns_and_files_still_reports(tmp_path):
     assert (out / "figures" / "figure3.png").stat().st_size > 0
     md = (out / "report.md").read_text(encoding="utf-8")
     assert "Skipped: no per-image test log-likelihoods" in md
+
+
+def test_report_opens_in_a_real_browser_with_every_image(full_report, browser, tmp_path):
+    """Headless Chromium opens index.html: every <img> of the report loads (a natural width
+    above 0), and a screenshot of the page is not blank."""
+    code, _, _, out = full_report
+    assert code == 0
+    images = browser.images(out / "index.html", tmp_path)
+    html = (out / "index.html").read_text(encoding="utf-8")
+    assert len(images) == html.count("<img ") >= len(FIGURES)
+    assert [src for src, width in images if width <= 0] == []
+    shot = browser.screenshot((out / "index.html").as_uri(), tmp_path / "report.png")
+    colours = browser.colours(shot)
+    print(f"report screenshot: {colours} distinct colours")
+    assert colours > 50
