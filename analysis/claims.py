@@ -264,7 +264,7 @@ def notes(df: pl.DataFrame) -> list[str]:
 
 @register(
     "claims",
-    title="Claims of the paper — verdicts from this study's training runs",
+    title="Claims of the paper — verdicts over the training runs of this study",
     caption=(
         "Each claim (a)–(f) is tested within a study, dataset, architecture and, where it is "
         "about one objective, KL estimator. 'difference' is the mean over seeds of the paired "

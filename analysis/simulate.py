@@ -139,3 +139,33 @@ class Simulation:
         if images:
             pq.write_table(pa.Table.from_pylist(images), results / "test_ll.parquet")
         return root
+
+
+def claim_codes(sim: Simulation, frame: Any, margin: float = 1.0,
+                rank_threshold: float = 0.5) -> dict[tuple[str, str], np.ndarray]:
+    """Every claim's verdict code (`analysis.claims_stats`) per simulated study, by the same
+    design (`analysis.claims_design`, built from ``frame`` — study 0 read back through
+    `analysis.load`, whose rows are in `Simulation.trials` order) and the same statistics
+    as `analysis.claims.prep`: {(claim, scope): codes (n_studies,)}."""
+    from analysis import claims_design as cd
+    from analysis import claims_stats as cs
+
+    families: dict[tuple[str, str], list[Any]] = {}
+    for c in cd.design(frame):
+        families.setdefault((c.claim, c.scope), []).append(c)
+    out = {}
+    for (claim, scope), family in families.items():
+        width = max(len(c.seeds) for c in family)
+        d = np.full((sim.n_studies, len(family), width), np.nan)
+        for i, c in enumerate(family):
+            d[:, i, : len(c.seeds)] = c.seed_differences(sim.ll, sim.found)
+        res = (cs.equivalence_family(d, margin) if claim == "c" else
+               cs.one_sided_family(d, np.array([c.expected for c in family])))
+        out[(claim, scope)] = res["claim"]
+    for rd in cd.rank_design(frame):
+        idx = np.where(rd.rows >= 0, rd.rows, 0)
+        present = (rd.rows >= 0) & sim.found[:, idx]
+        x = np.where(present, sim.bound[:, idx], np.nan).swapaxes(1, 2)  # (studies, seeds, models)
+        y = np.where(present, sim.ll[:, idx], np.nan).swapaxes(1, 2)
+        out[("d", rd.scope)] = cs.rank_agreement(cs.spearman_rows(x, y), rank_threshold)["claim"]
+    return out
