@@ -214,3 +214,23 @@ def test_version_1_study_gives_verdicts_without_collapse_data(frames):
     assert set(df["claim"]) >= set(claims.STATEMENTS)
     assert df.filter(pl.col("claim") == "f")["verdict"].to_list() == ["no data"]
     assert claims.notes(df)[0].startswith("Method: the unit is a training run")
+
+
+def test_the_margin_comes_from_the_study_file_via_study_json(tmp_path):
+    import json
+
+    from analysis.load import ResultsError
+
+    specs = [s for s in grid(Ms=(2,), Ks=(500,)) if s["prior"] == "pseudo_mixture"]
+    specs += [{**s, "pi": [0.8, 0.2]} for s in specs]
+    ll = _ll()
+    root = write_v2_study(tmp_path / "m", specs, lambda s: ll(s) - ((0.5 + 0.01 * s["seed"])
+                                                                   if s.get("pi") else 0.0))
+    (root / "study.json").write_text(json.dumps({"spec": {"claims": {"pi_margin": 0.1}}}))
+    df = claims.prep(load([root]))
+    row = df.filter(pl.col("claim") == "c").row(0, named=True)
+    assert "margin ±0.1 nat" in row["method"] and row["verdict"] == "contradicted"
+    assert "< 0.1 nat" in row["statement"]
+    (root / "study.json").write_text(json.dumps({"spec": {"claims": {"pi_margin": "x"}}}))
+    with pytest.raises(ResultsError, match="claims.pi_margin='x' is invalid"):
+        load([root])
