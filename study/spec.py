@@ -70,6 +70,10 @@ Sections and fields (every field optional unless marked *required*):
                       >= 0, default 2)
   ``stranded_grace``  seconds a study waits while no node can hold one of its trials (every
                       worker lost) before it ends, resumable (> 0, default 600)
+``[claims]``
+  ``pi_margin``       claim (c)'s equivalence margin in nats: "π matters little" means every
+                      π − uniform π difference lies within ± this (> 0, default 1; set before
+                      the study runs, read by the report from study.json)
 """
 
 from __future__ import annotations
@@ -108,6 +112,7 @@ KEYS: dict[str, tuple[str, ...]] = {
     "scheduler": ("kind", "grace_period", "reduction_factor", "max_t"),
     "resources": ("cpus_per_trial", "gpus_per_trial", "max_concurrent"),
     "failure": ("retries", "stranded_grace"),
+    "claims": ("pi_margin",),
 }
 
 MAX_NAME = 200  # a folder name (NAME_MAX is 255 bytes), with room for suffixes such as .torn-…
@@ -223,6 +228,13 @@ class ResourcesSection:
 class FailureSection:
     retries: int
     stranded_grace: float = 600.0
+
+
+@dataclass(frozen=True)
+class ClaimsSection:
+    """Settings of the report's claims (analysis.claims): claim (c)'s equivalence margin."""
+
+    pi_margin: float = 1.0
 
 
 def _study_section(ctx: _Context, t: dict[str, Any], default_name: str | None) -> StudySection:
@@ -366,6 +378,7 @@ class StudySpec:
     scheduler: SchedulerSection
     resources: ResourcesSection
     failure: FailureSection
+    claims: ClaimsSection = field(default_factory=ClaimsSection)
     source: str = field(default="", compare=False)
 
     # -- convenience
@@ -410,6 +423,7 @@ class StudySpec:
             "scheduler": vars(self.scheduler).copy(),
             "resources": vars(self.resources).copy(),
             "failure": vars(self.failure).copy(),
+            "claims": vars(self.claims).copy(),
         }
 
     @classmethod
@@ -478,8 +492,11 @@ def from_raw(raw: dict[str, Any], origin: str, overridden: set[str] | None = Non
     if data.dataset is None and "datasets" not in search.grid:
         raise ctx.error("data.dataset is missing: expected one of " + ", ".join(DATASETS),
                         "data.dataset")
+    pi_margin = _take(ctx, tables["claims"], "claims", "pi_margin",
+                      lambda v: _is_num(v) and v > 0, "a number of nats > 0", 1.0)
     spec = StudySpec(study, data, search, model, budget, scheduler, resources,
-                     FailureSection(retries, float(grace)), source=ctx.origin)
+                     FailureSection(retries, float(grace)), ClaimsSection(float(pi_margin)),
+                     source=ctx.origin)
     return _check_trials(spec, ctx)
 
 
