@@ -204,6 +204,19 @@ def check_sizes(spec: StudySpec, available: int | str | None, where: str = "this
             raise UsageError(str(exc)) from None
 
 
+def check_bf16_here(spec: StudySpec) -> None:
+    """bf16 trials that run on this machine's CPU (embedded Ray, no GPU per trial) are refused
+    here as the trial would refuse them (models.precision.host_bf16_refusal)."""
+    if (spec.budget.get("precision") != "bf16" or spec.study.address is not None
+            or spec.resources.gpus_per_trial > 0):
+        return
+    from models.precision import host_bf16_refusal
+
+    line = host_bf16_refusal()
+    if line is not None:
+        raise UsageError(f"budget.precision='bf16': {line}")
+
+
 def validate(spec: StudySpec, *, new: bool = True) -> int | None:
     """Every check that needs no Ray: storage (and, for a new study, that its folder holds
     none yet), the Optuna storage, and for an embedded Ray the resources (its slots)."""
@@ -217,6 +230,7 @@ def validate(spec: StudySpec, *, new: bool = True) -> int | None:
     check_optuna_storage(spec)
     check_data(spec)
     check_sizes(spec, None if spec.study.address is None else "skip")
+    check_bf16_here(spec)
     if spec.study.address is None:
         return check_local_resources(spec)
     return None
