@@ -112,6 +112,7 @@ EPOCHS: dict[str, pl.DataType] = {
     "val_loss": pl.Float64(),
     "val_re": pl.Float64(),
     "val_kl": pl.Float64(),
+    "val_elbo_mc": pl.Float64(),  # the validation MC ELBO (estimator-free); null before it
     "seconds": pl.Float64(),
     "spread_ratio": pl.Float64(),  # version 2: models.diagnostics on the validation set
     "members_used": pl.Float64(),

@@ -4,6 +4,12 @@ Each function asks ``trial.suggest_*`` for the fields the study does not fix (``
 conditional ones: π exists only for M > 1, K only for the pseudo-mixture prior) and returns a
 flat dict whose keys are ModelConfig / TrainConfig field names. No I/O, no torch.
 
+How trials are ranked is the study's ``[search] metric``; the open_search preset ranks (and
+lets ASHA stop) by ``val_elbo_mc``, the validation MC ELBO, and trains with ``lse``: the
+training objective's own bound (``val_loss``; under the paper's greedy bound) is not
+comparable across estimators, M or K and ranks models against their IS LL (the report's
+claim d), so it must not choose between the configurations this space proposes.
+
 Precision is not searched: it changes how fast a trial runs on a given machine (and bf16 on a
 CPU without native bf16 is refused, models.precision), not the model the study is about, so a
 search over it would rank machines' arithmetic. It is an execution setting of the study
