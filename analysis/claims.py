@@ -46,6 +46,7 @@ from analysis.registry import register
 from analysis.tables import write_table
 
 RANK_AGREEMENT = 0.5  # Spearman's ρ between bound and IS LL rankings
+REQUIRED = {"a": 3}  # claim (a) is a chain of three steps: supported only with all three
 STATEMENTS = {
     "a": "IS LL orders VAE < Mix1 < Mix2 < Mix3",
     "b": "larger K is better (K = 100 → 500)",
@@ -217,7 +218,12 @@ def summary(df: pl.DataFrame) -> pl.DataFrame:
     """One verdict per claim and scope (claim e: the X − greedy rows only)."""
     paper = df.filter(pl.col("claim") != "e*")
     out = paper.group_by(["claim", "statement", "scope"], maintain_order=True).agg("verdict")
-    combined = [claim_verdict(list(v)) for v in out["verdict"].to_list()]
+    combined = []
+    for claim, verdicts in zip(out["claim"], out["verdict"].to_list(), strict=True):
+        verdict = claim_verdict(list(verdicts))
+        if verdict == cs.SUPPORTED and len(verdicts) < REQUIRED.get(claim, 0):
+            verdict = cs.INCONCLUSIVE  # a chain with a missing step (cs.partial_claim)
+        combined.append(verdict)
     return out.with_columns(pl.Series("verdict", combined, pl.String))
 
 

@@ -55,6 +55,14 @@ VERDICTS = {CODE_NO_DATA: NO_DATA, CODE_FEW: FEW_SEEDS, CODE_INCONCLUSIVE: INCON
 Z95 = 1.959963984540054
 
 
+def partial_claim(claim_code: np.ndarray, present: int, required: int) -> np.ndarray:
+    """A claim that needs ``required`` comparisons (claim a: its three steps) and has only
+    ``present`` in the study cannot be supported: inconclusive instead."""
+    if present >= required:
+        return claim_code
+    return np.where(claim_code == CODE_SUPPORTED, CODE_INCONCLUSIVE, claim_code)
+
+
 def seed_summary(d: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """n (seeds with a difference), mean and standard error over the last axis (NaN-aware;
     se NaN for n < 2)."""

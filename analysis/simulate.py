@@ -149,6 +149,7 @@ def claim_codes(sim: Simulation, frame: Any, margin: float = 1.0,
     as `analysis.claims.prep`: {(claim, scope): codes (n_studies,)}."""
     from analysis import claims_design as cd
     from analysis import claims_stats as cs
+    from analysis.claims import REQUIRED
 
     families: dict[tuple[str, str], list[Any]] = {}
     for c in cd.design(frame):
@@ -161,7 +162,8 @@ def claim_codes(sim: Simulation, frame: Any, margin: float = 1.0,
             d[:, i, : len(c.seeds)] = c.seed_differences(sim.ll, sim.found)
         res = (cs.equivalence_family(d, margin) if claim == "c" else
                cs.one_sided_family(d, np.array([c.expected for c in family])))
-        out[(claim, scope)] = res["claim"]
+        out[(claim, scope)] = cs.partial_claim(res["claim"], len(family),
+                                               REQUIRED.get(claim, 0))
     for rd in cd.rank_design(frame):
         idx = np.where(rd.rows >= 0, rd.rows, 0)
         present = (rd.rows >= 0) & sim.found[:, idx]

@@ -158,6 +158,15 @@ def test_claim_d_leaves_the_vae_out(tmp_path):
     assert d["difference"] == pytest.approx(np.tanh(np.arctanh(0.999)))
 
 
+def test_claim_a_with_one_of_its_three_steps_is_not_supported(tmp_path):
+    # a Figure 4 grid has Mix2 and Mix3 only: Mix3 − Mix2 alone cannot support the chain
+    sim = Simulation("figure4", 3, 1, effect=lambda s: 5.0 * (s["M"] == 3))
+    df = _sim_rows(tmp_path, sim)
+    rows = df.filter(pl.col("claim") == "a")
+    assert set(rows["comparison"]) == {"Mix3 − Mix2"} and set(rows["verdict"]) == {"supported"}
+    assert set(claims.summary(df).filter(pl.col("claim") == "a")["verdict"]) == {"inconclusive"}
+
+
 def test_pruned_trials_are_named_and_drop_their_seed(tmp_path):
     sim = Simulation("reproduce", 3, 1, effect=lambda s: 2.0 * (s["prior"] != "standard"))
     sim.found[0, sim.keys.index("mlp-lse-pse-M1-K100-pi1-s1")] = False
