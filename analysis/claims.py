@@ -152,15 +152,23 @@ def _claim_d(frame: pl.DataFrame) -> list[dict]:
 
 def _claim_f(t: pl.DataFrame) -> list[dict]:
     rows = []
-    flagged = t.filter((pl.col("prior") == "pseudo_mixture") & pl.col("collapsed").is_not_null())
+    mixtures = t.filter(pl.col("prior") == "pseudo_mixture")
+    undecided = (mixtures.filter(pl.col("collapsed").is_null()
+                                 & pl.col("spread_ratio").is_not_null())
+                 .group_by([*cd.SCOPE, "kl_estimator"]).len())
+    flagged = mixtures.filter(pl.col("collapsed").is_not_null())
     for scope, part in cd._scopes(flagged, [*cd.SCOPE, "kl_estimator"]):
         n, k = part.height, int(part["collapsed"].sum())
+        early = undecided.join(part.select(*cd.SCOPE, "kl_estimator").head(1),
+                               on=[*cd.SCOPE, "kl_estimator"], nulls_equal=True)["len"].sum()
         low, high = cs.wilson(k, n)
         spread = float(part["spread_ratio"].median())
         perplexity = float(part["resp_perplexity"].median())
         rows.append(_row(
             "f", scope, f"{k} of {n} collapsed (median spread ratio {spread:.3g}, "
-            f"perplexity/K {perplexity:.3g})", seeds=part["seed"].n_unique(),
+            f"perplexity/K {perplexity:.3g})"
+            + (f"; {early} undecided (best epoch before the warm-up ended)" if early else ""),
+            seeds=part["seed"].n_unique(),
             difference=k / n, ci_low=float(low), ci_high=float(high),
             method="Wilson 95% interval of the fraction of training runs collapsed",
             verdict=cs.VERDICTS[int(cs.fraction_verdict(k, n))], pairs=f"{n} trials",

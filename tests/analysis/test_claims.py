@@ -243,3 +243,20 @@ def test_the_margin_comes_from_the_study_file_via_study_json(tmp_path):
     (root / "study.json").write_text(json.dumps({"spec": {"claims": {"pi_margin": "x"}}}))
     with pytest.raises(ResultsError, match="claims.pi_margin='x' is invalid"):
         load([root])
+
+
+def test_collapse_is_judged_by_the_rule_on_recorded_columns_not_the_stored_flag(tmp_path):
+    sim = Simulation("figure4", 3, 1, collapse_p=1.0)  # every prior collapsed
+    root = sim.write(tmp_path / "f", 0)
+    table = pl.read_parquet(root / "results" / "trials.parquet")
+    early = table["trial_key"][0]
+    table = table.with_columns(
+        pl.lit(False).alias("collapsed"),  # an older rule's stored flag: ignored
+        pl.when(pl.col("trial_key") == early).then(2).otherwise(pl.col("best_epoch"))
+        .alias("best_epoch"))  # best epoch 2 < warm-up 4: undecided
+    table.write_parquet(root / "results" / "trials.parquet")
+    f = claims.prep(load([root])).filter(pl.col("claim") == "f")
+    greedy = f.filter(pl.col("scope").str.ends_with("greedy")).row(0, named=True)
+    assert greedy["comparison"].startswith("32 of 32 collapsed")
+    assert "1 undecided (best epoch before the warm-up ended)" in greedy["comparison"]
+    assert set(f["verdict"]) == {"contradicted"}
