@@ -157,7 +157,7 @@ def _claim_f(t: pl.DataFrame) -> list[dict]:
                                  & pl.col("spread_ratio").is_not_null())
                  .group_by([*cd.SCOPE, "kl_estimator"]).len())
     flagged = mixtures.filter(pl.col("collapsed").is_not_null())
-    for scope, part in cd._scopes(flagged, [*cd.SCOPE, "kl_estimator"]):
+    for scope, part in cd.scopes(flagged, [*cd.SCOPE, "kl_estimator"]):
         n, k = part.height, int(part["collapsed"].sum())
         early = undecided.join(part.select(*cd.SCOPE, "kl_estimator").head(1),
                                on=[*cd.SCOPE, "kl_estimator"], nulls_equal=True)["len"].sum()

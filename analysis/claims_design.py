@@ -130,7 +130,7 @@ def comparison(claim: str, scope: str, name: str, expected: int | None, frame: p
     return Comparison(claim, scope, name, expected, pairs) if pairs.height else None
 
 
-def _scopes(frame: pl.DataFrame, keys: list[str]):
+def scopes(frame: pl.DataFrame, keys: list[str]):
     for values, part in frame.group_by(keys, maintain_order=True):
         yield " · ".join(str(v) for v in values), part
 
@@ -142,7 +142,7 @@ PM = pl.col("prior") == "pseudo_mixture"
 def design(frame: pl.DataFrame) -> list[Comparison]:
     """Every comparison of claims (a), (b), (c), (e) the study's trials allow (all states)."""
     out: list[Comparison | None] = []
-    for scope, part in _scopes(frame, [*SCOPE, "kl_estimator"]):
+    for scope, part in scopes(frame, [*SCOPE, "kl_estimator"]):
         uniform = PM & pl.col("pi_uniform")
         vae = (pl.col("prior") == "standard") & (pl.col("M") == 1)
         out.append(comparison("a", scope, "Mix1 − VAE", 1, part, uniform & (pl.col("M") == 1),
@@ -161,7 +161,7 @@ def design(frame: pl.DataFrame) -> list[Comparison]:
             out.append(comparison("c", scope, f"M={m} π={label} − uniform", None, part,
                                   PM & (pl.col("M") == m) & (pl.col("pi_key") == pi_key),
                                   PM & (pl.col("M") == m) & pl.col("pi_uniform"), ["pi_key"]))
-    for scope, part in _scopes(frame.filter(PM), SCOPE):
+    for scope, part in scopes(frame.filter(PM), SCOPE):
         present = sorted(part["kl_estimator"].drop_nulls().unique().to_list())
         greedy = pl.col("kl_estimator") == "greedy"
         for other in [e for e in present if e != "greedy"]:
@@ -189,7 +189,7 @@ def rank_design(frame: pl.DataFrame) -> list[RankDesign]:
     """Claim (d): the pseudo-mixture models (every setting but the seed) × seeds, per scope
     (the VAE is left out: its "bound" is its exact ELBO, not the paper's bound)."""
     out = []
-    for scope, part in _scopes(frame.filter(PM), [*SCOPE, "kl_estimator"]):
+    for scope, part in scopes(frame.filter(PM), [*SCOPE, "kl_estimator"]):
         model_on = list(SETTINGS)
         _check_unique(part, [*model_on, "seed"], f"claim (d) in {scope}")
         models = part.select(*model_on, "label").unique(subset=model_on, maintain_order=True)
