@@ -1,168 +1,208 @@
-"""The statistics behind the claims section: paired differences, their 95% intervals, verdicts.
+"""The statistics behind the claims section, vectorised over studies (NumPy only).
 
-A comparison "A − B" pairs trials that differ only in what is compared (same dataset, arch, K,
-π, KL estimator and seed unless the claim varies one of them); the *pairs* are its rows.
+**The unit of inference is a training run.** A comparison "A − B" gives one difference per
+seed: d_s = the mean, over the matched pairs of seed s, of IS LL(A) − IS LL(B) (the pairs of a
+seed differ in the nuisance settings, e.g. K; `analysis.claims_design` builds them). Why the
+within-seed average and not a mixed model with the seed as a random effect: the grids are
+balanced (every seed has the same cells), where the two give the same point estimate and the
+average's t-test over seeds *is* the mixed model's exact test of the fixed effect (the
+seed-by-comparison interaction is the error term); with 3 seeds a mixed model's variance
+components cannot be estimated, and its Satterthwaite or Kenward–Roger degrees of freedom would
+only reproduce n − 1. The average needs no iterative fit and stays exact when a seed is
+incomplete (such a seed is dropped from the comparison and named, not imputed).
 
-Interval method (stated in the report):
+All functions take arrays whose last axis is the seed (NaN: no difference for that seed) and
+any leading axes (studies of a simulation, comparisons of a claim), so the report (one study)
+and the calibration tests (thousands of simulated studies, `analysis.simulate`) call the same
+code.
 
-- **≥ 3 pairs — over training seeds (t):** d_j = LL(A_j) − LL(B_j) per pair, the interval is
-  d̄ ± t_{0.975, n−1} · s_d / √n (Student's t, paired). It covers the variation between
-  training runs (seeds), the thing a claim about a method is about.
-- **1 or 2 pairs — over test images (z), conditional on these trained models:** with two seeds a
-  t-interval has t_{0.975,1} = 12.7 and says nothing. Instead each test image i gets
-  D_i = mean over the pairs of [ll_A(i) − ll_B(i)] (the same image under both models), and the
-  interval is D̄ ± 1.96 · s_D / √N over the N test images. It covers the test-set sampling
-  (and the importance-sampling noise) of *these* trained models, not a new training run; so a
-  verdict from it also requires every pair's own difference d_j on the same side.
+Per comparison with n ≥ `MIN_SEEDS` seeds: mean d̄, s.e. s_d/√n, Student's t with n − 1 df.
 
-Verdict of a one-sided claim "A > B": supported when the interval lies above 0 (and, with the
-image method, every d_j > 0); contradicted when it lies below 0 (every d_j < 0); otherwise
-inconclusive. Equivalence claims ("π matters little") use a margin δ: supported when the
-interval lies inside [−δ, δ], contradicted when it lies entirely outside it.
+- one-sided claims ("A > B"): p_sup = P(T ≥ t) for the expected direction, p_con for the other.
+  A comparison is *supported* when p_sup < α/2 (its 95% interval lies on the expected side);
+  *contradicted* when Holm's step-down adjustment of the family's p_con values is < α/2.
+- equivalence ("π matters little", margin δ): two one-sided tests (TOST), p_eq = max(P(T ≥
+  (d̄ + δ)/se), P(T ≤ (d̄ − δ)/se)); *supported* when p_eq < α (the 90% interval lies inside
+  ±δ); *contradicted* ("π matters") when the Holm-adjusted p_out = min(1, 2 min(P(T ≥ (d̄ −
+  δ)/se), P(T ≤ (d̄ + δ)/se))) < α (the 95% interval lies outside ±δ).
+- with n < 3: the comparison is shown (mean and range over its seeds, labelled descriptive) and
+  its verdict is ``FEW_SEEDS``; it is not part of the Holm family.
+
+A claim's comparisons (in one scope) are one family. The claim is *contradicted* when any
+comparison is (Holm: the chance of any false "contradicted" in the family ≤ α/2); *supported*
+when every comparison is — an intersection–union test, whose level is the per-comparison level
+without any correction (Berger 1982; Holm there would only cost power) — and *inconclusive*
+otherwise. The calibration tests (tests/analysis/test_calibration.py) measure both rates on
+simulated null studies.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
 
 import numpy as np
-import polars as pl
 from scipy import stats
 
-MIN_SEED_PAIRS = 3  # below this the interval is taken over test images
-Z95 = 1.959963984540054
+ALPHA = 0.05
+MIN_SEEDS = 3
 SUPPORTED, CONTRADICTED, INCONCLUSIVE, NO_DATA = "supported", "contradicted", "inconclusive", \
     "no data"
+FEW_SEEDS = f"inconclusive (n seeds < {MIN_SEEDS})"
+# verdict codes of the vectorised functions
+CODE_NO_DATA, CODE_FEW, CODE_INCONCLUSIVE, CODE_SUPPORTED, CODE_CONTRADICTED = -2, -1, 0, 1, 2
+VERDICTS = {CODE_NO_DATA: NO_DATA, CODE_FEW: FEW_SEEDS, CODE_INCONCLUSIVE: INCONCLUSIVE,
+            CODE_SUPPORTED: SUPPORTED, CODE_CONTRADICTED: CONTRADICTED}
+Z95 = 1.959963984540054
 
 
-@dataclass(frozen=True)
-class Interval:
-    """A paired difference: its mean, 95% interval, method, the per-pair differences and the
-    trial keys it was computed from."""
-
-    n_pairs: int
-    mean: float
-    low: float
-    high: float
-    method: str
-    pair_diffs: tuple[float, ...]
-    rows: tuple[str, ...] = field(default=())
-
-    def side(self) -> int:
-        """+1 when the interval lies above 0, −1 below, 0 otherwise (see the module doc)."""
-        if not (math.isfinite(self.low) and math.isfinite(self.high)):
-            return 0
-        agree = self.method.startswith("t ")
-        if self.low > 0 and (agree or all(d > 0 for d in self.pair_diffs)):
-            return 1
-        if self.high < 0 and (agree or all(d < 0 for d in self.pair_diffs)):
-            return -1
-        return 0
+def partial_claim(claim_code: np.ndarray, present: int, required: int) -> np.ndarray:
+    """A claim that needs ``required`` comparisons (claim a: its three steps) and has only
+    ``present`` in the study cannot be supported: inconclusive instead."""
+    if present >= required:
+        return claim_code
+    return np.where(claim_code == CODE_SUPPORTED, CODE_INCONCLUSIVE, claim_code)
 
 
-def seed_interval(diffs: np.ndarray) -> tuple[float, float]:
-    """Student's t 95% interval of the mean of ``diffs`` (n ≥ 2)."""
-    n = diffs.size
-    half = stats.t.ppf(0.975, n - 1) * diffs.std(ddof=1) / math.sqrt(n)
-    return float(diffs.mean() - half), float(diffs.mean() + half)
+def seed_summary(d: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """n (seeds with a difference), mean and standard error over the last axis (NaN-aware;
+    se NaN for n < 2)."""
+    d = np.asarray(d, dtype=float)
+    ok = np.isfinite(d)
+    n = ok.sum(-1)
+    filled = np.where(ok, d, 0.0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = filled.sum(-1) / n
+        dev = np.where(ok, d - mean[..., None], 0.0)
+        var = (dev**2).sum(-1) / (n - 1)
+        se = np.sqrt(var / n)
+    mean = np.where(n > 0, mean, np.nan)
+    se = np.where(n > 1, se, np.nan)
+    return n, mean, se
 
 
-def image_interval(per_image: np.ndarray) -> tuple[float, float]:
-    """Normal 95% interval of the mean of the per-image differences (N ≥ 2)."""
-    half = Z95 * per_image.std(ddof=1) / math.sqrt(per_image.size)
-    return float(per_image.mean() - half), float(per_image.mean() + half)
+def _sf(t: np.ndarray, df: np.ndarray) -> np.ndarray:
+    """P(T ≥ t) for Student's t with ``df``; a zero standard error gives t = ±inf (or nan for
+    0/0, read as no evidence: 1)."""
+    with np.errstate(invalid="ignore"):
+        p = stats.t.sf(t, np.maximum(df, 1))
+    return np.where(np.isnan(t), 1.0, p)
 
 
-def paired(pairs: pl.DataFrame, test_ll: pl.DataFrame | None) -> Interval | None:
-    """The interval of ``pairs`` (columns key_a, key_b, ll_a, ll_b: one row per pair); for the
-    image method ``test_ll`` (trial_key, image, log_likelihood). None without pairs."""
-    if pairs.is_empty():
-        return None
-    diffs = (pairs["ll_a"] - pairs["ll_b"]).to_numpy()
-    rows = tuple(sorted(set(pairs["key_a"].to_list()) | set(pairs["key_b"].to_list())))
-    if diffs.size >= MIN_SEED_PAIRS:
-        low, high = seed_interval(diffs)
-        method = f"t over {diffs.size} seed pairs"
-    else:
-        per_image = _per_image(pairs, test_ll)
-        if per_image is None or per_image.size < 2:
-            return Interval(diffs.size, float(diffs.mean()), math.nan, math.nan,
-                            "no interval (too few pairs, no per-image rows)", tuple(diffs), rows)
-        low, high = image_interval(per_image)
-        method = (f"z over {per_image.size} test images × {diffs.size} seed pair(s), "
-                  "conditional on these models")
-    return Interval(diffs.size, float(diffs.mean()), low, high, method,
-                    tuple(float(d) for d in diffs), rows)
+def _t(mean: np.ndarray, se: np.ndarray, shift: float) -> np.ndarray:
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return (mean - shift) / se
 
 
-def _per_image(pairs: pl.DataFrame, test_ll: pl.DataFrame | None) -> np.ndarray | None:
-    """D_i = mean over pairs of ll_A(i) − ll_B(i), on the images both models were scored on."""
-    if test_ll is None or test_ll.is_empty():
-        return None
-    ll = test_ll.select("trial_key", "image", "log_likelihood")
-    joined = (
-        pairs.select("key_a", "key_b").with_row_index("pair")
-        .join(ll.rename({"trial_key": "key_a", "log_likelihood": "a"}), on="key_a")
-        .join(ll.rename({"trial_key": "key_b", "log_likelihood": "b"}), on=["key_b", "image"])
-        .group_by("image").agg((pl.col("a") - pl.col("b")).mean().alias("d"),
-                               pl.len().alias("n"))
-        .filter(pl.col("n") == pairs.height)  # images every pair has
-    )
-    return joined["d"].drop_nulls().to_numpy() if joined.height else None
+def t_interval(mean: np.ndarray, se: np.ndarray, n: np.ndarray,
+               level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
+    """Student's t interval of the mean (NaN where n < 2)."""
+    with np.errstate(invalid="ignore"):
+        half = stats.t.ppf(0.5 + level / 2, np.maximum(n - 1, 1)) * se
+    return mean - half, mean + half
 
 
-def one_sided(interval: Interval | None, expected: int) -> str:
-    """The verdict of "the difference has the sign ``expected``" (+1 or −1)."""
-    if interval is None:
-        return NO_DATA
-    side = interval.side()
-    return SUPPORTED if side == expected else CONTRADICTED if side == -expected \
-        else INCONCLUSIVE
+def holm(p: np.ndarray, tested: np.ndarray) -> np.ndarray:
+    """Holm's step-down adjusted p-values over the last axis, among the entries ``tested``
+    (the others come back as 1 and do not count in the family size)."""
+    p = np.where(tested, np.asarray(p, dtype=float), np.inf)
+    order = np.argsort(p, axis=-1, kind="stable")
+    sorted_p = np.take_along_axis(p, order, -1)
+    k = tested.sum(-1, keepdims=True)
+    factor = k - np.arange(p.shape[-1])
+    with np.errstate(invalid="ignore"):
+        adjusted = np.minimum(1.0, np.maximum.accumulate(np.where(
+            np.isfinite(sorted_p), factor * sorted_p, 1.0), axis=-1))
+    out = np.empty_like(adjusted)
+    np.put_along_axis(out, order, adjusted, -1)
+    return np.where(tested, out, 1.0)
 
 
-def equivalence(interval: Interval | None, margin: float) -> str:
-    """The verdict of "|difference| < margin" (see the module doc)."""
-    if interval is None:
-        return NO_DATA
-    if not (math.isfinite(interval.low) and math.isfinite(interval.high)):
-        return INCONCLUSIVE
-    if -margin < interval.low and interval.high < margin:
-        return SUPPORTED
-    if interval.low > margin or interval.high < -margin:
-        return CONTRADICTED
-    return INCONCLUSIVE
+def _family(sup: np.ndarray, con: np.ndarray, n: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Comparison and claim codes from per-comparison booleans (last axis: comparisons)."""
+    code = np.where(con, CODE_CONTRADICTED, np.where(sup, CODE_SUPPORTED, CODE_INCONCLUSIVE))
+    code = np.where(n == 0, CODE_NO_DATA, np.where(n < MIN_SEEDS, CODE_FEW, code))
+    present = code != CODE_NO_DATA
+    claim = np.select(
+        [~present.any(-1), (code == CODE_CONTRADICTED).any(-1),
+         (code == CODE_SUPPORTED).all(-1), ((code == CODE_FEW) | ~present).all(-1)],
+        [CODE_NO_DATA, CODE_CONTRADICTED, CODE_SUPPORTED, CODE_FEW], CODE_INCONCLUSIVE)
+    return code, claim
 
 
-def combine(verdicts: list[str]) -> str:
-    """A claim made of several comparisons: contradicted if any is, supported if all are."""
-    known = [v for v in verdicts if v != NO_DATA]
-    if not known:
-        return NO_DATA
-    if CONTRADICTED in known:
-        return CONTRADICTED
-    if all(v == SUPPORTED for v in known) and len(known) == len(verdicts):
-        return SUPPORTED
-    return INCONCLUSIVE
+def one_sided_family(d: np.ndarray, expected: np.ndarray | int) -> dict[str, np.ndarray]:
+    """Verdicts of one-sided comparisons (d: (..., k, seeds); ``expected`` ±1 per comparison):
+    n, mean, se, p_sup, p_con_holm, the comparison codes (..., k) and the claim code (...)."""
+    n, mean, se = seed_summary(d)
+    sign = np.broadcast_to(np.asarray(expected, dtype=float), mean.shape)
+    tested = n >= MIN_SEEDS
+    p_sup = _sf(sign * _t(mean, se, 0.0), n - 1)
+    p_con = _sf(-sign * _t(mean, se, 0.0), n - 1)
+    p_con_holm = holm(p_con, tested)
+    code, claim = _family(tested & (p_sup < ALPHA / 2), tested & (p_con_holm < ALPHA / 2), n)
+    return {"n": n, "mean": mean, "se": se, "p_sup": np.where(tested, p_sup, np.nan),
+            "p_con_holm": np.where(tested, p_con_holm, np.nan), "code": code, "claim": claim}
 
 
-def wilson(successes: int, n: int) -> tuple[float, float]:
-    """Wilson 95% interval of a proportion."""
-    if n == 0:
-        return math.nan, math.nan
-    p = successes / n
-    centre = (p + Z95**2 / (2 * n)) / (1 + Z95**2 / n)
-    half = Z95 * math.sqrt(p * (1 - p) / n + Z95**2 / (4 * n * n)) / (1 + Z95**2 / n)
+def equivalence_family(d: np.ndarray, margin: float) -> dict[str, np.ndarray]:
+    """Verdicts of equivalence comparisons |Δ| < ``margin`` (d: (..., k, seeds)): n, mean, se,
+    p_eq (TOST), p_out_holm, the comparison codes and the claim code."""
+    n, mean, se = seed_summary(d)
+    tested = n >= MIN_SEEDS
+    p_eq = np.maximum(_sf(_t(mean, se, -margin), n - 1), _sf(-_t(mean, se, margin), n - 1))
+    p_out = np.minimum(1.0, 2 * np.minimum(_sf(_t(mean, se, margin), n - 1),
+                                           _sf(-_t(mean, se, -margin), n - 1)))
+    p_out_holm = holm(p_out, tested)
+    code, claim = _family(tested & (p_eq < ALPHA), tested & (p_out_holm < ALPHA), n)
+    return {"n": n, "mean": mean, "se": se, "p_eq": np.where(tested, p_eq, np.nan),
+            "p_out_holm": np.where(tested, p_out_holm, np.nan), "code": code, "claim": claim}
+
+
+def fisher_z(rho: np.ndarray) -> np.ndarray:
+    """atanh(ρ) with ρ clamped to ±0.999 (a per-seed ρ of exactly ±1 stays finite)."""
+    return np.arctanh(np.clip(rho, -0.999, 0.999))
+
+
+def spearman_rows(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Spearman's ρ over the last axis (models) for every leading index (e.g. study × seed);
+    NaN where any value is missing or fewer than 3 models."""
+    ok = np.isfinite(x).all(-1) & np.isfinite(y).all(-1) & (x.shape[-1] >= 3)
+    rx = stats.rankdata(np.nan_to_num(x), axis=-1)
+    ry = stats.rankdata(np.nan_to_num(y), axis=-1)
+    rx, ry = rx - rx.mean(-1, keepdims=True), ry - ry.mean(-1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rho = (rx * ry).sum(-1) / np.sqrt((rx**2).sum(-1) * (ry**2).sum(-1))
+    return np.where(ok, rho, np.nan)
+
+
+def rank_agreement(rho_seeds: np.ndarray, threshold: float) -> dict[str, np.ndarray]:
+    """Claim (d) from per-seed Spearman ρ (..., seeds): the t interval over seeds of their
+    Fisher z, back-transformed; supported when it lies above ``threshold``, contradicted when
+    below (two-sided 95%). Codes as in `one_sided_family` (one comparison)."""
+    z = fisher_z(rho_seeds)
+    n, mean, se = seed_summary(z)
+    low, high = t_interval(mean, se, n)
+    tested = n >= MIN_SEEDS
+    z0 = math.atanh(threshold)
+    sup, con = tested & (low > z0), tested & (high < z0)
+    code, claim = _family(sup[..., None], con[..., None], n[..., None])
+    return {"n": n, "rho": np.tanh(mean), "low": np.tanh(low), "high": np.tanh(high),
+            "code": code[..., 0], "claim": claim}
+
+
+def wilson(successes: np.ndarray | int, n: np.ndarray | int) -> tuple[np.ndarray, np.ndarray]:
+    """Wilson 95% interval of a proportion (NaN for n = 0)."""
+    s, n = np.asarray(successes, dtype=float), np.asarray(n, dtype=float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        p = s / n
+        centre = (p + Z95**2 / (2 * n)) / (1 + Z95**2 / n)
+        half = Z95 * np.sqrt(p * (1 - p) / n + Z95**2 / (4 * n * n)) / (1 + Z95**2 / n)
     return centre - half, centre + half
 
 
-def spearman_interval(x: np.ndarray, y: np.ndarray) -> tuple[float, float, float]:
-    """Spearman's ρ with a Fisher-z 95% interval (SE 1.03/√(n − 3), Fieller et al. 1957);
-    nan bounds for n ≤ 3."""
-    rho = float(stats.spearmanr(x, y).statistic)
-    n = x.size
-    if n <= 3 or not math.isfinite(rho):
-        return rho, math.nan, math.nan
-    z = math.atanh(max(min(rho, 0.999999), -0.999999))
-    half = Z95 * 1.03 / math.sqrt(n - 3)
-    return rho, math.tanh(z - half), math.tanh(z + half)
+def fraction_verdict(k: np.ndarray | int, n: np.ndarray | int, below: float = 0.5) -> np.ndarray:
+    """Claim (f): supported when the Wilson interval of k/n lies below ``below``,
+    contradicted when above (codes; NO_DATA for n = 0)."""
+    low, high = wilson(k, n)
+    code = np.where(high < below, CODE_SUPPORTED, np.where(low > below, CODE_CONTRADICTED,
+                                                           CODE_INCONCLUSIVE))
+    return np.where(np.asarray(n) == 0, CODE_NO_DATA, code)

@@ -5,9 +5,9 @@ the pseudo-input posterior means, the responsibility perplexity and the members 
 relative to K — and the validation gap U − KL_MC of the paper's bound), one column per KL
 estimator the models were trained with; in each panel one line per pseudo-mixture model (M, K,
 and study / dataset / arch where several), the mean over seeds at each epoch. Completed trials
-only; the VAE has no pseudo-inputs and no diagnostics. The dashed line in the spread panels is
-the collapse threshold (`models.diagnostics.COLLAPSE_SPREAD`, repeated here as `THRESHOLD` so
-the analysis does not import torch). Version-1 studies have no diagnostics: skipped.
+only; the VAE has no pseudo-inputs and no diagnostics. The dashed lines are the collapse rule's
+thresholds (`models.collapse_rule`, torch-free: spread ratio < COLLAPSE_SPREAD and perplexity
+> COLLAPSE_PERPLEXITY, after the warm-up). Version-1 studies have no diagnostics: skipped.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import polars as pl
 from analysis.load import COMPLETED, Frames
 from analysis.registry import register
 from analysis.style import model_colour, new_figure, save_figure
+from models.collapse_rule import COLLAPSE_PERPLEXITY, COLLAPSE_SPREAD
 
 DRAWN = ("spread_ratio", "resp_perplexity", "members_used", "bound_gap")
 Y_LABELS = {
@@ -27,7 +28,7 @@ Y_LABELS = {
     "members_used": "members used / K",
     "bound_gap": "U − KL_MC (nats)",
 }
-THRESHOLD = 0.05  # = models.diagnostics.COLLAPSE_SPREAD (a test checks they agree)
+THRESHOLD = COLLAPSE_SPREAD
 SERIES = ["study", "dataset", "arch", "model", "K"]
 
 
@@ -78,6 +79,8 @@ def draw(df: pl.DataFrame):  # -> matplotlib.figure.Figure
         if diagnostic == "spread_ratio":
             ax.set_yscale("log")
             ax.axhline(THRESHOLD, color="0.5", linestyle="--", linewidth=0.8)
+        if diagnostic == "resp_perplexity":
+            ax.axhline(COLLAPSE_PERPLEXITY, color="0.5", linestyle="--", linewidth=0.8)
         ax.set_title(f"KL={estimator}")
         ax.set_xlabel("epoch")
         ax.set_ylabel(Y_LABELS[diagnostic])
@@ -87,13 +90,18 @@ def draw(df: pl.DataFrame):  # -> matplotlib.figure.Figure
 
 
 def notes(df: pl.DataFrame) -> list[str]:
-    last = (df.filter(pl.col("diagnostic") == "spread_ratio")
-            .sort("epoch").group_by([*SERIES, "kl_estimator"]).agg(pl.col("mean").last()))
+    last = (df.filter(pl.col("diagnostic").is_in(["spread_ratio", "resp_perplexity"]))
+            .sort("epoch").group_by([*SERIES, "kl_estimator", "diagnostic"])
+            .agg(pl.col("mean").last())
+            .pivot("diagnostic", index=[*SERIES, "kl_estimator"], values="mean"))
     lines = []
     for (estimator,), part in last.group_by(["kl_estimator"], maintain_order=True):
-        below = int((part["mean"] < THRESHOLD).sum())
-        lines.append(f"KL={estimator}: {below} of {part.height} models end below the collapse "
-                     f"threshold (spread ratio < {THRESHOLD:g}).")
+        collapsed = part["spread_ratio"] < THRESHOLD
+        if "resp_perplexity" in part.columns:
+            collapsed = collapsed & (part["resp_perplexity"] > COLLAPSE_PERPLEXITY)
+        lines.append(f"KL={estimator}: {int(collapsed.sum())} of {part.height} models end "
+                     f"collapsed (last epoch, mean over seeds: spread ratio < {THRESHOLD:g} "
+                     f"and perplexity/K > {COLLAPSE_PERPLEXITY:g}).")
     return sorted(lines)
 
 
@@ -103,8 +111,9 @@ def notes(df: pl.DataFrame) -> list[str]:
     caption=(
         "Validation-set diagnostics of the pseudo-input prior per epoch (mean over seeds), one "
         "column per KL estimator. A collapsed prior has spread ratio → 0 (below the dashed "
-        "threshold), responsibility perplexity → 1 (all K members identical) and a bound gap "
-        "U − KL_MC → 0 (the bound is 'tight' only because the mixture became one Gaussian)."
+        "threshold) and responsibility perplexity → 1 (above its dashed threshold: all K "
+        "members alike) — both are needed —, and a bound gap "
+        "U − KL_MC → 0 (the bound is 'tight' only because the members became alike)."
     ),
     prep=prep,
     absent="no per-epoch collapse diagnostics (a schema-version-1 study, or no pseudo-mixture "

@@ -3,22 +3,32 @@
 One panel per M ≥ 2 (the paper's M = 2 and M = 3); in each, the π settings on the x axis
 (ordered from the most balanced, uniform, to the most skewed: by the largest weight) and one
 line with error bars per experiment — dataset × architecture × K (× study and varying settings)
-— in its own colour: mean IS LL over seeds ± one sample std (ddof = 1). Completed
+— in its own colour: mean IS LL over seeds with its 95% Student-t interval over the seeds
+(each seed one training run: half-width t_{0.975, n−1} · s / √n; no bar with one seed; the
+table lists n, the interval and the sample std). Completed
 pseudo-mixture trials only, and only experiments that tried at least two π settings (a single
 setting is no comparison). An M of 2 or 3 without such trials is noted, its panel left out.
 """
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import polars as pl
+from scipy import stats
 
 from analysis.load import COMPLETED, Frames
 from analysis.registry import register
 from analysis.style import new_figure, save_figure
+from analysis.tables import write_table
 
 EXPERIMENT = ["study", "dataset", "arch", "K", "variant"]
+
+
+def _t975(n: int) -> float:
+    """Student's t quantile 0.975 with n − 1 df (nan for one seed)."""
+    return float(stats.t.ppf(0.975, n - 1)) if n > 1 else math.nan
 PAPER_M = (2, 3)
 
 
@@ -42,6 +52,12 @@ def prep(frames: Frames) -> pl.DataFrame:
             pl.col("test_ll").std(ddof=1).alias("std"),
             pl.len().alias("n_seeds"),
         )
+        .with_columns(
+            (pl.col("std") / pl.col("n_seeds").sqrt()
+             * pl.col("n_seeds").map_elements(_t975, return_dtype=pl.Float64)).alias("half"),
+        )
+        .with_columns((pl.col("mean") - pl.col("half")).alias("ci_low"),
+                      (pl.col("mean") + pl.col("half")).alias("ci_high"))
         .with_columns(
             pl.concat_str(
                 [
@@ -86,8 +102,9 @@ def draw(df: pl.DataFrame):  # -> matplotlib.figure.Figure
         position = {s: i for i, s in enumerate(settings)}
         for (experiment,), line in part.group_by(["experiment"], maintain_order=True):
             x = [position[s] for s in line["pi_label"]]
-            ax.errorbar(x, line["mean"].to_numpy(), yerr=line["std"].fill_null(0.0).to_numpy(),
-                        capsize=3, marker="o", color=colour[experiment], label=experiment)
+            half = line["half"].fill_nan(0.0).fill_null(0.0).to_numpy()
+            ax.errorbar(x, line["mean"].to_numpy(), yerr=half, marker="o",
+                        color=colour[experiment], label=experiment)
         ax.set_xticks(range(len(settings)), settings, rotation=30, ha="right", fontsize="small")
         ax.set_title(f"M = {m}")
         ax.set_xlabel("mixture coefficients π")
@@ -100,7 +117,8 @@ def draw(df: pl.DataFrame):  # -> matplotlib.figure.Figure
     "figure4",
     title="Figure 4 — log-likelihood against the mixture coefficients π",
     caption=(
-        "IS log-likelihood (mean ± sample std over seeds) for each setting of the mixture "
+        "IS log-likelihood (mean over seeds with its 95% t interval over the seeds, each seed "
+        "one training run) for each setting of the mixture "
         "coefficients, one panel per M, one colour per experiment (dataset × architecture × K); "
         "settings ordered from uniform to the most skewed."
     ),
@@ -109,4 +127,10 @@ def draw(df: pl.DataFrame):  # -> matplotlib.figure.Figure
     notes=notes,
 )
 def render(df: pl.DataFrame, out_dir: Path) -> list[Path]:
-    return save_figure(draw(df), out_dir, "figure4")
+    def fmt(col: str) -> pl.Expr:
+        return pl.col(col).round(3).cast(pl.String).fill_null("")
+
+    shown = df.select("M", "experiment", "pi_label", "n_seeds", fmt("mean").alias("IS LL mean"),
+                      pl.format("[{}, {}]", fmt("ci_low"), fmt("ci_high"))
+                      .alias("95% t interval over seeds"), fmt("std").alias("sample std"))
+    return save_figure(draw(df), out_dir, "figure4") + write_table(df, shown, out_dir, "figure4")

@@ -56,8 +56,8 @@ def display(df: pl.DataFrame) -> pl.DataFrame:
         "Per model, means over seeds on the test set (nats per image): U (the paper's bound, "
         "eq. 18/22), U_lse = −log (1/K) Σ_k exp(−B_βk) (ours, ≤ U), KL_MC (Monte Carlo, "
         "importance samples), their gaps to KL_MC, the spread ratio of the pseudo-input "
-        "posteriors and the number of seeds whose prior collapsed (spread ratio < 0.05). A gap "
-        "near 0 with a collapsed prior is not a tight bound: the mixture became one Gaussian."
+        "posteriors and the number of seeds whose prior collapsed (models.collapse_rule). A gap "
+        "near 0 with a collapsed prior is not a tight bound: the members became alike."
     ),
     prep=prep,
     absent="no completed trial reports U_lse (a schema-version-1 study)",

@@ -24,16 +24,22 @@ Derived trial columns used by every output: ``model`` ("VAE" for the standard pr
 "Mix1" = VampPrior, "Mix2", "Mix3", … for the pseudo-mixture prior with M components), ``K``
 (null for the standard prior: it has no pseudo-inputs), ``pi_label``/``pi_uniform``, ``variant``
 (settings that vary between trials besides the paper's keys), ``label`` (one readable name per
-model) and ``trial_path`` (``trial_dir`` resolved against the study folder).
+model) and ``trial_path`` (``trial_dir`` resolved against the study folder). ``collapsed`` is
+not read as stored: it is re-derived from the recorded spread_ratio, resp_perplexity,
+best_epoch and warmup_epochs by `models.collapse_rule.is_collapsed`, so a study written under
+an older rule is judged by the current one.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import polars as pl
+
+from models.collapse_rule import is_collapsed
 
 COMPLETED = "COMPLETED"
 NOT_STARTED = "NOT STARTED"  # planned in plan.parquet, no row in trials.parquet yet
@@ -41,6 +47,8 @@ NOT_STARTED = "NOT STARTED"  # planned in plan.parquet, no row in trials.parquet
 # they agree, since analysis reads data and never imports study).
 PLAN_FILE = "plan.parquet"
 RESULTS_DIR = "results"
+STUDY_FILE = "study.json"
+DEFAULT_PI_MARGIN = 1.0  # nats: claim (c)'s equivalence margin when the study sets none
 
 TRIALS: dict[str, pl.DataType] = {
     "study": pl.String(),
@@ -77,6 +85,18 @@ TRIALS: dict[str, pl.DataType] = {
     "lse_gap": pl.Float64(),
     "collapsed": pl.Boolean(),
     "is_samples": pl.Int64(),
+    # the other ModelConfig / TrainConfig settings: the claims pair trials on every setting
+    "hidden_dim": pl.Int64(),
+    "image_shape": pl.List(pl.Int64()),
+    "pseudo_init": pl.String(),
+    "pixel_layers": pl.Int64(),
+    "pixel_channels": pl.Int64(),
+    "lr": pl.Float64(),
+    "batch_size": pl.Int64(),
+    "patience": pl.Int64(),
+    "max_train_examples": pl.Int64(),
+    "max_test_examples": pl.Int64(),
+    "precision": pl.String(),
     "train_seconds": pl.Float64(),
     "trial_dir": pl.String(),
     "schema_version": pl.Int64(),
@@ -92,6 +112,7 @@ EPOCHS: dict[str, pl.DataType] = {
     "val_loss": pl.Float64(),
     "val_re": pl.Float64(),
     "val_kl": pl.Float64(),
+    "val_elbo_mc": pl.Float64(),  # the validation MC ELBO (estimator-free); null before it
     "seconds": pl.Float64(),
     "spread_ratio": pl.Float64(),  # version 2: models.diagnostics on the validation set
     "members_used": pl.Float64(),
@@ -333,7 +354,7 @@ def load(study_dirs: Sequence[Path | str]) -> Frames:
         # a column missing from one study's schema (all null there) is not a variation
         if trials.filter(pl.col("state") == COMPLETED)[k].drop_nulls().n_unique() > 1
     )
-    trials = _text_labels(trials, extra)
+    trials = _text_labels(trials, extra).with_columns(_collapsed(trials))
 
     def optional(results: Path, stem: str, schema: dict[str, pl.DataType]) -> pl.LazyFrame:
         # a crashed writer may leave a broken file: report without it rather than not at all
@@ -357,10 +378,38 @@ def load(study_dirs: Sequence[Path | str]) -> Frames:
             "study": labels,
             "path": [str(d) for d in dirs],
             "name": [n or "" for n in names],
+            "pi_margin": [pi_margin(d) for d in dirs],
         }
     )
     return Frames(trials=trials, epochs=epochs, test_ll=test_ll, studies=studies,
                   extra_keys=extra, warnings=tuple(warnings))
+
+
+def pi_margin(study_dir: Path) -> float:
+    """Claim (c)'s margin: ``spec.claims.pi_margin`` of the study's study.json (the study
+    file's ``[claims] pi_margin``), else `DEFAULT_PI_MARGIN`; a malformed value is a
+    `ResultsError` (one line)."""
+    path = study_dir / STUDY_FILE
+    if not path.is_file():
+        return DEFAULT_PI_MARGIN
+    try:
+        info = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ResultsError(f"cannot read {path}: {_one_line(exc)}") from exc
+    spec = info.get("spec") if isinstance(info, dict) else None
+    value = ((spec or {}).get("claims") or {}).get("pi_margin", DEFAULT_PI_MARGIN)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+        raise ResultsError(f"{path}: claims.pi_margin={value!r} is invalid: expected a number "
+                           "of nats > 0")
+    return float(value)
+
+
+def _collapsed(trials: pl.DataFrame) -> pl.Series:
+    """The collapse rule applied to the recorded columns (see the module docstring)."""
+    columns = [trials[c].to_list() for c in ("spread_ratio", "resp_perplexity", "best_epoch",
+                                             "warmup_epochs")]
+    return pl.Series("collapsed", [is_collapsed(*row) for row in zip(*columns, strict=True)],
+                     pl.Boolean)
 
 
 def _single_name(trials: pl.DataFrame) -> str | None:

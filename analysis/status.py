@@ -12,9 +12,10 @@ Every trial falls in one class (``outcome``):
 - ``unknown``: any other state.
 
 Independently of the outcome, ``collapsed`` flags a completed pseudo-mixture trial whose prior
-collapsed into one Gaussian (models.diagnostics: spread ratio of the pseudo-input posterior
-means < 0.05 at the best epoch; null for the VAE and for schema-version-1 studies): its K and
-M did not matter. The per-study table counts them and a note names them.
+collapsed — its K members became alike (`models.collapse_rule`, applied by analysis.load to
+the recorded spread ratio and responsibility perplexity of the best epoch, undecided before
+the warm-up ends; null for the VAE and for schema-version-1 studies): its K and M did not
+matter. The per-study table counts them and a note names them.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import polars as pl
 from analysis.load import NOT_STARTED, Frames
 from analysis.registry import register
 from analysis.tables import drop_single_study, write_table
+from models.collapse_rule import RULE_TEXT
 
 OUTCOMES = ("completed", "no results", "failed", "missing", "stopped", "unknown")
 
@@ -109,7 +111,7 @@ def collapse_notes(df: pl.DataFrame) -> list[str]:
         if keys:
             more = f" and {len(keys) - 5} more" if len(keys) > 5 else ""
             lines.append(f"{study}: {len(keys)} of {part.height} pseudo-mixture trials have a "
-                         f"collapsed prior (spread ratio < 0.05): {', '.join(keys[:5])}{more}.")
+                         f"collapsed prior ({RULE_TEXT}): {', '.join(keys[:5])}{more}.")
     return lines
 
 

@@ -1,15 +1,16 @@
 """Prior-collapse diagnostics of a GMMpVAE on a set of images (the validation set, every epoch).
 
 The paper's bound U(x) = (1/K) Σ_k B_βk (eq. 18/22) pulls every pseudo-input toward every
-image's posterior; trained with it, the K pseudo-input posteriors q(·|a_k) become one Gaussian
-(README "What the paper's bound does"). These numbers say whether that happened. Notation:
+image's posterior; trained with it, the K pseudo-input posteriors q(·|a_k) become alike (for
+M = 1 one Gaussian; for M > 1 K copies of one M-component mixture — README "What the paper's
+bound does"). These numbers say whether that happened. Notation:
 x_1 … x_N the images, a_1 … a_K the pseudo-inputs, q(z|·) = Σ_m π_m N(μ_m(·), σ²_m(·)),
 p(z) = (1/K) Σ_k q(z|a_k), mean(·) = Σ_m π_m μ_m(·) the mean of a posterior.
 
 - ``spread_ratio`` = s(a) / s(x), with s(a)² = (1/K) Σ_k ‖mean(a_k) − ā‖² and
   s(x)² = (1/N) Σ_n ‖mean(x_n) − x̄‖² (ā, x̄ their averages): how far apart the prior's
-  members sit compared with the data's posteriors. ≈ 1 for a healthy prior (measured 0.9 on
-  Fashion-MNIST with `mc` / `lse`), ≈ 0.001 for a collapsed one.
+  members sit compared with the data's posteriors. Of order 1 for a healthy prior (measured
+  0.77–0.91 on Fashion-MNIST with `mc` / `lse`, README), ≈ 0.001 for a collapsed one.
 - ``members_used`` = exp(H(r̄)) / K, r̄_k = (1/N) Σ_n r_k(z_n), r_k(z) = p(k | z) =
   q(z|a_k) / Σ_j q(z|a_j), z_n ∼ q(z|x_n) (one stratified sample per component, weighted by
   π): the effective number of prior members the data use, relative to K (1: all used evenly).
@@ -22,14 +23,15 @@ p(z) = (1/K) Σ_k q(z|a_k), mean(·) = Σ_m π_m μ_m(·) the mean of a posterio
   over the N images). A collapsed prior makes U "tight" (gap ≈ 0) — a small gap is not
   evidence of a good bound.
 
-A trial is *collapsed* when ``spread_ratio < COLLAPSE_SPREAD`` (0.05: the measured values are
-≤ 0.006 collapsed and ≥ 0.88 healthy, so any threshold in between separates them; 0.05 leaves
-room for short runs whose prior is still moving). Caveat: the pseudo-inputs start as
-near-identical noise images (VampPrior's N(0.05, 0.01²)), so every prior starts with a spread
-ratio near 0.02; an `mc` / `lse` prior spreads out over the first epochs (measured on
-Fashion-MNIST, 1,000 images: 0.06 after 5 epochs; 5,000 images: 0.76–0.93 after 12), a
-`greedy` one shrinks (0.008, 0.0008). A run of a few epochs on little data can therefore read
-"collapsed" for every estimator: read the flag of short runs with the figure's trend. The
+A trial is *collapsed* by the rule of `models.collapse_rule.is_collapsed` (re-exported here):
+spread ratio < 0.05 **and** responsibility perplexity > 0.5, undecided before the warm-up ends
+— the thresholds and the measured distributions behind them are in that module. Caveat: the
+pseudo-inputs start as near-identical noise images (VampPrior's N(0.05, 0.01²)), so every
+prior starts with a spread ratio near 0.02; an `mc` / `lse` prior spreads out over the first
+epochs, a `greedy` one shrinks. The trial writes ``collapsed`` from its best epoch's
+diagnostics, and the analysis re-applies the rule to the recorded columns (spread_ratio,
+resp_perplexity, best_epoch, warmup_epochs), so a study written by an older rule is judged by
+this one. The
 standard-prior VAE has no pseudo-inputs: every diagnostic is None for it.
 
 Cost: one encoder pass over the images and the K pseudo-inputs, a (N, M, K, M) KL matrix and
@@ -46,18 +48,13 @@ import math
 import torch
 from torch import Tensor, nn
 
+from models.collapse_rule import COLLAPSE_PERPLEXITY, COLLAPSE_SPREAD, is_collapsed
 from models.distributions import log_normal_diag_pairs, sample_stratified
 
 DIAGNOSTICS = ("spread_ratio", "members_used", "resp_perplexity", "bound_gap", "lse_gap")
-COLLAPSE_SPREAD = 0.05
 BATCH = 500  # images per pass
-
-
-def is_collapsed(spread_ratio: float | None) -> bool | None:
-    """The documented collapse rule: spread_ratio < COLLAPSE_SPREAD (None: no pseudo-inputs)."""
-    if spread_ratio is None or not math.isfinite(spread_ratio):
-        return None
-    return spread_ratio < COLLAPSE_SPREAD
+__all__ = ["COLLAPSE_PERPLEXITY", "COLLAPSE_SPREAD", "DIAGNOSTICS", "collapse_diagnostics",
+           "is_collapsed"]
 
 
 def _spread(means: Tensor) -> Tensor:

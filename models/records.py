@@ -10,11 +10,12 @@ from __future__ import annotations
 import pyarrow as pa
 
 METRICS_FILE = "metrics.json"  # a finished trial's summary (models.trial), defined once here
+# ``val_elbo_mc``: the validation MC ELBO (models.training), null in epochs recorded before it.
 # The last five: models.diagnostics.DIAGNOSTICS (null for the standard prior and for epochs
 # recorded before they existed).
 EPOCH_COLUMNS = ("epoch", "beta", "train_loss", "train_re", "train_kl", "val_loss", "val_re",
-                 "val_kl", "seconds", "spread_ratio", "members_used", "resp_perplexity",
-                 "bound_gap", "lse_gap")
+                 "val_kl", "val_elbo_mc", "seconds", "spread_ratio", "members_used",
+                 "resp_perplexity", "bound_gap", "lse_gap")
 TEST_LL_COLUMNS = ("image", "log_likelihood", "elbo_bound", "elbo_mc", "re", "kl_bound", "kl_mc",
                    "kl_lse")
 

@@ -17,6 +17,12 @@ Protocol (DESIGN.md "The model", paper §IV):
   the negative MC ELBO. It is computed with a fixed random seed every epoch (common random
   numbers), so the noise of the stratified RE sample does not move the early-stopping decision
   from one epoch to the next; that seed is forked, so the training random stream is untouched;
+- with it, at the same samples, the validation MC ELBO ``val_elbo_mc`` = −mean(RE + KL_MC)
+  (KL_MC: log q(z|x) − log p(z) at the stratified samples, exact mixture densities): an
+  estimate of the ELBO that does not depend on the training objective's KL estimator, so it
+  ranks models trained with different estimators, M and K on one scale (open searches rank
+  and stop trials by it: study preset open_search). Its cost per epoch is measured by
+  benchmarks/bench_val_elbo.py; for ``kl_estimator = "mc"`` it is the negative val_loss;
 - after it, on the same fixed noise, the collapse diagnostics of models.diagnostics on the
   validation set (spread ratio, members used, responsibility perplexity, U − KL_MC gaps) go
   into the epoch's row;
@@ -72,7 +78,7 @@ SaveCheckpoint = Callable[[Path], None]
 Callback = Callable[[Metrics, SaveCheckpoint], None]
 EPOCH_KEYS = (
     "epoch", "beta", "train_loss", "train_re", "train_kl", "val_loss", "val_re", "val_kl",
-    "seconds", *DIAGNOSTICS,
+    "val_elbo_mc", "seconds", *DIAGNOSTICS,
 )
 
 
@@ -335,22 +341,27 @@ def epoch_batches(step: TrainStep, optimizer: torch.optim.Optimizer, data: Any,
 
 
 @torch.no_grad()
-def validation_loss(model: nn.Module, x_val: torch.Tensor, epoch: int = 0) -> dict[str, float]:
-    """Mean over ``x_val`` of RE, KL (the configured estimator) and RE + KL (β = 1)."""
+def validation_loss(model: nn.Module, x_val: torch.Tensor, epoch: int = 0,
+                    mc_elbo: bool = True) -> dict[str, float | None]:
+    """Mean over ``x_val`` of RE, KL (the configured estimator), RE + KL (β = 1) and the MC
+    ELBO −(RE + KL_MC) at the same samples (``mc_elbo=False``: not computed, None)."""
     was_training = model.training
     model.eval()
-    totals = torch.zeros(2, dtype=torch.float64, device=x_val.device)  # Σre, Σkl, on the device
+    totals = torch.zeros(3, dtype=torch.float64, device=x_val.device)  # Σre, Σkl, Σkl_mc
     for start in range(0, x_val.shape[0], VAL_BATCH):
         terms = model(x_val[start : start + VAL_BATCH], 1.0)
         totals[0] += terms.re.double().sum()
         totals[1] += terms.kl.double().sum()
+        if mc_elbo:
+            totals[2] += terms.estimate("mc").double().sum()
     model.train(was_training)
-    total_re, total_kl = totals.tolist()  # one synchronisation
+    total_re, total_kl, total_mc = totals.tolist()  # one synchronisation
     n = x_val.shape[0]
     val_loss = (total_re + total_kl) / n
     if not math.isfinite(val_loss):
         raise NonFiniteLossError(epoch, None, val_loss)
-    return {"val_loss": val_loss, "val_re": total_re / n, "val_kl": total_kl / n}
+    return {"val_loss": val_loss, "val_re": total_re / n, "val_kl": total_kl / n,
+            "val_elbo_mc": -(total_re + total_mc) / n if mc_elbo else None}
 
 
 class _MemoSaver:

@@ -144,7 +144,7 @@ def run_trial(
                           progress=progress)
     write_parquet(out / TEST_LL_FILE, evaluation.rows(), TEST_LL_TRIAL_SCHEMA)
     write_images(result.model, data, out, tc.seed)
-    metrics = trial_metrics(result, evaluation, device)
+    metrics = trial_metrics(result, evaluation, device, cfg.train.warmup_epochs)
     atomic_write_json(metrics_path, metrics)
     return metrics
 
@@ -166,8 +166,8 @@ def gpu_memory_peak_mb(device: torch.device) -> float | None:
     return round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
 
 
-def trial_metrics(result: TrainResult, evaluation: Evaluation,
-                  device: torch.device) -> dict[str, Any]:
+def trial_metrics(result: TrainResult, evaluation: Evaluation, device: torch.device,
+                  warmup_epochs: int = 0) -> dict[str, Any]:
     metrics = {
         "epochs_run": result.epochs_run,
         "best_epoch": result.best_epoch,
@@ -185,7 +185,9 @@ def trial_metrics(result: TrainResult, evaluation: Evaluation,
     # The collapse diagnostics of the returned (best) weights: that epoch's row.
     best = [row for row in result.history if row["epoch"] == result.best_epoch]
     diagnostics = {name: best[-1].get(name) if best else None for name in DIAGNOSTICS}
-    metrics.update(diagnostics, collapsed=is_collapsed(diagnostics["spread_ratio"]))
+    metrics.update(diagnostics, collapsed=is_collapsed(
+        diagnostics["spread_ratio"], diagnostics["resp_perplexity"], result.best_epoch,
+        warmup_epochs))
     return {k: metrics[k] for k in METRIC_KEYS}
 
 

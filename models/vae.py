@@ -41,11 +41,21 @@ class LossTerms:
     loss: Tensor  # mean(re + β·kl)
     re: Tensor  # −E_q[log p(x|z)]
     kl: Tensor  # the configured estimator, with gradient
-    reports: Callable[[], dict[str, Tensor]] = field(repr=False)  # all three KLs, detached
+    reports: Callable[..., dict[str, Tensor]] = field(repr=False)  # the KLs, detached
+    estimator: str = "greedy"  # the configured one (``kl``)
 
     @cached_property
     def _reported(self) -> dict[str, Tensor]:
         return self.reports()
+
+    def estimate(self, name: str) -> Tensor:
+        """One KL estimate, detached, computing only that one (the configured estimator's is
+        ``kl.detach()``): e.g. ``estimate("mc")`` for the validation MC ELBO."""
+        if name == self.estimator:
+            return self.kl.detach()
+        if "_reported" in self.__dict__:
+            return self._reported[name]
+        return self.reports((name,))[name]
 
     @property
     def kl_greedy(self) -> Tensor:
@@ -148,13 +158,14 @@ class GMMpVAE(nn.Module):
         estimator = self.config.kl_estimator
         kl = self.kl_terms(mu, logvar, z, comps, (estimator,))[estimator]
 
-        def reports() -> dict[str, Tensor]:
-            others = tuple(n for n in KL_ESTIMATORS if n != estimator)
+        def reports(names: tuple[str, ...] = KL_ESTIMATORS) -> dict[str, Tensor]:
+            others = tuple(n for n in names if n != estimator)
             with torch.no_grad():
                 kls = self.kl_terms(mu, logvar, z, comps, others)
             return {**kls, estimator: kl.detach()}
 
-        return LossTerms(loss=(re + beta * kl).mean(), re=re, kl=kl, reports=reports)
+        return LossTerms(loss=(re + beta * kl).mean(), re=re, kl=kl, reports=reports,
+                         estimator=estimator)
 
     # ------------------------------------------------------------------------------------------
     # Images

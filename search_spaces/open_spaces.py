@@ -4,6 +4,17 @@ Each function asks ``trial.suggest_*`` for the fields the study does not fix (``
 conditional ones: π exists only for M > 1, K only for the pseudo-mixture prior) and returns a
 flat dict whose keys are ModelConfig / TrainConfig field names. No I/O, no torch.
 
+How trials are ranked is the study's ``[search] metric``; the open_search preset ranks (and
+lets ASHA stop) by ``val_elbo_mc``, the validation MC ELBO, and trains with ``lse``: the
+training objective's own bound (``val_loss``; under the paper's greedy bound) is not
+comparable across estimators, M or K and ranks models against their IS LL (the report's
+claim d), so it must not choose between the configurations this space proposes.
+
+Precision is not searched: it changes how fast a trial runs on a given machine (and bf16 on a
+CPU without native bf16 is refused, models.precision), not the model the study is about, so a
+search over it would rank machines' arithmetic. It is an execution setting of the study
+(``[budget] precision``), the same for every trial.
+
 Continuous π: ``pi_0 … pi_{M−2}`` are stick-breaking fractions in [0, 1] (uniform ones give the
 uniform distribution on the simplex, ``simplex.stick_breaking``), lifted to π_m ≥ 0.02
 (``simplex.floor_simplex``). Categorical π (the paper's Figure 4 lists): a string choice
@@ -19,8 +30,6 @@ from models.config import ARCHITECTURES, TrainConfig
 from search_spaces.simplex import FIGURE4_PIS, decode_pi, floor_simplex, stick_breaking
 
 LATENT_DIMS = (20, 40, 60)
-# Precisions an open search chooses between (tf32 is CUDA-only: fix it in [budget] instead).
-SEARCHED_PRECISIONS = ("fp32", "bf16")
 
 
 def _suggest_mixture(trial: Any, fixed: dict[str, Any], config: dict[str, Any], max_m: int) -> None:
@@ -48,8 +57,8 @@ def _suggest_k(
 
 def open_space(trial: Any, fixed: dict[str, Any]) -> dict[str, Any]:
     """The open search: architecture, latent size, M ∈ 1…3 with π on the simplex, K ∈ 50…1000
-    (log), learning rate 1e-4…2e-3 (log), warm-up length 0…max_epochs/10 and the networks'
-    precision (fp32 or bf16)."""
+    (log), learning rate 1e-4…2e-3 (log) and warm-up length 0…max_epochs/10 (precision comes
+    from the study, not the search: module docstring)."""
     config = dict(fixed)
     if "arch" not in fixed:
         config["arch"] = trial.suggest_categorical("arch", ARCHITECTURES)
@@ -63,8 +72,6 @@ def open_space(trial: Any, fixed: dict[str, Any]) -> dict[str, Any]:
         # Up to a tenth of the run (the paper: 200 of 5000 epochs); 0 = no warm-up.
         high = max(1, int(fixed.get("max_epochs", TrainConfig.max_epochs)) // 10)
         config["warmup_epochs"] = trial.suggest_int("warmup_epochs", 0, high)
-    if "precision" not in fixed:
-        config["precision"] = trial.suggest_categorical("precision", SEARCHED_PRECISIONS)
     return config
 
 

@@ -4,8 +4,10 @@ States come from three places, the first that knows a trial wins: its record in 
 (COMPLETED, ERROR, PRUNED), Ray Tune's saved experiment state (RUNNING, PENDING, …), and for
 grids the plan (NOT STARTED). The Optuna study's own counts are shown beside. The results are
 consolidated first (``--no-consolidate`` only reads), so ``results/`` is current.
-A trial whose pseudo-input prior collapsed (record field ``collapsed``: spread ratio < 0.05,
-models.diagnostics) is marked ``COLLAPSED`` after its test_ll, and counted below the list.
+A trial whose pseudo-input prior collapsed (`models.collapse_rule.is_collapsed` applied to the
+record's spread_ratio, resp_perplexity, best_epoch and warmup_epochs — not its stored flag,
+which an older rule may have written) is marked ``COLLAPSED`` after its test_ll, and counted
+below the list.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import argparse
 import sys
 from typing import Any
 
+from models.collapse_rule import RULE_TEXT, is_collapsed
 from search_spaces import KEY_FIELD
 from study import optuna_study, store, summary
 from study.recovery import repair
@@ -79,15 +82,15 @@ def run(args: argparse.Namespace) -> int:
         r = by_key.get(key, {})
         line = (f"  {key:<44} {state:<11} {_fmt(r.get('epochs_run'), 'd'):>6} "
                 f"{_fmt(r.get('best_val_loss'), '.4f'):>13} {_fmt(r.get('test_ll'), '.4f'):>10}"
-                f"{' COLLAPSED' if r.get('collapsed') else ''}  {(r.get('error') or '')[:80]}")
+                f"{' COLLAPSED' if _collapsed(r) else ''}  {(r.get('error') or '')[:80]}")
         print(line.rstrip())
     if not args.all and len(rows) > MAX_ROWS:
         print(f"  … {len(rows) - MAX_ROWS} more (--all lists them)")
-    flagged = [r for r in records if r.get("collapsed") is not None]
+    flagged = [r for r in records if _collapsed(r) is not None]
     if flagged:
-        n = sum(bool(r["collapsed"]) for r in flagged)
+        n = sum(bool(_collapsed(r)) for r in flagged)
         print(f"collapsed  {n} of {len(flagged)} pseudo-mixture trials have a collapsed prior "
-              f"(spread ratio < 0.05)")
+              f"({RULE_TEXT})")
     metric = spec.search.metric
     column = "best_val_loss" if metric == "val_loss" else metric
     best = summary.best_records(records, column, spec.search.mode)
@@ -100,3 +103,8 @@ def run(args: argparse.Namespace) -> int:
 
 def _fmt(value: Any, spec: str) -> str:
     return "" if value is None else format(value, spec)
+
+
+def _collapsed(record: dict[str, Any]) -> bool | None:
+    return is_collapsed(record.get("spread_ratio"), record.get("resp_perplexity"),
+                        record.get("best_epoch"), record.get("warmup_epochs"))

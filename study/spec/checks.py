@@ -20,11 +20,13 @@ import torch
 
 from models.config import TrialConfig
 from models.data import dataset_status
+from models.precision import host_bf16_refusal
 from models.sizing import check_fits
 from study import store
 from study.errors import UsageError
 from study.spec.study_spec import StudySpec
 from study.store import StudyFolder
+from study.watch import tracking
 
 
 def local_capacity(need_gpus: bool) -> tuple[int, int]:
@@ -191,10 +193,19 @@ def check_sizes(spec: StudySpec, available: int | str | None, where: str = "this
             raise UsageError(str(exc)) from None
 
 
+def check_bf16_here(spec: StudySpec) -> None:
+    """bf16 trials that run on this machine's CPU (embedded Ray, no GPU per trial) are refused
+    here as the trial would refuse them (models.precision.host_bf16_refusal)."""
+    if (spec.budget.get("precision") != "bf16" or spec.study.address is not None
+            or spec.resources.gpus_per_trial > 0):
+        return
+    line = host_bf16_refusal()
+    if line is not None:
+        raise UsageError(f"budget.precision='bf16': {line}")
+
+
 def check_tracking(spec: StudySpec) -> None:
     """Each tracker of ``[tracking]`` installed (one line naming the extra) and writable."""
-    from study.watch import tracking
-
     tracking.check_available(spec.tracking.enabled)
     tracking.check_storage(spec.tracking, spec.storage)
 
@@ -225,5 +236,6 @@ def validate(spec: StudySpec, *, new: bool = True) -> Validated:
     check_tracking(spec)
     check_data(spec)
     check_sizes(spec, None if spec.study.address is None else "skip")
+    check_bf16_here(spec)
     slots = check_local_resources(spec) if spec.study.address is None else None
     return Validated(folder, slots)

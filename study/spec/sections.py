@@ -27,13 +27,14 @@ from study.watch import tracking as tracking_spec
 
 SAMPLERS = ("grid", "tpe", "random", "cmaes", "qmc", "gp", "nsga2")
 SCHEDULERS = ("fifo", "asha")
-# metric -> its natural mode; the first five are reported every epoch.
+# metric -> its natural mode; the first six (EPOCH_METRICS) are reported every epoch.
 METRICS = {
     "val_loss": "min", "val_re": "min", "val_kl": "min", "best_val_loss": "min",
-    "train_loss": "min", "test_ll": "max", "test_elbo_bound": "max", "test_elbo_mc": "max",
+    "train_loss": "min", "val_elbo_mc": "max",
+    "test_ll": "max", "test_elbo_bound": "max", "test_elbo_mc": "max",
     "test_re": "min", "test_kl": "min",
 }
-EPOCH_METRICS = ("val_loss", "val_re", "val_kl", "best_val_loss", "train_loss")
+EPOCH_METRICS = ("val_loss", "val_re", "val_kl", "best_val_loss", "train_loss", "val_elbo_mc")
 MODEL_KEYS = tuple(sorted(MODEL_FIELDS - {"image_shape", "likelihood"}))
 BUDGET_KEYS = tuple(sorted(TRAIN_FIELDS - {"dataset", "data_dir", "seed"}))
 KEYS: dict[str, tuple[str, ...]] = {
@@ -47,6 +48,7 @@ KEYS: dict[str, tuple[str, ...]] = {
     "resources": ("cpus_per_trial", "gpus_per_trial", "max_concurrent"),
     "failure": ("retries", "stranded_grace"),
     "tracking": tracking_spec.KEYS,
+    "claims": ("pi_margin",),
 }
 
 MAX_NAME = 200  # a folder name (NAME_MAX is 255 bytes), with room for suffixes such as .torn-…
@@ -162,6 +164,13 @@ class ResourcesSection:
 class FailureSection:
     retries: int
     stranded_grace: float = 600.0
+
+
+@dataclass(frozen=True)
+class ClaimsSection:
+    """Settings of the report's claims (analysis.claims): claim (c)'s equivalence margin."""
+
+    pi_margin: float = 1.0
 
 
 def _study_section(ctx: Context, t: dict[str, Any], default_name: str | None) -> StudySection:
@@ -317,6 +326,8 @@ def parse(raw: dict[str, Any], origin: str, overridden: set[str] | None = None,
                     "an integer >= 0", 2)
     grace = _take(ctx, tables["failure"], "failure", "stranded_grace",
                   lambda v: _is_num(v) and v > 0, "a number of seconds > 0", 600.0)
+    pi_margin = _take(ctx, tables["claims"], "claims", "pi_margin",
+                      lambda v: _is_num(v) and v > 0, "a number of nats > 0", 1.0)
     device = budget.get("device", "auto")
     if resources.gpus_per_trial == 0 and device not in ("auto", "cpu"):
         raise ctx.bad("budget.device", device, "auto or cpu when resources.gpus_per_trial = 0 "
@@ -330,4 +341,5 @@ def parse(raw: dict[str, Any], origin: str, overridden: set[str] | None = None,
     return ctx, {"study": study, "data": data, "search": search, "model": model,
                  "budget": budget, "scheduler": scheduler, "resources": resources,
                  "failure": FailureSection(retries, float(grace)),
-                 "tracking": tracking_spec.parse(tables["tracking"], ctx.bad)}
+                 "tracking": tracking_spec.parse(tables["tracking"], ctx.bad),
+                 "claims": ClaimsSection(float(pi_margin))}

@@ -23,6 +23,7 @@ import search_spaces
 from search_spaces import KEY_FIELD, trial_key
 from study.spec.sections import (
     RDB_RE,
+    ClaimsSection,
     Context,
     DataSection,
     FailureSection,
@@ -49,6 +50,7 @@ class StudySpec:
     resources: ResourcesSection
     failure: FailureSection
     tracking: TrackingSection = field(default_factory=TrackingSection)
+    claims: ClaimsSection = field(default_factory=ClaimsSection)
     source: str = field(default="", compare=False)
 
     # -- derived once, when the spec is built (plain attributes: read everywhere)
@@ -85,6 +87,7 @@ class StudySpec:
             "resources": vars(self.resources).copy(),
             "failure": vars(self.failure).copy(),
             "tracking": self.tracking.to_dict(),
+            "claims": vars(self.claims).copy(),
         }
 
     @classmethod

@@ -31,8 +31,9 @@ the study starts. ``STUDY/results/``: the consolidated dataset:
     (= 2; version-1 studies lack the v2 columns, which readers fill with nulls).
 
 ``epochs.parquet`` (`EPOCHS_SCHEMA`): ``study``, ``trial_key``, ``epoch`` (from 1), ``beta``,
-``train_loss``, ``train_re``, ``train_kl``, ``val_loss``, ``val_re``, ``val_kl``, ``seconds``,
-and (v2) the validation diagnostics ``spread_ratio`` … ``lse_gap`` (models.records).
+``train_loss``, ``train_re``, ``train_kl``, ``val_loss``, ``val_re``, ``val_kl``,
+``val_elbo_mc`` (the validation MC ELBO; null in rows written before it), ``seconds``, and (v2)
+the validation diagnostics ``spread_ratio`` … ``lse_gap`` (models.records).
 
 ``test_ll.parquet`` (`TEST_LL_SCHEMA`): ``study``, ``trial_key``, ``image`` (test-set index),
 ``log_likelihood`` (importance-sampled), ``elbo_bound``, ``elbo_mc``, ``re``, ``kl_bound``,

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import polars as pl
 import pytest
+from scipy import stats
 
 from analysis import bound_gap, figure2, figure3, figure4, figure10, reconstructions
 
@@ -69,7 +71,16 @@ def test_figure4_panels_per_m_and_one_line_per_experiment(frames):
     df = figure4.prep(frames)
     assert sorted(df["M"].unique().to_list()) == [2, 3]
     assert df.filter(pl.col("M") == 2)["pi_label"].to_list() == ["(0.5, 0.5)", "(0.7, 0.3)"]
-    assert df.filter(pl.col("pi_label") == "(0.7, 0.3)")["mean"][0] == pytest.approx(-88.3)
+    row = df.filter(pl.col("pi_label") == "(0.7, 0.3)").row(0, named=True)
+    assert row["mean"] == pytest.approx(-88.3)
+    # the interval over seeds: Student's t with n − 1 df, independently from SciPy
+    lls = frames.trials.filter((pl.col("pi_label") == "(0.7, 0.3)")
+                               & (pl.col("state") == "COMPLETED"))["test_ll"].to_numpy()
+    if lls.size > 1:
+        low, high = stats.t.interval(0.95, lls.size - 1, loc=lls.mean(), scale=stats.sem(lls))
+        assert (row["ci_low"], row["ci_high"]) == pytest.approx((low, high))
+    else:
+        assert row["n_seeds"] == 1 and math.isnan(row["half"])
     assert figure4.notes(df) == []
     fig = figure4.draw(df)
     assert len(fig.axes) == 2

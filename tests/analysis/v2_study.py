@@ -39,6 +39,7 @@ def write_v2_study(root: Path, specs: list[dict], ll: Callable[[dict], float],
             "test_kl_lse": 20.0 if vae else (14.0 if s.get("collapsed") else 13.0),
             "test_kl_mc": 19.9 if vae else (13.8 if s.get("collapsed") else 12.6),
             "spread_ratio": spread, "collapsed": None if vae else bool(s.get("collapsed")),
+            "resp_perplexity": None if vae else (1.0 if s.get("collapsed") else 0.1),
             "trial_dir": f"trials/{key}", "schema_version": 2,
         })
         for e in range(1, N_EPOCHS + 1):

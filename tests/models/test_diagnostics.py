@@ -10,7 +10,15 @@ import torch
 from scipy.special import logsumexp
 
 from models.config import ModelConfig
-from models.diagnostics import COLLAPSE_SPREAD, DIAGNOSTICS, collapse_diagnostics, is_collapsed
+from models.diagnostics import (
+    COLLAPSE_PERPLEXITY,
+    COLLAPSE_SPREAD,
+    DIAGNOSTICS,
+    collapse_diagnostics,
+    is_collapsed,
+)
+from models.distributions import log_mixture_diag
+from models.priors import PriorComponents
 from models.vae import GMMpVAE
 
 
@@ -71,7 +79,8 @@ def test_identical_members_read_as_collapsed():
     with torch.no_grad():
         model.prior.pseudo_inputs.copy_(torch.rand(1, 16, dtype=torch.float64).expand(5, -1))
     got = collapse_diagnostics(model, torch.rand(20, 16, dtype=torch.float64))
-    assert got["spread_ratio"] < 1e-6 and is_collapsed(got["spread_ratio"])
+    assert got["spread_ratio"] < 1e-6
+    assert is_collapsed(got["spread_ratio"], got["resp_perplexity"], epoch=3, warmup_epochs=2)
     assert abs(got["resp_perplexity"] - 1) < 1e-6 and abs(got["members_used"] - 1) < 1e-6
     assert abs(got["bound_gap"] - got["lse_gap"]) < 1e-6  # Jensen's gap is gone: U = U_lse
 
@@ -79,5 +88,68 @@ def test_identical_members_read_as_collapsed():
 def test_standard_prior_has_no_diagnostics():
     got = collapse_diagnostics(_model(prior="standard"), torch.rand(3, 16, dtype=torch.float64))
     assert got == dict.fromkeys(DIAGNOSTICS)
-    assert is_collapsed(None) is None and is_collapsed(COLLAPSE_SPREAD / 2)
-    assert not is_collapsed(2 * COLLAPSE_SPREAD)
+    assert is_collapsed(None, None, 5, 2) is None
+
+
+def test_the_rule_needs_both_spread_and_perplexity_and_waits_for_the_warm_up():
+    small, big = COLLAPSE_SPREAD / 2, 2 * COLLAPSE_SPREAD
+    alike, distinct = (1 + COLLAPSE_PERPLEXITY) / 2, COLLAPSE_PERPLEXITY / 2
+    assert is_collapsed(small, alike, 5, 4) is True
+    assert is_collapsed(small, distinct, 5, 4) is False  # narrow but distinct members
+    assert is_collapsed(big, alike, 5, 4) is False
+    assert is_collapsed(small, alike, 3, 4) is None  # still warming up: undecided
+    assert is_collapsed(small, alike, 4, 4) is True  # β reached 1 at epoch 4
+    assert is_collapsed(small, alike, 1, 0) is True  # no warm-up
+    assert is_collapsed(small, float("nan"), 5, 4) is None
+
+
+class _Prior(torch.nn.Module):
+    """K fixed members N(m_k, σ² I) (the attributes collapse_diagnostics reads)."""
+
+    def __init__(self, means: torch.Tensor, sigma: float) -> None:
+        super().__init__()
+        self.pseudo_images = means
+        self.mu = means[:, None]
+        self.logvar = torch.full_like(self.mu, 2 * math.log(sigma))
+
+    def components(self) -> PriorComponents:
+        return PriorComponents(self.mu, self.logvar, torch.zeros(self.mu.shape[:2]))
+
+    def kl_bounds(self, mu, logvar, log_pi, comps, names):
+        return {n: torch.zeros(mu.shape[0], dtype=mu.dtype) for n in names}
+
+
+class _Model(torch.nn.Module):
+    """M = 1; the 'encoder' maps an image (a row of data means) to N(x, σ_x² I)."""
+
+    def __init__(self, prior: _Prior, sigma_x: float) -> None:
+        super().__init__()
+        self.prior, self.sigma_x = prior, sigma_x
+        self.pi = torch.ones(1, dtype=torch.float64)
+        self.log_pi = torch.zeros(1, dtype=torch.float64)
+
+    def encode(self, x):
+        return x[:, None], torch.full_like(x[:, None], 2 * math.log(self.sigma_x))
+
+    def log_q(self, z, mu, logvar):
+        return log_mixture_diag(z, mu, logvar, self.log_pi)
+
+
+def test_distinct_narrow_members_are_not_collapsed():
+    # issue 14's synthetic case: D = 40, spread ratio ≈ 0.04, member σ 0.1 — the members sit
+    # far apart relative to their width, so each z belongs to one member (perplexity ≪ 1)
+    g = torch.Generator().manual_seed(0)
+    d, k, n = 40, 10, 400
+    members = 0.04 * torch.randn(k, d, generator=g, dtype=torch.float64)
+    model = _Model(_Prior(members, 0.1), sigma_x=0.05)
+    # the data's posterior means: around the members, spread ≈ 25× wider than the members
+    x = members[torch.arange(n) % k] + torch.randn(n, d, generator=g, dtype=torch.float64)
+    torch.manual_seed(0)
+    got = collapse_diagnostics(model, x)
+    assert 0.02 < got["spread_ratio"] < COLLAPSE_SPREAD
+    assert got["resp_perplexity"] < 0.2
+    assert is_collapsed(got["spread_ratio"], got["resp_perplexity"], 10, 4) is False
+    # the same members made identical: collapsed
+    same = _Model(_Prior(members[:1].expand(k, d).clone(), 0.1), sigma_x=0.05)
+    got = collapse_diagnostics(same, x)
+    assert is_collapsed(got["spread_ratio"], got["resp_perplexity"], 10, 4) is True

@@ -9,12 +9,16 @@ import pytest
 import torch
 from torch.overrides import TorchFunctionMode
 
+from models import precision as precision_module
 from models.config import ModelConfig, TrainConfig, TrialConfig
 from models.data import load_dataset
 from models.evaluation import evaluate
 from models.precision import (
+    NATIVE_BF16_FLAGS,
     PrecisionError,
+    bf16_refusal,
     check_precision,
+    cpu_flags,
     model_precision,
     network_scope,
     set_precision,
@@ -154,12 +158,73 @@ def test_evaluation_follows_the_model_precision_with_float64_weights():
 
 
 # ----------------------------------------------------------------------------------------------
+# bf16 on a CPU without native bf16 arithmetic is refused where the trial runs
+
+X86_AVX2 = "processor\t: 0\nmodel name\t: AMD EPYC\nflags\t\t: fpu sse2 avx avx2 fma\n"
+X86_BF16 = X86_AVX2.replace("avx2 fma", "avx2 fma avx512f avx512_bf16")
+ARM_BF16 = "processor\t: 0\nFeatures\t: fp asimd sve bf16 i8mm\n"
+
+
+def test_cpu_flags_are_read_from_cpuinfo_text():
+    assert cpu_flags(X86_AVX2) == frozenset({"fpu", "sse2", "avx", "avx2", "fma"})
+    assert "avx512_bf16" in cpu_flags(X86_BF16) and "bf16" in cpu_flags(ARM_BF16)
+    assert cpu_flags("processor\t: 0\n") is None
+    here = cpu_flags()  # this machine's /proc/cpuinfo (None off Linux)
+    assert here is None or "fpu" in here or "fp" in here
+
+
+def test_bf16_is_refused_without_native_flags_with_the_measured_ratio():
+    line = bf16_refusal(cpu_flags(X86_AVX2))  # the real product is measured here
+    assert line is not None and "\n" not in line
+    assert line.startswith("precision='bf16' is refused on this CPU: it has no native bf16")
+    ratio = float(line.split("matrix product took ")[1].split("x the float32")[0])
+    assert ratio > 0 and 'use precision = "fp32"' in line
+    with pytest.raises(PrecisionError, match="is refused on this CPU"):
+        check_precision("bf16", torch.device("cpu"), bf16_check=lambda: line)
+    check_precision("bf16", torch.device("cpu"), bf16_check=lambda: None)
+
+
+def test_bf16_is_accepted_with_native_flags_without_measuring(tmp_path, monkeypatch):
+    def never() -> float:
+        raise AssertionError("measured although the flags decide")
+
+    for text in (X86_BF16, ARM_BF16):
+        assert bf16_refusal(cpu_flags(text), measure=never) is None
+    # no /proc/cpuinfo (not Linux): the measured ratio alone decides
+    monkeypatch.setattr(precision_module, "CPUINFO", tmp_path / "no-cpuinfo")
+    assert cpu_flags() is None
+    assert bf16_refusal(measure=lambda: 1.0) is None
+    assert "its flags cannot be read" in bf16_refusal(measure=lambda: 5.0)
+
+
+def test_this_machine_is_judged_by_its_own_flags():
+    flags = cpu_flags()
+    native = flags is not None and any(f in flags for f in NATIVE_BF16_FLAGS)
+    line = precision_module.host_bf16_refusal()
+    assert (line is None) == native or flags is None
+
+
+def test_the_trial_refuses_bf16_before_writing_anything(tmp_path, monkeypatch):
+    from models.trial import run_trial
+
+    refusal = bf16_refusal(cpu_flags(X86_AVX2), measure=lambda: 11.4)
+    monkeypatch.setattr(precision_module, "host_bf16_refusal", lambda: refusal)
+    cfg = TrialConfig(ModelConfig(image_shape=(8, 8), K=5, latent_dim=4, hidden_dim=16),
+                      TrainConfig(precision="bf16", device="cpu", max_epochs=1))
+    with pytest.raises(PrecisionError, match=r"took 11\.4x the float32 time"):
+        run_trial(cfg, tmp_path / "t")
+    assert not (tmp_path / "t").exists() or not any((tmp_path / "t").iterdir())
+
+
+# ----------------------------------------------------------------------------------------------
 # On the training device (CUDA when present)
 
 
-def test_bf16_training_on_the_device(test_device, tmp_path):
+def test_bf16_training_on_the_device(test_device, tmp_path, monkeypatch):
     from models.trial import run_trial
 
+    # numerics, not speed: run even on a CPU that would refuse bf16 (tested below)
+    monkeypatch.setattr(precision_module, "host_bf16_refusal", lambda: None)
     data = load_dataset("digits", device=test_device, max_train=200, max_test=40)
     cfg = TrialConfig(ModelConfig(image_shape=(8, 8), M=2, K=5, latent_dim=4, hidden_dim=32),
                       TrainConfig(dataset="digits", max_epochs=2, warmup_epochs=1,
@@ -186,7 +251,8 @@ def frey_config(precision: str, seed: int = 0) -> TrialConfig:
                                           device="cpu"))
 
 
-def test_bf16_and_fp32_validation_curves_agree_on_frey_faces(shared_datasets):
+def test_bf16_and_fp32_validation_curves_agree_on_frey_faces(shared_datasets, monkeypatch):
+    monkeypatch.setattr(precision_module, "host_bf16_refusal", lambda: None)  # numerics only
     data = load_dataset("frey", shared_datasets)
     runs = {"fp32": frey_config("fp32"), "bf16": frey_config("bf16"),
             "fp32 seed 1": frey_config("fp32", seed=1)}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
 
@@ -199,7 +200,7 @@ def test_nan_loss_names_epoch_and_batch(digits, monkeypatch):
 
 
 def test_infinite_validation_loss_is_reported(digits, monkeypatch):
-    def infinite(model, x_val, epoch=0):
+    def infinite(model, x_val, epoch=0, mc_elbo=True):
         raise NonFiniteLossError(epoch, None, math.inf)
 
     monkeypatch.setattr(training, "validation_loss", infinite)
@@ -219,6 +220,28 @@ def test_validation_loss_is_minus_the_bound_with_fixed_noise(digits):
     with torch.no_grad(), training.fixed_noise(11, torch.device("cpu")):
         terms = model(digits.val, 1.0)
     assert a["val_loss"] == pytest.approx(float((terms.re + terms.kl).mean()), rel=1e-5)
+    # the MC ELBO at the same samples: −(RE + KL_MC), the KL_MC from the model's own report
+    assert a["val_elbo_mc"] == pytest.approx(-float((terms.re + terms.kl_mc).mean()), rel=1e-5)
+    assert "val_elbo_mc" in result.history[0] and result.history[0]["val_elbo_mc"] < 0
+
+
+def test_validation_mc_elbo_is_estimator_free(digits):
+    """For the mc estimator it is −val_loss; for the bounds it lies above −val_loss
+    (−(RE + U) ≤ the ELBO) and is the same for a model whatever estimator it reports with."""
+    torch.manual_seed(0)
+    cfg = tiny_config(max_epochs=1)
+    model = train(cfg, digits).model
+    values = {}
+    for name in ("greedy", "lse", "mc"):
+        model.config = dataclasses.replace(model.config, kl_estimator=name)
+        with training.fixed_noise(3, torch.device("cpu")):
+            values[name] = training.validation_loss(model, digits.val)
+    assert values["mc"]["val_elbo_mc"] == pytest.approx(-values["mc"]["val_loss"])
+    assert values["greedy"]["val_elbo_mc"] == pytest.approx(values["mc"]["val_elbo_mc"])
+    assert values["lse"]["val_elbo_mc"] == pytest.approx(values["mc"]["val_elbo_mc"])
+    # mc here is a per-sample estimate, U and U_lse bounds on the exact KL: above, on average
+    assert values["greedy"]["val_elbo_mc"] > -values["greedy"]["val_loss"]
+    assert training.validation_loss(model, digits.val, mc_elbo=False)["val_elbo_mc"] is None
 
 
 def test_resolve_device():

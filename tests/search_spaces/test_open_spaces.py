@@ -78,6 +78,17 @@ def test_fixed_fields_are_not_searched():
     assert trial.params == {} and config["pi"] == [0.25, 0.75] and config["M"] == 2
 
 
+def test_precision_is_not_searched():
+    space = search_spaces.get("open")
+    assert "precision" not in space.searched
+    for _ in range(5):
+        trial = optuna.create_study().ask()
+        config = space.suggest(trial, dict(FIXED))
+        assert "precision" not in trial.params and config["precision"] == "fp32"  # default
+    trial = optuna.create_study().ask()
+    assert space.suggest(trial, {**FIXED, "precision": "bf16"})["precision"] == "bf16"
+
+
 def test_standard_prior_searches_no_k():
     trial = optuna.create_study().ask()
     config = search_spaces.get("quickstart_open").suggest(trial, {**FIXED, "prior": "standard"})

@@ -233,11 +233,14 @@ def test_status_lists_trials_by_state(local_ray, tmp_path, capsys):
     for t in spec.plan():
         assert t["trial_key"] in out
     assert "COLLAPSED" not in out and "collapsed " not in out  # no diagnostics: no flag
-    # a record with the collapse flag (schema version 2) is marked and counted
+    # a record whose diagnostics meet the collapse rule (models.collapse_rule) is marked and
+    # counted, whatever flag an older rule stored
     key = next(t["trial_key"] for t in spec.plan() if t["prior"] == "pseudo_mixture")
     record_path = tmp_path / "stat" / "trials" / key / "trial.json"
     record = json.loads(record_path.read_text())
-    record_path.write_text(json.dumps({**record, "collapsed": True, "spread_ratio": 0.001}))
+    record_path.write_text(json.dumps({**record, "collapsed": False, "spread_ratio": 0.001,
+                                       "resp_perplexity": 0.99, "best_epoch": 2,
+                                       "warmup_epochs": 1}))
     assert cli.main(["status", str(tmp_path / "stat")]) == 0
     out = capsys.readouterr().out
     assert f"{key}" in out and "COLLAPSED" in out

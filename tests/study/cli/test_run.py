@@ -125,3 +125,19 @@ def test_dry_run_prints_every_grid_trial_and_the_resources(tmp_path, capsys):
     assert "trials     14:" in out
     assert "resources  1 CPU + 0 GPU per trial" in out and "1 trial(s) at once" in out
     assert not storage.exists()
+
+
+def test_dry_run_refuses_bf16_on_a_cpu_without_it(tmp_path, capsys, monkeypatch):
+    from models import precision
+    from models.precision import bf16_refusal, cpu_flags
+
+    line = bf16_refusal(cpu_flags("flags\t: fpu sse2 avx avx2\n"), measure=lambda: 11.4)
+    monkeypatch.setattr(precision, "host_bf16_refusal", lambda: line)
+    storage = tmp_path / "q"
+    args = ["run", "quickstart", "--dry-run", "--storage", str(storage), "--precision", "bf16"]
+    assert cli.main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "budget.precision='bf16': precision='bf16' is refused" in err[0]
+    assert "took 11.4x the float32 time" in err[0] and not storage.exists()
+    monkeypatch.setattr(precision, "host_bf16_refusal", lambda: None)  # a CPU with bf16
+    assert cli.main(args) == 0

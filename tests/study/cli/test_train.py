@@ -52,7 +52,8 @@ def test_train_writes_every_file_of_the_trial_folder(trial_dir):
     assert metrics["test_ll"] >= metrics["test_elbo_mc"]
     epochs = pl.read_parquet(trial_dir / "epochs.parquet")
     assert epochs.columns == ["epoch", "beta", "train_loss", "train_re", "train_kl", "val_loss",
-                              "val_re", "val_kl", "seconds", "spread_ratio", "members_used",
+                              "val_re", "val_kl", "val_elbo_mc", "seconds", "spread_ratio",
+                              "members_used",
                               "resp_perplexity", "bound_gap", "lse_gap"]
     assert epochs["epoch"].to_list() == [1, 2, 3] and epochs["beta"].to_list() == [0.5, 1, 1]
     test_ll = pl.read_parquet(trial_dir / "test_ll.parquet")

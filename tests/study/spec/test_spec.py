@@ -85,6 +85,20 @@ def test_override_flags_name_real_fields():
         assert flag.startswith("--")
 
 
+def test_open_search_ranks_by_the_validation_mc_elbo_and_trains_with_lse():
+    spec = load_spec("open_search")
+    assert (spec.search.metric, spec.search.mode) == ("val_elbo_mc", "max")
+    assert spec.model["kl_estimator"] == "lse" and spec.scheduler.kind == "asha"
+    assert "precision" not in spec.search_space.searched
+
+
+def test_claims_margin_is_a_study_setting_saved_in_study_json(tmp_path):
+    spec = load_spec(str(_write(tmp_path, BASE + "[claims]\npi_margin = 0.5\n")))
+    assert spec.claims.pi_margin == 0.5
+    assert json.loads(json.dumps(spec.to_dict()))["claims"] == {"pi_margin": 0.5}
+    assert load_spec(str(_write(tmp_path, BASE, "d.toml"))).claims.pi_margin == 1.0
+
+
 def test_round_trip_through_json():
     for name in list_presets():
         spec = load_spec(name)
@@ -201,6 +215,7 @@ BAD = [
      "budget.precision='tf32'"),
     ("unknown_precision", BASE + '[budget]\nprecision = "fp16"\n', "budget.precision='fp16'"),
     ("section_not_table", 'search = 3\n[data]\ndataset = "digits"\n', "[search] must be a table"),
+    ("bad_pi_margin", BASE + "[claims]\npi_margin = 0\n", "claims.pi_margin=0"),
 ]
 
 

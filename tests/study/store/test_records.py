@@ -40,7 +40,7 @@ def test_trials_schema_has_every_config_field_with_its_type():
         assert name in names
     assert store.EPOCHS_SCHEMA.names == [
         "study", "trial_key", "epoch", "beta", "train_loss", "train_re", "train_kl",
-        "val_loss", "val_re", "val_kl", "seconds", "spread_ratio", "members_used",
+        "val_loss", "val_re", "val_kl", "val_elbo_mc", "seconds", "spread_ratio", "members_used",
         "resp_perplexity", "bound_gap", "lse_gap"]
     assert store.TEST_LL_SCHEMA.names == [
         "study", "trial_key", "image", "log_likelihood", "elbo_bound", "elbo_mc", "re",
