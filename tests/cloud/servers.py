@@ -196,13 +196,7 @@ class S3Server:
 
     def stop(self) -> None:
         if self.server is not None:
-            self.server.stop()
-
-    def remove(self) -> None:
-        """Stop, and remove the cluster's folder where it is our own."""
-        self.stop()
-        if self.owned:
-            shutil.rmtree(self.folder, ignore_errors=True)
+            self.server.stop(timeout=3.0)  # weed takes ~20 s to shut down gracefully
 
 
 # ----------------------------------------------------------------------------------------------
