@@ -42,7 +42,7 @@ from analysis.location import Location
 
 COMPLETED = "COMPLETED"
 NOT_STARTED = "NOT STARTED"  # planned in plan.parquet, no row in trials.parquet yet
-# The study folder's file names (written by study.storage / study.results; a test checks that
+# The study folder's file names (written by study.store; a test checks that
 # they agree, since analysis reads data and never imports study).
 PLAN_FILE = "plan.parquet"
 RESULTS_DIR = "results"

@@ -87,9 +87,9 @@ def timed(cmd: list[str], env: dict[str, str]) -> tuple[float, str]:
 def trial_phase(study: Path) -> tuple[int, float]:
     """(most trials at once, seconds from the first trial start to the last trial end)."""
     sys.path.insert(0, str(REPO))
-    from study import results, storage, summary
+    from study import store, summary
 
-    records = results.read_records(*storage.filesystem(str(study)))
+    records = store.read_records(*store.filesystem(str(study)))
     intervals = summary.record_intervals(records)
     span = (max(e for _, e in intervals) - min(s for s, _ in intervals)).total_seconds()
     return summary.max_overlap(intervals), span

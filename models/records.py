@@ -1,7 +1,7 @@
 """The Parquet tables of one trial folder: ``epochs.parquet`` (one row per epoch) and
 ``test_ll.parquet`` (one row per test image) — their columns and pyarrow schemas.
 
-The one definition of them: `models.trial` writes them, and `study.results` builds the
+The one definition of them: `models.trial` writes them, and `study.store` builds the
 study-wide tables from these by putting ``study`` and ``trial_key`` in front. No torch here.
 """
 

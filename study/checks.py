@@ -13,7 +13,7 @@ import os
 import subprocess
 from pathlib import Path
 
-from study import storage
+from study import store
 from study.errors import UsageError
 from study.spec import StudySpec
 
@@ -112,8 +112,8 @@ def check_optuna_storage(spec: StudySpec) -> None:
 
 def check_new(spec: StudySpec) -> None:
     """The study folder holds no study yet."""
-    fs, root = storage.filesystem(spec.storage)
-    if storage.exists(fs, storage.join(root, storage.STUDY_FILE)):
+    fs, root = store.filesystem(spec.storage)
+    if store.exists(fs, store.join(root, store.STUDY_FILE)):
         raise UsageError(f"{spec.storage} already holds a study: continue it with "
                          f"`gmmpvae resume {spec.storage}`, or choose another --name/--storage")
 
@@ -126,9 +126,9 @@ _DEEPEST = ("tune", "{key}_xxxxxxxxxxxx", "checkpoint_000000", "checkpoint.pt.tm
 def check_paths(spec: StudySpec) -> None:
     """Every folder and file name a trial will create fits the file system (NAME_MAX per name,
     PATH_MAX for the whole path): a 300-character name fails here, not after Ray started."""
-    if storage.is_uri(spec.storage):
+    if store.is_uri(spec.storage):
         return
-    root = storage.local_path(spec.storage)
+    root = store.local_path(spec.storage)
     name_max, path_max = 255, 4096  # Linux; the file system's own limits where it says
     existing = Path(root)
     try:
@@ -209,7 +209,7 @@ def validate(spec: StudySpec, *, new: bool = True) -> int | None:
     none yet), the Optuna storage, and for an embedded Ray the resources (its slots)."""
     check_paths(spec)
     try:
-        storage.check_writable(spec.storage)
+        store.check_writable(spec.storage)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     if new:

@@ -44,8 +44,8 @@ from ray.tune.search import Searcher
 from models.checkpoint import atomic_write_text
 from search_spaces import KEY_FIELD
 from study import stranded
-from study.results import COMPLETED, ERROR
 from study.spec import StudySpec
+from study.store import COMPLETED, ERROR
 from study.trainable import STATE_KEY
 
 DUPLICATE_ATTR = "duplicate_of"  # an open search's redraw of a configuration it already has
@@ -68,7 +68,7 @@ def _quiet_optuna() -> Iterator[None]:
         optuna.logging.set_verbosity(level)
 
 
-quiet_optuna = _quiet_optuna  # for study.repair
+quiet_optuna = _quiet_optuna  # for study.recovery.repair
 
 
 def open_storage(spec: StudySpec) -> Any:

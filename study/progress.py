@@ -11,7 +11,7 @@ from typing import Any
 from ray.tune import Callback
 
 from search_spaces import KEY_FIELD
-from study import results, storage, stranded, trainable
+from study import store, stranded, trainable
 
 
 class StudyCallback(Callback):
@@ -39,9 +39,9 @@ class StudyCallback(Callback):
 
     def _record(self, trial: Any) -> dict[str, Any] | None:
         ctx = trial.config[trainable.CONTEXT_KEY]
-        fs, root = storage.filesystem(ctx["storage"])
-        folder = storage.join(root, storage.TRIALS_DIR, trial.config[KEY_FIELD])
-        return results.read_record(fs, folder)
+        fs, root = store.filesystem(ctx["storage"])
+        folder = store.join(root, store.TRIALS_DIR, trial.config[KEY_FIELD])
+        return store.read_record(fs, folder)
 
     def on_trial_recover(self, iteration: int, trials: list[Any], trial: Any,
                          **info: Any) -> None:
@@ -56,7 +56,7 @@ class StudyCallback(Callback):
                   flush=True)
             return
         if record is None:
-            record = trainable.driver_record(trial.config, trial.checkpoint, results.PRUNED)
+            record = trainable.driver_record(trial.config, trial.checkpoint, store.PRUNED)
         self._line(trials, trial, record)
 
     def on_trial_error(self, iteration: int, trials: list[Any], trial: Any,
@@ -65,5 +65,5 @@ class StudyCallback(Callback):
         if record is None:
             error = trial.get_error()
             text = " ".join(str(error).split())[:500] if error else "the trial failed"
-            record = trainable.driver_record(trial.config, trial.checkpoint, results.ERROR, text)
+            record = trainable.driver_record(trial.config, trial.checkpoint, store.ERROR, text)
         self._line(trials, trial, record)

@@ -95,12 +95,12 @@ def quiet_tune(verbose: bool, study_dir: str | None = None) -> Iterator[None]:
 def _logged_to_file(study_dir: str | None) -> Iterator[None]:
     """Ray's loggers write to the study's log file instead of the terminal for the block: a
     file handler added and propagation off, then both put back."""
-    from study import storage
+    from study import store
 
-    if study_dir is None or storage.is_uri(study_dir):
+    if study_dir is None or store.is_uri(study_dir):
         yield
         return
-    folder = os.path.join(storage.local_path(study_dir), LOG_DIR)
+    folder = os.path.join(store.local_path(study_dir), LOG_DIR)
     os.makedirs(folder, exist_ok=True)
     handler = logging.FileHandler(os.path.join(folder, DRIVER_LOG), encoding="utf-8")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
@@ -313,11 +313,11 @@ def tune_states(study_dir: str) -> dict[str, str]:
     """trial_key → Tune's status (PENDING, RUNNING, TERMINATED, ERROR, …) from the saved
     experiment state ({} when there is none). Needs no running Ray."""
     from search_spaces import KEY_FIELD
-    from study import storage
+    from study import store
 
-    path = storage.join(str(study_dir), storage.TUNE_DIR)
-    fs, fs_path = storage.filesystem(path)
-    if not storage.exists(fs, fs_path):
+    path = store.join(str(study_dir), store.TUNE_DIR)
+    fs, fs_path = store.filesystem(path)
+    if not store.exists(fs, fs_path):
         return {}
     with quiet_tune(verbose=True), warnings.catch_warnings():
         warnings.simplefilter("ignore")

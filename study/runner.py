@@ -33,10 +33,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from study import lock, ray_session, repair, results, storage
+from study import ray_session, store
 from study.checks import check_new, git_revision, validate
 from study.errors import UsageError
+from study.recovery import repair
 from study.spec import StudySpec
+from study.store import lock
 from study.study_file import load_study
 
 ENV_TRIAL_FUNCTION = "GMMPVAE_TRIAL_FUNCTION"  # "module:function" (tests and benchmarks)
@@ -47,7 +49,7 @@ class Outcome:
     """What a run (or resume) did."""
 
     study_dir: str
-    consolidated: results.Consolidated
+    consolidated: store.Consolidated
     slots: int
     max_concurrent: int
     observed_concurrency: int
@@ -84,14 +86,14 @@ def _locked(spec: StudySpec, new: bool) -> Iterator[None]:
     """Hold the study (`study.lock`) for the block: a second live driver is refused in one line
     before it touches anything. A new study's folder is removed again if the run ends before
     writing ``study.json`` (a refusal after joining a cluster, …)."""
-    fs, root = storage.filesystem(spec.storage)
-    created = new and not storage.exists(fs, root)
+    fs, root = store.filesystem(spec.storage)
+    created = new and not store.exists(fs, root)
     try:
         with lock.study_lock(fs, root, spec.storage):
             try:
                 yield
             finally:
-                if created and not storage.exists(fs, storage.join(root, storage.STUDY_FILE)):
+                if created and not store.exists(fs, store.join(root, store.STUDY_FILE)):
                     _remove_empty_study(fs, root)
     except lock.StudyLockedError as exc:
         raise UsageError(str(exc)) from None
@@ -101,8 +103,8 @@ def _remove_empty_study(fs: Any, root: str) -> None:
     import pyarrow.fs as pafs
 
     for name in (lock.LOCK_FILE, lock.LEASE_FILE):
-        path = storage.join(root, name)
-        if storage.exists(fs, path):
+        path = store.join(root, name)
+        if store.exists(fs, path):
             fs.delete_file(path)
     with contextlib.suppress(OSError):
         if not fs.get_file_info(pafs.FileSelector(root)):
@@ -155,7 +157,7 @@ def _new_tuner(spec: StudySpec, info: dict[str, Any], max_concurrent: int, verbo
             scheduler=scheduler, num_samples=budget, reuse_actors=True,
             trial_dirname_creator=_trial_dirname, trial_name_creator=_trial_dirname),
         run_config=tune.RunConfig(
-            name=storage.TUNE_DIR, storage_path=spec.storage, verbose=1 if verbose else 0,
+            name=store.TUNE_DIR, storage_path=spec.storage, verbose=1 if verbose else 0,
             failure_config=tune.FailureConfig(max_failures=spec.failure.retries),
             # The last two checkpoints of a trial; Tune saves its state before deleting one,
             # so a restored experiment always finds the checkpoint it names.
@@ -186,12 +188,12 @@ def run_study(spec: StudySpec, *, trial_function: Any = None, verbose: bool = Fa
             from study.trainable import DEFAULT_TRIAL_FUNCTION, versions
 
             info = {"spec": spec.to_dict(), "git_rev": git_revision(), "versions": versions(),
-                    "created_at": results.now_utc().isoformat(), "host": platform.node(),
+                    "created_at": store.now_utc().isoformat(), "host": platform.node(),
                     "trial_function": _trial_function_name(trial_function)
                     or DEFAULT_TRIAL_FUNCTION}
-            fs, root = storage.filesystem(spec.storage)
-            results.write_plan(spec.storage, spec.name, spec.plan() or [])
-            storage.write_json(fs, storage.join(root, storage.STUDY_FILE), info)
+            fs, root = store.filesystem(spec.storage)
+            store.write_plan(spec.storage, spec.name, spec.plan() or [])
+            store.write_json(fs, store.join(root, store.STUDY_FILE), info)
             max_concurrent = spec.resources.max_concurrent or slots
             print(f"study {spec.name}: {spec.search.num_samples} trials, up to {max_concurrent} "
                   f"at once ({slots} slot(s) of {spec.resources.cpus_per_trial:g} CPU + "
@@ -226,8 +228,8 @@ def resume_study(study_dir: str, *, rerun_errored: bool = False, address: str | 
             print(f"study {spec.name}: {line}", flush=True)
         with ray_session.session(spec, verbose) as slots:
             max_concurrent = spec.resources.max_concurrent or slots
-            fs, root = storage.filesystem(spec.storage)
-            records = results.read_records(fs, root)
+            fs, root = store.filesystem(spec.storage)
+            records = store.read_records(fs, root)
             rerun = repair.reconcile_optuna(spec, records, lambda r: _record_metric(spec, r))
             stopper = _stopper(spec)
             try:
@@ -250,7 +252,7 @@ def _nothing_left(spec: StudySpec, records: list[dict[str, Any]], rerun: dict[st
     if plan is None or rerun:
         return False
     states = {r["trial_key"]: r["state"] for r in records}
-    if rerun_errored and results.ERROR in states.values():
+    if rerun_errored and store.ERROR in states.values():
         return False
     return all(t["trial_key"] in states for t in plan)
 
@@ -269,7 +271,7 @@ def _resumed_tuner(spec: StudySpec, info: dict[str, Any], records: list[dict[str
 
     from study.trainable import CONTEXT_KEY
 
-    path = storage.join(spec.storage, storage.TUNE_DIR)
+    path = store.join(spec.storage, store.TUNE_DIR)
     states = ray_session.tune_states(spec.storage) if tune.Tuner.can_restore(path) else {}
     unfinished = [s for s in states.values() if s not in ("TERMINATED", "ERROR")]
     errored = rerun_errored and any(s == "ERROR" for s in states.values())
@@ -280,14 +282,14 @@ def _resumed_tuner(spec: StudySpec, info: dict[str, Any], records: list[dict[str
             resume_unfinished=True, resume_errored=False, restart_errored=rerun_errored)
     if rerun_errored:
         rerun = {**rerun, **_errored_keys(records)}
-    fs, fs_path = storage.filesystem(path)
-    if storage.exists(fs, fs_path):
+    fs, fs_path = store.filesystem(path)
+    if store.exists(fs, fs_path):
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
         fs.move(fs_path, f"{fs_path}.old-{stamp}")
         why = ("its trials' records were lost" if rerun else "Tune's saved state cannot plan "
                "the remaining trials")
         print(f"study {spec.name}: continuing from the study's plan and records ({why}; "
-              f"Tune's folder kept as {storage.TUNE_DIR}.old-{stamp})", flush=True)
+              f"Tune's folder kept as {store.TUNE_DIR}.old-{stamp})", flush=True)
     else:
         print(f"study {spec.name}: no Tune state saved yet; continuing the Optuna study",
               flush=True)
@@ -300,16 +302,16 @@ def _resumed_tuner(spec: StudySpec, info: dict[str, Any], records: list[dict[str
 def _errored_keys(records: list[dict[str, Any]]) -> dict[str, int]:
     """``--rerun-errored`` with a new Tuner: the keys whose record is ERROR, to be enqueued
     again (their FAIL Optuna trial's number; -1 when Optuna has none)."""
-    return {r["trial_key"]: -1 for r in records if r["state"] == results.ERROR}
+    return {r["trial_key"]: -1 for r in records if r["state"] == store.ERROR}
 
 
 def _finish(spec: StudySpec, slots: int, max_concurrent: int, start: float,
             stranded: bool = False) -> Outcome:
     from study import optuna_search, summary
 
-    consolidated = results.consolidate(spec.storage, spec.name)
+    consolidated = store.consolidate(spec.storage, spec.name)
     completed = {r["trial_key"]: r for r in consolidated.records
-                 if r["state"] == results.COMPLETED}
+                 if r["state"] == store.COMPLETED}
     optuna_search.record_reruns(spec, completed, lambda r: _record_metric(spec, r))
     overlap = summary.max_overlap(summary.record_intervals(consolidated.records))
     return Outcome(spec.storage, consolidated, slots, max_concurrent, overlap,
@@ -321,9 +323,9 @@ def _record_metric(spec: StudySpec, record: dict[str, Any]) -> float | None:
     metric = spec.search.metric
     if _finite(record.get(metric)):
         return float(record[metric])
-    fs, root = storage.filesystem(spec.storage)
-    path = storage.join(root, storage.TRIALS_DIR, record["trial_key"], results.EPOCHS_FILE)
-    if metric in results.EPOCH_COLUMNS and storage.exists(fs, path):
+    fs, root = store.filesystem(spec.storage)
+    path = store.join(root, store.TRIALS_DIR, record["trial_key"], store.EPOCHS_FILE)
+    if metric in store.EPOCH_COLUMNS and store.exists(fs, path):
         import pyarrow.parquet as pq
 
         rows = pq.read_table(path, filesystem=fs).to_pylist()

@@ -85,7 +85,7 @@ from typing import Any
 import search_spaces
 from models.config import DATASETS, MODEL_FIELDS, TRAIN_FIELDS, ModelConfig, TrainConfig
 from search_spaces import KEY_FIELD, trial_key
-from study.storage import OPTUNA_JOURNAL, STUDY_FILE, is_uri, normalise, one_line
+from study.store.layout import OPTUNA_JOURNAL, STUDY_FILE, is_uri, normalise, one_line
 
 SAMPLERS = ("grid", "tpe", "random", "cmaes", "qmc", "gp", "nsga2")
 SCHEDULERS = ("fifo", "asha")

@@ -18,10 +18,10 @@ from typing import Any
 
 import search_spaces
 from models.config import DATASETS
-from study import storage
+from study import store
 from study.errors import UsageError
 from study.spec import KEYS, SAMPLERS, StudySpec, from_raw
-from study.storage import one_line
+from study.store import one_line
 
 # (flag, section.field, type) for `gmmpvae run`; FIELD_HELP has a line of help for each.
 OVERRIDE_FLAGS: list[tuple[str, str, type]] = [
@@ -140,19 +140,19 @@ def load_spec(source: str, overrides: dict[str, Any] | None = None) -> StudySpec
 
 def load_study(study_dir: str) -> tuple[StudySpec, dict[str, Any]]:
     """The spec and run info saved in ``study.json`` of a study folder."""
-    fs, root = storage.filesystem(study_dir)
-    path = storage.join(root, storage.STUDY_FILE)
-    if not storage.exists(fs, path):
-        raise UsageError(f"{study_dir} is not a study folder (no {storage.STUDY_FILE})")
+    fs, root = store.filesystem(study_dir)
+    path = store.join(root, store.STUDY_FILE)
+    if not store.exists(fs, path):
+        raise UsageError(f"{study_dir} is not a study folder (no {store.STUDY_FILE})")
     try:
-        info = storage.read_json(fs, path)
+        info = store.read_json(fs, path)
         raw = info["spec"]
     except (ValueError, KeyError, TypeError) as exc:  # JSON and UTF-8 errors are ValueErrors
         raise UsageError(one_line(f"{path} is damaged ({type(exc).__name__}: {exc}): it is "
                                   "written once when the study starts; restore it from a "
                                   "backup or start the study afresh")) from None
     spec = StudySpec.from_dict(raw, origin=path)
-    if storage.filesystem(spec.storage)[1] != root:
+    if store.filesystem(spec.storage)[1] != root:
         raise UsageError(f"{study_dir} was created as {spec.storage}: a study is resumed "
                          f"where it was created")
     return spec, info

@@ -9,9 +9,8 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from search_spaces import KEY_FIELD
-from study.results import COMPLETED, device_lines
 from study.spec import StudySpec
-from study.storage import RESULTS_DIR, join
+from study.store import COMPLETED, RESULTS_DIR, join
 
 if TYPE_CHECKING:
     from study.runner import Outcome
@@ -91,6 +90,26 @@ def summary_lines(spec: StudySpec, outcome: Outcome) -> list[str]:
             lines.append(f"{label:<10} by {name}: {record['trial_key']} ({name} "
                          f"{record[name]:.4f})")
     return lines
+
+
+def device_lines(records: Iterable[dict[str, Any]]) -> list[str]:
+    """The end summary's lines on where trials ran: per device, the trials and (on GPUs) the
+    largest and mean peak of GPU memory per trial."""
+    by_device: dict[str, list[float | None]] = {}
+    for record in records:
+        if record.get("device"):
+            by_device.setdefault(str(record["device"]), []).append(
+                record.get("gpu_memory_peak_mb"))
+    lines = []
+    for device, peaks in sorted(by_device.items()):
+        line = f"device     {device}: {len(peaks)} trial(s)"
+        known = [p for p in peaks if p is not None]
+        if known:
+            line += (f", GPU memory peak per trial max {max(known):.0f} MiB, "
+                     f"mean {sum(known) / len(known):.0f} MiB")
+        lines.append(line)
+    return lines
+
 
 
 def max_overlap(intervals: Iterable[tuple[Any, Any]]) -> int:

@@ -16,7 +16,7 @@ It calls small helpers, in order:
 2. the trial function (`models.trial.run_trial` by default) trains and evaluates, calling back
    once per epoch: `_Reporter` reports the epoch's metrics to Tune with a checkpoint
    (``checkpoint.pt`` from the trainer plus ``meta.json``: first start, attempts, epoch rows);
-3. the trial writes its record (``trial.json``, `study.results`) into its folder of the study's
+3. the trial writes its record (``trial.json``, `study.store`) into its folder of the study's
    storage as it ends — ``COMPLETED``; or ``ERROR`` on a non-finite loss (recorded and returned:
    a deterministic NaN is not retried) or on an exception (recorded, then re-raised so that Tune
    retries it from its last checkpoint; a later attempt overwrites the record) — and reports
@@ -45,8 +45,8 @@ from ray import tune
 
 from models.checkpoint import atomic_write, atomic_write_text
 from search_spaces import KEY_FIELD
-from study import results, storage
-from study.results import COMPLETED, ERROR, PRUNED
+from study import store
+from study.store import COMPLETED, ERROR, PRUNED
 
 CONTEXT_KEY = "_study"
 META_FILE = "meta.json"
@@ -121,13 +121,13 @@ def train_trial(config: dict[str, Any]) -> None:
     from models.training import NonFiniteLossError
 
     cfg = TrialConfig.from_flat(flat)
-    fs, root = storage.filesystem(ctx["storage"])
-    trial_dir = storage.join(root, storage.TRIALS_DIR, key)
-    remote = storage.is_uri(ctx["storage"])
+    fs, root = store.filesystem(ctx["storage"])
+    trial_dir = store.join(root, store.TRIALS_DIR, key)
+    remote = store.is_uri(ctx["storage"])
     out_dir = _scratch_dir(key) if remote else Path(trial_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
 
-    previous = results.read_record(fs, trial_dir)
+    previous = store.read_record(fs, trial_dir)
     if previous is not None and previous.get("state") in (COMPLETED, PRUNED):
         # Finished before its driver was lost, unbeknown to Tune: keep the record, report it.
         rows = _stored_rows(fs, trial_dir)
@@ -142,7 +142,7 @@ def train_trial(config: dict[str, Any]) -> None:
     record = dict(study=ctx["name"], trial_key=key, config=cfg.to_flat(),
                   started_at=meta["started_at"], attempts=meta["attempts"], node=node_name(),
                   versions=versions(), git_rev=ctx["git_rev"],
-                  trial_dir=storage.join(ctx["storage"], storage.TRIALS_DIR, key))
+                  trial_dir=store.join(ctx["storage"], store.TRIALS_DIR, key))
 
     trial_function = resolve_function(ctx["trial_function"])
     try:
@@ -151,18 +151,18 @@ def train_trial(config: dict[str, Any]) -> None:
         # Deterministic (a NaN loss; the dataset missing on this node): record it and end the
         # trial normally, so Tune does not retry it.
         _finish(fs, trial_dir, out_dir, remote, reporter.rows,
-                results.make_record(state=ERROR, error=str(exc), epochs=reporter.rows,
+                store.make_record(state=ERROR, error=str(exc), epochs=reporter.rows,
                                     **record))
         tune.report(reporter.final(ERROR, {}, error=str(exc)))
         return
     except Exception as exc:
         _finish(fs, trial_dir, out_dir, remote, reporter.rows,
-                results.make_record(state=ERROR, error=f"{type(exc).__name__}: {exc}",
+                store.make_record(state=ERROR, error=f"{type(exc).__name__}: {exc}",
                                     epochs=reporter.rows, **record))
         raise
     rows = _epoch_rows(out_dir) or reporter.rows
     _finish(fs, trial_dir, out_dir, remote, None,
-            results.make_record(state=COMPLETED, metrics=metrics, epochs=rows, **record))
+            store.make_record(state=COMPLETED, metrics=metrics, epochs=rows, **record))
     reporter.rows = rows
     tune.report(reporter.final(COMPLETED, metrics))
 
@@ -179,7 +179,7 @@ class _Reporter:
         self.max_epochs, self.patience = cfg.train.max_epochs, cfg.train.patience
 
     def __call__(self, metrics: dict[str, Any], save_checkpoint: Callable[[Path], None]) -> None:
-        row = {name: metrics.get(name) for name in results.EPOCH_COLUMNS}  # v1 rows: nulls
+        row = {name: metrics.get(name) for name in store.EPOCH_COLUMNS}  # v1 rows: nulls
         self.rows = [r for r in self.rows if r["epoch"] < row["epoch"]] + [row]
         report = {**metrics, KEY_FIELD: self.key}
         epoch = int(metrics["epoch"])
@@ -257,7 +257,7 @@ def _restore(checkpoint: Any, out_dir: Path, allow_local: bool) -> tuple[dict[st
         return meta, True
     if target.is_dir() and not intact(target):  # torn by a crash: start from scratch
         shutil.rmtree(target, ignore_errors=True)
-    return {"started_at": results.now_utc().isoformat(), "attempts": 1, "epochs": []}, False
+    return {"started_at": store.now_utc().isoformat(), "attempts": 1, "epochs": []}, False
 
 
 def intact(folder: Path) -> bool:
@@ -274,8 +274,8 @@ def intact(folder: Path) -> bool:
 
 def _stored_rows(fs: Any, trial_dir: str) -> list[dict[str, Any]]:
     """A finished trial's epochs.parquet (in the study's storage) as rows."""
-    path = storage.join(trial_dir, results.EPOCHS_FILE)
-    if not storage.exists(fs, path):
+    path = store.join(trial_dir, store.EPOCHS_FILE)
+    if not store.exists(fs, path):
         return []
     import pyarrow.parquet as pq
 
@@ -284,7 +284,7 @@ def _stored_rows(fs: Any, trial_dir: str) -> list[dict[str, Any]]:
 
 def _epoch_rows(out_dir: Path) -> list[dict[str, Any]]:
     """The trainer's epochs.parquet as rows (the whole history, resumed runs included)."""
-    path = out_dir / results.EPOCHS_FILE
+    path = out_dir / store.EPOCHS_FILE
     if not path.is_file():
         return []
     import pyarrow.parquet as pq
@@ -296,10 +296,10 @@ def _finish(fs: Any, trial_dir: str, out_dir: Path, remote: bool,
             rows: list[dict[str, Any]] | None, record: dict[str, Any]) -> None:
     """Write a failed trial's epochs, publish the folder (URI storage), write the record."""
     if rows:
-        results.write_epochs(storage.filesystem(str(out_dir))[0], str(out_dir), rows)
+        store.write_epochs(store.filesystem(str(out_dir))[0], str(out_dir), rows)
     if remote:
-        storage.copy_folder(str(out_dir), fs, trial_dir)
-    results.write_record(fs, trial_dir, record)
+        store.copy_folder(str(out_dir), fs, trial_dir)
+    store.write_record(fs, trial_dir, record)
     if remote and record["state"] == COMPLETED:
         shutil.rmtree(out_dir, ignore_errors=True)
 
@@ -320,13 +320,13 @@ def driver_record(config: dict[str, Any], checkpoint: Any, state: str,
                     meta = json.loads(path.read_text(encoding="utf-8"))
         except Exception:  # a checkpoint that cannot be read: the record says what is known
             pass
-    fs, root = storage.filesystem(ctx["storage"])
-    trial_dir = storage.join(root, storage.TRIALS_DIR, key)
+    fs, root = store.filesystem(ctx["storage"])
+    trial_dir = store.join(root, store.TRIALS_DIR, key)
     if meta["epochs"]:
-        results.write_epochs(fs, trial_dir, meta["epochs"])
-    record = results.make_record(
+        store.write_epochs(fs, trial_dir, meta["epochs"])
+    record = store.make_record(
         study=ctx["name"], trial_key=key, state=state, error=error, config=flat,
         epochs=meta["epochs"], started_at=meta["started_at"], attempts=meta["attempts"],
-        git_rev=ctx["git_rev"], trial_dir=storage.join(ctx["storage"], storage.TRIALS_DIR, key))
-    results.write_record(fs, trial_dir, record)
+        git_rev=ctx["git_rev"], trial_dir=store.join(ctx["storage"], store.TRIALS_DIR, key))
+    store.write_record(fs, trial_dir, record)
     return record

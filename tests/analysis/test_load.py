@@ -134,7 +134,7 @@ def _copy(alpha, tmp_path):
 
 
 def test_planned_trials_without_a_row_are_not_started(alpha, tmp_path):
-    from study.results import write_plan
+    from study.store import write_plan
     from study.study_file import load_spec
 
     study = _copy(alpha, tmp_path)
@@ -162,10 +162,10 @@ def test_unreadable_plan_is_a_warning(alpha, tmp_path):
 def test_analysis_reads_the_file_names_study_writes():
     """analysis never imports study; the names of the files it reads must still agree."""
     from analysis import load as analysis_load
-    from study import storage
+    from study import store
 
-    assert analysis_load.PLAN_FILE == storage.PLAN_FILE
-    assert analysis_load.RESULTS_DIR == storage.RESULTS_DIR
+    assert analysis_load.PLAN_FILE == store.PLAN_FILE
+    assert analysis_load.RESULTS_DIR == store.RESULTS_DIR
 
 
 def test_analysis_does_not_import_study():

@@ -14,7 +14,8 @@ from servers import BUCKET
 from test_runner import write_study
 
 from analysis.location import is_uri as analysis_is_uri
-from study import cli, lock, storage
+from study import cli, store
+from study.store import lock
 
 
 def listing(prefix: str = BUCKET) -> list[str]:
@@ -30,7 +31,7 @@ def one_line(capsys) -> str:
 
 def test_analysis_and_study_agree_on_what_a_uri_is():
     for text in ("s3://b/x", "gs://b", "file:///tmp/x", "/tmp/x", "rel/x", "hdfs://h/p"):
-        assert analysis_is_uri(text) == storage.is_uri(text), text
+        assert analysis_is_uri(text) == store.is_uri(text), text
 
 
 @pytest.mark.parametrize("case", ["secret", "key", "bucket"])
@@ -80,7 +81,7 @@ def test_an_endpoint_that_does_not_answer_is_one_line(tmp_path, monkeypatch, cap
 
 def test_a_second_driver_is_refused_by_the_lease_and_an_expired_one_is_taken_over(
         s3_study, tmp_path, capsys):
-    fs, root = storage.filesystem(s3_study)
+    fs, root = store.filesystem(s3_study)
     path = write_study(tmp_path, "leased", study={"storage": s3_study,
                                                    "optuna_storage": "sqlite:///" + str(
                                                        tmp_path / "o.db")})
@@ -96,13 +97,13 @@ def test_a_second_driver_is_refused_by_the_lease_and_an_expired_one_is_taken_ove
     # a lease that another host stopped renewing two minutes ago binds nobody
     stale = {"host": "node-7", "pid": 4242, "token": "old", "lease_seconds": 60.0,
              "renewed_at": time.time() - 120, "started_at": "2026-01-01T00:00:00+00:00"}
-    storage.write_json(fs, f"{root}/{lock.LEASE_FILE}", stale)
+    store.write_json(fs, f"{root}/{lock.LEASE_FILE}", stale)
     assert lock.current_holder(fs, root) is None
     with lock.study_lock(fs, root, s3_study, settle_seconds=0.5) as holder:
-        current = json.loads(storage.read_bytes(fs, f"{root}/{lock.LEASE_FILE}"))
+        current = json.loads(store.read_bytes(fs, f"{root}/{lock.LEASE_FILE}"))
         assert current["token"] == holder["token"] != "old"
     # a live lease of another host is respected
-    storage.write_json(fs, f"{root}/{lock.LEASE_FILE}", {**stale, "renewed_at": time.time()})
+    store.write_json(fs, f"{root}/{lock.LEASE_FILE}", {**stale, "renewed_at": time.time()})
     with pytest.raises(lock.StudyLockedError, match="pid 4242 on node-7"):
         with lock.study_lock(fs, root, s3_study, settle_seconds=0.5):
             pass

@@ -149,7 +149,7 @@ def test_toml_may_not_set_derived_fields(tmp_path, capsys):
 def test_precision_and_compile_flags(capsys):
     import argparse
 
-    from study import cmd_train
+    from study.cli import train as cmd_train
 
     parser = argparse.ArgumentParser()
     cmd_train.add_arguments(parser)

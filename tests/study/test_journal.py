@@ -7,7 +7,7 @@ import optuna
 import pytest
 from optuna.storages.journal import JournalFileBackend, JournalStorage
 
-from study.journal import JournalDamagedError, repair_journal
+from study.recovery.journal import JournalDamagedError, repair_journal
 
 
 def _journal(tmp_path, n_trials=3):

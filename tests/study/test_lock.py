@@ -16,7 +16,7 @@ from pathlib import Path
 import pyarrow.fs as pafs
 import pytest
 
-from study.lock import (
+from study.store.lock import (
     LEASE_FILE,
     LOCK_FILE,
     StudyLockedError,
@@ -34,7 +34,7 @@ def _hold_in_child(folder: Path, *, lease: bool = False) -> subprocess.Popen:
     code = textwrap.dedent(f"""
         import sys, time
         import pyarrow.fs as pafs
-        from study.lock import study_lock
+        from study.store.lock import study_lock
         with study_lock(pafs.LocalFileSystem(), {str(folder)!r}, "s", force_lease={lease},
                         lease_seconds=30, settle_seconds=0):
             print("held", flush=True)
@@ -134,7 +134,7 @@ def test_lease_is_renewed_while_held(tmp_path):
 
 def test_lost_race_is_refused(tmp_path, monkeypatch):
     """Two drivers wrote the lease at once: the one whose token is not read back stops."""
-    import study.lock as lock
+    import study.store.lock as lock
 
     real_sleep = time.sleep
 

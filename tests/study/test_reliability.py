@@ -11,9 +11,11 @@ from pathlib import Path
 import pyarrow.fs as pafs
 import pytest
 
-from study import cli, lock, repair, results, storage
+from study import cli, store
 from study.errors import UsageError
 from study.ray_session import join_error
+from study.recovery import repair
+from study.store import lock
 from study.study_file import load_spec
 
 HERE = Path(__file__).resolve().parent
@@ -41,7 +43,7 @@ def test_a_second_driver_is_refused_in_one_line_and_touches_nothing(tmp_path, ca
         assert not (study / "study.json").exists()
         # resume of a study whose driver is alive: refused the same way
         spec = load_spec(str(path))
-        storage.write_json(pafs.LocalFileSystem(), str(study / "study.json"),
+        store.write_json(pafs.LocalFileSystem(), str(study / "study.json"),
                            {"spec": spec.to_dict(), "git_rev": "x"})
         before = (study / "study.json").read_bytes()
         assert cli.main(["resume", str(study)]) == 2
@@ -59,7 +61,7 @@ def test_a_study_started_meanwhile_is_refused_under_the_lock(tmp_path, capsys):
     path = write_study(tmp_path, "race")
     spec = load_spec(str(path))
     checks.validate(spec, new=True)  # passes: no study yet
-    storage.write_json(pafs.LocalFileSystem(), str(tmp_path / "race" / "study.json"),
+    store.write_json(pafs.LocalFileSystem(), str(tmp_path / "race" / "study.json"),
                        {"spec": spec.to_dict()})  # the first driver, meanwhile
     from study import runner
 
@@ -126,7 +128,7 @@ def fake_study(tmp_path: Path, name: str = "torn") -> tuple[Path, object, list[s
     spec = load_spec(str(path))
     study = tmp_path / name
     fs = pafs.LocalFileSystem()
-    storage.write_json(fs, str(study / "study.json"), {"spec": spec.to_dict()})
+    store.write_json(fs, str(study / "study.json"), {"spec": spec.to_dict()})
     keys = []
     for config in spec.plan():
         key = config["trial_key"]
@@ -135,14 +137,14 @@ def fake_study(tmp_path: Path, name: str = "torn") -> tuple[Path, object, list[s
         rows = [{"epoch": e, "beta": 1.0, "train_loss": 5.0 / e, "train_re": 4.0,
                  "train_kl": 1.0, "val_loss": 5.0 / e, "val_re": 4.0, "val_kl": 1.0,
                  "seconds": 0.1} for e in (1, 2)]
-        results.write_epochs(fs, folder, rows)
+        store.write_epochs(fs, folder, rows)
         pq.write_table(pa.table({"image": [0, 1], "log_likelihood": [-3.0, -3.0],
                                  "elbo_bound": [-4.0, -4.0], "elbo_mc": [-3.5, -3.5],
                                  "re": [2.0, 2.0], "kl_bound": [1.0, 1.0],
                                  "kl_mc": [0.9, 0.9]}), f"{folder}/test_ll.parquet")
         Path(folder, "metrics.json").write_text(json.dumps({"test_ll": -3.0}))
-        results.write_record(fs, folder, results.make_record(
-            study=name, trial_key=key, state=results.COMPLETED, config=config, epochs=rows,
+        store.write_record(fs, folder, store.make_record(
+            study=name, trial_key=key, state=store.COMPLETED, config=config, epochs=rows,
             metrics={"test_ll": -3.0}))
     return study, spec, keys
 
@@ -158,7 +160,7 @@ def test_a_truncated_trial_file_is_named_not_blocking(tmp_path, capsys):
     warnings = [line for line in captured.err.splitlines() if "warning" in line]
     assert len(warnings) == 2 and "epochs.parquet" in warnings[0] + warnings[1]
     assert f"{len(keys) - 2} COMPLETED" in captured.out
-    consolidated = results.consolidate(str(study), spec.name)
+    consolidated = store.consolidate(str(study), spec.name)
     assert set(consolidated.damaged) == {keys[0], keys[1]}
     assert consolidated.trials == len(keys) - 2
 
@@ -168,7 +170,7 @@ def test_a_truncated_trial_file_is_named_not_blocking(tmp_path, capsys):
         folder = study / "trials" / key
         assert not (folder / "trial.json").exists() and not (folder / "metrics.json").exists()
         assert list(folder.glob("*.set-aside-*"))
-    assert not results.consolidate(str(study), spec.name).damaged
+    assert not store.consolidate(str(study), spec.name).damaged
 
 
 def test_a_truncated_study_file_is_named(tmp_path, capsys):
@@ -202,7 +204,7 @@ def test_a_torn_journal_line_is_cut_and_reconciled_with_the_records(tmp_path, ca
 
     assert "cut off its last line" in repair.repair_study(spec).lines[0]
     assert journal.read_bytes() == whole
-    records = results.read_records(pafs.LocalFileSystem(), str(study))
+    records = store.read_records(pafs.LocalFileSystem(), str(study))
     repair.reconcile_optuna(spec, records, lambda r: 2.5)
     states = [t.state for t in optuna_search.existing_study(spec).get_trials()]
     assert states.count(TrialState.COMPLETE) == len(keys) and TrialState.RUNNING not in states
@@ -230,7 +232,7 @@ def test_a_deleted_record_of_a_finished_trial_is_found_for_re_running(tmp_path):
         trial.set_user_attr("trial_key", key)
         ostudy.tell(trial, 1.0)
     (study / "trials" / keys[2] / "trial.json").unlink()
-    records = results.read_records(pafs.LocalFileSystem(), str(study))
+    records = store.read_records(pafs.LocalFileSystem(), str(study))
     missing = repair.reconcile_optuna(spec, records, lambda r: 1.0)
     assert missing == {keys[2]: 2}
 

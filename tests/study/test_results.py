@@ -1,4 +1,4 @@
-"""study.results: the explicit schemas, trial records, consolidation (idempotent, atomic, one
+"""study.store: the explicit schemas, trial records, consolidation (idempotent, atomic, one
 row per trial_key), and the small summaries. No Ray."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import pytest
 
 from models.config import ModelConfig, TrainConfig, TrialConfig
 from search_spaces import complete_config, trial_key
-from study import results, storage, summary
+from study import store, summary
 
 
 def flat(**changes) -> dict:
@@ -21,13 +21,13 @@ def flat(**changes) -> dict:
 
 
 def test_trials_schema_has_every_config_field_with_its_type():
-    names = results.TRIALS_SCHEMA.names
+    names = store.TRIALS_SCHEMA.names
     assert len(names) == len(set(names))
     model = [f.name for f in fields(ModelConfig)]
     train = ["device_requested" if f.name == "device" else f.name for f in fields(TrainConfig)]
-    assert [n for n, _ in results.MODEL_COLUMNS] == model
-    assert [n for n, _ in results.TRAIN_COLUMNS] == train
-    schema = results.TRIALS_SCHEMA
+    assert [n for n, _ in store.MODEL_COLUMNS] == model
+    assert [n for n, _ in store.TRAIN_COLUMNS] == train
+    schema = store.TRIALS_SCHEMA
     assert schema.field("pi").type == pa.list_(pa.float64())
     assert schema.field("image_shape").type == pa.list_(pa.int64())
     assert schema.field("started_at").type == pa.timestamp("us", tz="UTC")
@@ -38,23 +38,23 @@ def test_trials_schema_has_every_config_field_with_its_type():
                  "node", "device", "seed", "versions", "git_rev", "trial_dir",
                  "schema_version"):
         assert name in names
-    assert results.EPOCHS_SCHEMA.names == [
+    assert store.EPOCHS_SCHEMA.names == [
         "study", "trial_key", "epoch", "beta", "train_loss", "train_re", "train_kl",
         "val_loss", "val_re", "val_kl", "seconds", "spread_ratio", "members_used",
         "resp_perplexity", "bound_gap", "lse_gap"]
-    assert results.TEST_LL_SCHEMA.names == [
+    assert store.TEST_LL_SCHEMA.names == [
         "study", "trial_key", "image", "log_likelihood", "elbo_bound", "elbo_mc", "re",
         "kl_bound", "kl_mc", "kl_lse"]
-    assert results.SCHEMA_VERSION == 2
-    for schema in (results.TRIALS_SCHEMA, results.EPOCHS_SCHEMA, results.TEST_LL_SCHEMA):
+    assert store.SCHEMA_VERSION == 2
+    for schema in (store.TRIALS_SCHEMA, store.EPOCHS_SCHEMA, store.TEST_LL_SCHEMA):
         assert schema.metadata[b"schema_version"] == b"2"
 
 
 def test_module_docstring_documents_every_column():
-    doc = results.__doc__
-    for schema in (results.TRIALS_SCHEMA, results.EPOCHS_SCHEMA, results.TEST_LL_SCHEMA):
+    doc = store.schemas.__doc__
+    for schema in (store.TRIALS_SCHEMA, store.EPOCHS_SCHEMA, store.TEST_LL_SCHEMA):
         for name in schema.names:
-            if name not in {n for n, _ in results.MODEL_COLUMNS + results.TRAIN_COLUMNS}:
+            if name not in {n for n, _ in store.MODEL_COLUMNS + store.TRAIN_COLUMNS}:
                 assert f"``{name}``" in doc, name
 
 
@@ -67,11 +67,11 @@ def epoch_rows(n: int, offset: float = 0.0) -> list[dict]:
 def write_trial(study_dir, config: dict, state: str = "COMPLETED", epochs: int = 3,
                 started: datetime | None = None, n_test: int = 4, offset: float = 0.0) -> str:
     """A trial folder as the trainable leaves it."""
-    fs, root = storage.filesystem(str(study_dir))
+    fs, root = store.filesystem(str(study_dir))
     key = trial_key(config)
-    folder = storage.join(root, storage.TRIALS_DIR, key)
+    folder = store.join(root, store.TRIALS_DIR, key)
     rows = epoch_rows(epochs, offset)
-    results.write_epochs(fs, folder, rows)
+    store.write_epochs(fs, folder, rows)
     metrics = None
     if state == "COMPLETED":
         pq.write_table(pa.table({
@@ -84,12 +84,12 @@ def write_trial(study_dir, config: dict, state: str = "COMPLETED", epochs: int =
             "test_ll": -9.0 - offset, "is_samples": config["is_samples"], "train_seconds": 0.3,
             "eval_seconds": 0.1, "device": "cpu", "n_test": n_test}
     started = started or datetime(2026, 1, 1, tzinfo=UTC)
-    record = results.make_record(
+    record = store.make_record(
         study="s", trial_key=key, state=state, config=config, metrics=metrics, epochs=rows,
         error=None if state == "COMPLETED" else "non-finite loss", started_at=started,
         ended_at=started + timedelta(seconds=10), node="host/127.0.0.1",
         versions={"torch": "x"}, git_rev="abc", trial_dir=folder)
-    results.write_record(fs, folder, record)
+    store.write_record(fs, folder, record)
     return key
 
 
@@ -99,11 +99,11 @@ def test_consolidate_writes_one_row_per_trial_with_the_schemas(tmp_path):
     kb = write_trial(tmp_path, b, state="ERROR", epochs=1)
     kc = write_trial(tmp_path, c, epochs=2)
     (tmp_path / "trials" / "no-record-yet").mkdir()  # a running trial
-    out = results.consolidate(str(tmp_path), "s")
+    out = store.consolidate(str(tmp_path), "s")
     assert (out.trials, out.epochs, out.test_ll) == (3, 6, 8)
     assert out.states == {"COMPLETED": 2, "ERROR": 1}
     trials = pq.read_table(tmp_path / "results" / "trials.parquet")
-    assert trials.schema.equals(results.TRIALS_SCHEMA, check_metadata=False)
+    assert trials.schema.equals(store.TRIALS_SCHEMA, check_metadata=False)
     assert trials["trial_key"].to_pylist() == sorted([ka, kb, kc])
     rows = {r["trial_key"]: r for r in trials.to_pylist()}
     assert rows[ka]["pi"] == [0.5, 0.5] and rows[ka]["image_shape"] == [8, 8]
@@ -115,9 +115,9 @@ def test_consolidate_writes_one_row_per_trial_with_the_schemas(tmp_path):
     assert TrialConfig.from_flat({
         **{k: rows[ka][k] for k in a if k != "device"}, "device": "auto"}).to_flat() == a
     epochs = pq.read_table(tmp_path / "results" / "epochs.parquet")
-    assert epochs.schema.equals(results.EPOCHS_SCHEMA, check_metadata=False)
+    assert epochs.schema.equals(store.EPOCHS_SCHEMA, check_metadata=False)
     test_ll = pq.read_table(tmp_path / "results" / "test_ll.parquet")
-    assert test_ll.schema.equals(results.TEST_LL_SCHEMA, check_metadata=False)
+    assert test_ll.schema.equals(store.TEST_LL_SCHEMA, check_metadata=False)
     assert set(test_ll["trial_key"].to_pylist()) == {ka, kc}  # not the failed trial's
 
 
@@ -125,16 +125,16 @@ def test_consolidate_is_idempotent_and_the_latest_attempt_wins(tmp_path):
     a = flat()
     write_trial(tmp_path, a, state="ERROR", epochs=1)
     write_trial(tmp_path, flat(seed=4))
-    first = results.consolidate(str(tmp_path), "s")
+    first = store.consolidate(str(tmp_path), "s")
     assert first.states == {"COMPLETED": 1, "ERROR": 1}
     files = [tmp_path / "results" / n for n in ("trials.parquet", "epochs.parquet",
                                                 "test_ll.parquet")]
     before = [pq.read_table(f) for f in files]
-    results.consolidate(str(tmp_path), "s")
+    store.consolidate(str(tmp_path), "s")
     assert all(pq.read_table(f).equals(t) for f, t in zip(files, before, strict=True))
     # the same trial_key run again (a resumed study): its folder is overwritten
     write_trial(tmp_path, a, state="COMPLETED", epochs=3, offset=1.0)
-    again = results.consolidate(str(tmp_path), "s")
+    again = store.consolidate(str(tmp_path), "s")
     assert again.trials == 2 and again.states == {"COMPLETED": 2}
     epochs = pq.read_table(files[1]).to_pylist()
     assert [e["epoch"] for e in epochs if e["trial_key"] == trial_key(a)] == [1, 2, 3]
@@ -143,33 +143,33 @@ def test_consolidate_is_idempotent_and_the_latest_attempt_wins(tmp_path):
 
 
 def test_consolidate_of_an_empty_study(tmp_path):
-    out = results.consolidate(str(tmp_path), "s")
+    out = store.consolidate(str(tmp_path), "s")
     assert (out.trials, out.epochs, out.test_ll) == (0, 0, 0)
     table = pq.read_table(tmp_path / "results" / "trials.parquet")
-    assert table.num_rows == 0 and table.schema.equals(results.TRIALS_SCHEMA,
+    assert table.num_rows == 0 and table.schema.equals(store.TRIALS_SCHEMA,
                                                        check_metadata=False)
 
 
 def test_write_bytes_replaces_atomically(tmp_path):
-    fs, root = storage.filesystem(str(tmp_path))
-    path = storage.join(root, "a", "f.json")
-    storage.write_json(fs, path, {"x": 1})
-    storage.write_json(fs, path, {"x": 2})
-    assert storage.read_json(fs, path) == {"x": 2}
+    fs, root = store.filesystem(str(tmp_path))
+    path = store.join(root, "a", "f.json")
+    store.write_json(fs, path, {"x": 1})
+    store.write_json(fs, path, {"x": 2})
+    assert store.read_json(fs, path) == {"x": 2}
     assert [p.name for p in (tmp_path / "a").iterdir()] == ["f.json"]
 
 
 def test_filesystem_of_paths_and_uris(tmp_path):
-    fs, path = storage.filesystem(f"file://{tmp_path}")
+    fs, path = store.filesystem(f"file://{tmp_path}")
     assert path == str(tmp_path)
-    assert storage.filesystem("relative/x")[1].endswith("/relative/x")
+    assert store.filesystem("relative/x")[1].endswith("/relative/x")
     with pytest.raises(ValueError, match="cannot be opened"):
-        storage.filesystem("nosuchfs://bucket/x")
+        store.filesystem("nosuchfs://bucket/x")
 
 
 def test_make_record_rejects_unknown_states():
     with pytest.raises(ValueError, match="state='DONE'"):
-        results.make_record(study="s", trial_key="k", state="DONE", config=flat())
+        store.make_record(study="s", trial_key="k", state="DONE", config=flat())
 
 
 @pytest.mark.parametrize("intervals, expected", [
@@ -206,31 +206,31 @@ def test_a_trial_on_uri_storage_publishes_its_folder_as_it_ends(tmp_path):
     (scratch / "checkpoint").mkdir(parents=True)
     (scratch / "metrics.json").write_text("{}")
     (scratch / "checkpoint" / "checkpoint.pt").write_bytes(b"x")
-    fs, root = storage.filesystem(str(tmp_path / "store"))
-    trial_dir = storage.join(root, storage.TRIALS_DIR, key)
-    record = results.make_record(study="s", trial_key=key, state="COMPLETED", config=config)
+    fs, root = store.filesystem(str(tmp_path / "store"))
+    trial_dir = store.join(root, store.TRIALS_DIR, key)
+    record = store.make_record(study="s", trial_key=key, state="COMPLETED", config=config)
     trainable._finish(fs, trial_dir, scratch, True, None, record)
     stored = tmp_path / "store" / "trials" / key
     assert sorted(p.name for p in stored.iterdir()) == ["checkpoint", "metrics.json",
                                                          "trial.json"]
-    assert results.read_record(fs, trial_dir)["state"] == "COMPLETED"
+    assert store.read_record(fs, trial_dir)["state"] == "COMPLETED"
     assert not scratch.exists()  # a completed trial's scratch folder is removed
 
 
 def test_records_carry_the_gpu_memory_peak_and_the_summary_names_devices():
     cfg = flat(precision="bf16")
-    gpu = results.make_record(study="s", trial_key="a", state="COMPLETED", config=cfg,
+    gpu = store.make_record(study="s", trial_key="a", state="COMPLETED", config=cfg,
                               metrics={"device": "cuda:0 NVIDIA H200",
                                        "gpu_memory_peak_mb": 812.5})
-    cpu = results.make_record(study="s", trial_key="b", state="COMPLETED", config=cfg,
+    cpu = store.make_record(study="s", trial_key="b", state="COMPLETED", config=cfg,
                               metrics={"device": "cpu", "gpu_memory_peak_mb": None})
-    failed = results.make_record(study="s", trial_key="c", state="ERROR", config=cfg)
+    failed = store.make_record(study="s", trial_key="c", state="ERROR", config=cfg)
     assert (gpu["gpu_memory_peak_mb"], cpu["gpu_memory_peak_mb"]) == (812.5, None)
     assert gpu["precision"] == "bf16" and gpu["compile"] is False
-    table = results.records_table([gpu, cpu, failed])
+    table = store.records_table([gpu, cpu, failed])
     assert table.column("gpu_memory_peak_mb").to_pylist() == [812.5, None, None]
     other = {**gpu, "trial_key": "d", "gpu_memory_peak_mb": 400.0}
-    assert results.device_lines([gpu, cpu, failed, other]) == [
+    assert summary.device_lines([gpu, cpu, failed, other]) == [
         "device     auto: 1 trial(s)",
         "device     cpu: 1 trial(s)",
         "device     cuda:0 NVIDIA H200: 2 trial(s), GPU memory peak per trial max 812 MiB, "

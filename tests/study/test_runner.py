@@ -20,7 +20,7 @@ if str(HERE) not in sys.path:
 import fake_trials  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402
 
-from study import optuna_search, results, runner, summary  # noqa: E402
+from study import optuna_search, runner, store, summary  # noqa: E402
 from study.study_file import load_spec  # noqa: E402
 
 pytestmark = pytest.mark.slow
@@ -101,7 +101,7 @@ def test_local_study_of_real_trials_writes_the_three_files(local_ray, tmp_path):
     assert len(planned) >= 6
 
     trials = read(study, "trials.parquet")
-    assert trials.schema.equals(results.TRIALS_SCHEMA, check_metadata=False)
+    assert trials.schema.equals(store.TRIALS_SCHEMA, check_metadata=False)
     assert sorted(trials["trial_key"].to_pylist()) == planned
     assert set(trials["state"].to_pylist()) == {"COMPLETED"}
     rows = trials.to_pylist()
@@ -119,13 +119,13 @@ def test_local_study_of_real_trials_writes_the_three_files(local_ray, tmp_path):
         assert row["node"].endswith("/127.0.0.1")
 
     epochs = read(study, "epochs.parquet")
-    assert epochs.schema.equals(results.EPOCHS_SCHEMA, check_metadata=False)
+    assert epochs.schema.equals(store.EPOCHS_SCHEMA, check_metadata=False)
     assert epochs.num_rows == 3 * len(planned)
     pairs = zip(epochs["trial_key"].to_pylist(), epochs["epoch"].to_pylist(), strict=True)
     assert sorted(pairs) == sorted((k, e) for k in planned for e in (1, 2, 3))
 
     test_ll = read(study, "test_ll.parquet")
-    assert test_ll.schema.equals(results.TEST_LL_SCHEMA, check_metadata=False)
+    assert test_ll.schema.equals(store.TEST_LL_SCHEMA, check_metadata=False)
     assert test_ll.num_rows == 50 * len(planned)
 
     complete = [t.user_attrs["trial_key"] for t in optuna_trials(spec)
@@ -135,7 +135,7 @@ def test_local_study_of_real_trials_writes_the_three_files(local_ray, tmp_path):
     assert outcome.observed_concurrency == 2  # 2 CPUs, 1 CPU per trial
     # consolidation is idempotent: a second pass writes the same files
     before = [read(study, n) for n in ("trials.parquet", "epochs.parquet", "test_ll.parquet")]
-    results.consolidate(str(study), "real")
+    store.consolidate(str(study), "real")
     after = [read(study, n) for n in ("trials.parquet", "epochs.parquet", "test_ll.parquet")]
     assert all(a.equals(b) for a, b in zip(before, after, strict=True))
 

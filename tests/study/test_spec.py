@@ -13,7 +13,7 @@ from models.config import TrialConfig
 from search_spaces import trial_fields, trial_key
 from study.optuna_search import make_sampler
 from study.spec import KEYS, StudySpec
-from study.storage import check_writable
+from study.store import check_writable
 from study.study_file import FIELD_HELP, OVERRIDE_FLAGS, list_presets, load_spec
 from study.summary import describe
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pyarrow.parquet as pq
 import pytest
 
-from study import results, storage
+from study import store
 from study.study_file import load_spec
 
 
@@ -14,7 +14,7 @@ from study.study_file import load_spec
     ("s3://bucket/x", True), ("gs://b/x", True), ("file:///tmp/x", False), ("/tmp/x", False),
     ("relative/x", False)])
 def test_is_uri_has_one_meaning(location, uri):
-    assert storage.is_uri(location) is uri
+    assert store.is_uri(location) is uri
 
 
 def test_a_file_uri_is_a_local_study_everywhere(tmp_path):
@@ -22,33 +22,33 @@ def test_a_file_uri_is_a_local_study_everywhere(tmp_path):
     is local for both: no Optuna RDB needed, stored as an absolute path."""
     spec = load_spec("quickstart", {"study.storage": (tmp_path / "s").as_uri()})
     assert spec.storage == str(tmp_path / "s") and spec.optuna_storage_is_journal
-    fs, root = storage.filesystem(spec.storage)
+    fs, root = store.filesystem(spec.storage)
     assert root == str(tmp_path / "s")
 
 
 def test_write_bytes_is_atomic_and_leaves_no_temporary_file(tmp_path, monkeypatch):
-    fs, root = storage.filesystem(str(tmp_path))
-    path = storage.join(root, "a", "f.json")
-    storage.write_json(fs, path, {"x": 1})
+    fs, root = store.filesystem(str(tmp_path))
+    path = store.join(root, "a", "f.json")
+    store.write_json(fs, path, {"x": 1})
 
     def torn(self, data):  # the process dies half-way through writing the temporary file
         raise KeyboardInterrupt
 
     monkeypatch.setattr("pathlib.Path.write_bytes", torn)
     with pytest.raises(KeyboardInterrupt):
-        storage.write_json(fs, path, {"x": 2})
+        store.write_json(fs, path, {"x": 2})
     monkeypatch.undo()
-    assert storage.read_json(fs, path) == {"x": 1}
+    assert store.read_json(fs, path) == {"x": 1}
     assert [p.name for p in (tmp_path / "a").iterdir()] == ["f.json"]
 
 
 def test_plan_round_trips_every_planned_trial(tmp_path):
     spec = load_spec("quickstart", {"study.storage": str(tmp_path / "s")})
-    results.write_plan(spec.storage, spec.name, spec.plan())
-    rows = results.read_plan(spec.storage)
+    store.write_plan(spec.storage, spec.name, spec.plan())
+    rows = store.read_plan(spec.storage)
     assert [r["trial_key"] for r in rows] == [t["trial_key"] for t in spec.plan()]
-    table = pq.read_table(tmp_path / "s" / storage.PLAN_FILE)
-    assert table.schema.equals(results.PLAN_SCHEMA, check_metadata=False)
+    table = pq.read_table(tmp_path / "s" / store.PLAN_FILE)
+    assert table.schema.equals(store.PLAN_SCHEMA, check_metadata=False)
     for row, planned in zip(rows, spec.plan(), strict=True):
         assert row["M"] == planned["M"] and row["pi"] == pytest.approx(planned["pi"])
         assert row["device_requested"] == planned["device"]

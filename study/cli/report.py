@@ -19,7 +19,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from study import storage
+from study import store
 from study.errors import UsageError
 
 
@@ -40,15 +40,15 @@ def _consolidate(study_dir: str) -> None:
     running or crashed study is reported as it stands, not as of its last consolidation."""
     import pyarrow.fs as pafs
 
-    from study.results import RECORD_FILE, consolidate
+    from study.store import RECORD_FILE, consolidate
 
-    fs, root = storage.filesystem(study_dir)
-    selector = pafs.FileSelector(storage.join(root, storage.TRIALS_DIR), allow_not_found=True,
+    fs, root = store.filesystem(study_dir)
+    selector = pafs.FileSelector(store.join(root, store.TRIALS_DIR), allow_not_found=True,
                                  recursive=True)
     try:
         found = any(i.path.endswith(f"/{RECORD_FILE}") for i in fs.get_file_info(selector))
     except OSError as exc:  # an object store that cannot be read: one line
-        raise UsageError(f"{study_dir} cannot be read: {storage.one_line(exc)}") from None
+        raise UsageError(f"{study_dir} cannot be read: {store.one_line(exc)}") from None
     if found:
         for line in consolidate(study_dir).damaged.values():
             print(f"gmmpvae report: warning: {line}", file=sys.stderr)
@@ -69,12 +69,12 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(str(exc)) from exc
     except ValueError as exc:
         raise UsageError(str(exc).splitlines()[0]) from exc
-    out = args.out if args.out is not None else storage.join(args.study_dir, "report")
-    if storage.is_uri(out):
+    out = args.out if args.out is not None else store.join(args.study_dir, "report")
+    if store.is_uri(out):
         with tempfile.TemporaryDirectory(prefix="gmmpvae-report-") as tmp:
             result = report.build(frames, Path(tmp), names=args.only)
             _upload(tmp, out)
-        index: str = storage.join(out, result.index.name)
+        index: str = store.join(out, result.index.name)
     else:
         result = report.build(frames, Path(out), names=args.only)
         index = str(result.index)
@@ -92,8 +92,8 @@ def run(args: argparse.Namespace) -> int:
 def _upload(local: str, out: str) -> None:
     """Copy the built report to ``out`` on its store (one line and exit status 2 if not)."""
     try:
-        fs, path = storage.filesystem(out)
-        storage.copy_folder(local, fs, path)
+        fs, path = store.filesystem(out)
+        store.copy_folder(local, fs, path)
     except (OSError, ValueError) as exc:
         raise UsageError(f"the report could not be written to {out}: "
-                         f"{storage.one_line(exc)}") from None
+                         f"{store.one_line(exc)}") from None

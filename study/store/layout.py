@@ -6,7 +6,7 @@ A study folder is a local path or a pyarrow filesystem URI (``s3://bucket/studie
     STUDY/plan.parquet      one row per planned trial: its key and its flat config (`PLAN_FILE`)
     STUDY/optuna.journal    the Optuna study, unless the spec names an RDB URL (`OPTUNA_JOURNAL`)
     STUDY/tune/             Ray Tune's experiment state (`TUNE_DIR`)
-    STUDY/trials/<key>/     one folder per trial (`TRIALS_DIR`; files: `study.results`)
+    STUDY/trials/<key>/     one folder per trial (`TRIALS_DIR`; files: `study.store.schemas`)
     STUDY/results/          the consolidated Parquet dataset (`RESULTS_DIR`)
 
 One meaning of "URI" everywhere (`is_uri`): ``scheme://…`` other than ``file://``; a

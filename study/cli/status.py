@@ -15,7 +15,7 @@ import sys
 from typing import Any
 
 from search_spaces import KEY_FIELD
-from study import results, storage
+from study import store
 from study.study_file import load_study
 
 MAX_ROWS = 60
@@ -42,15 +42,16 @@ def run(args: argparse.Namespace) -> int:
     from study import optuna_search, ray_session, summary
 
     spec, info = load_study(args.study_dir)
-    from study import lock, repair
+    from study.recovery import repair
+    from study.store import lock
 
     for line in repair.problems(spec):  # named, never changed here: resume repairs
         print(f"gmmpvae status: warning: {line}", file=sys.stderr)
     if args.no_consolidate:
-        fs, root = storage.filesystem(spec.storage)
-        records = results.read_records(fs, root)
+        fs, root = store.filesystem(spec.storage)
+        records = store.read_records(fs, root)
     else:
-        records = results.consolidate(spec.storage, spec.name).records
+        records = store.consolidate(spec.storage, spec.name).records
     tune = ray_session.tune_states(spec.storage)
     plan = spec.plan()
     states = trial_states(records, tune, [t[KEY_FIELD] for t in plan] if plan else None)
@@ -63,9 +64,9 @@ def run(args: argparse.Namespace) -> int:
     except Exception as exc:  # a damaged journal / unreachable RDB: named above or here
         optuna = {}
         print(f"gmmpvae status: warning: the Optuna study cannot be read: "
-              f"{storage.one_line(exc)[:200]}", file=sys.stderr)
+              f"{store.one_line(exc)[:200]}", file=sys.stderr)
     print(f"study {spec.name}  ({spec.storage}; git {info.get('git_rev', 'unknown')[:12]})")
-    fs_, root_ = storage.filesystem(spec.storage)
+    fs_, root_ = store.filesystem(spec.storage)
     holder = lock.current_holder(fs_, root_)
     if holder:
         print(f"driver     running: {lock.describe(holder)}")

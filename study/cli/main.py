@@ -4,7 +4,8 @@ Each sub-command lives in its own module with two functions, ``add_arguments(par
 ``run(args) -> int``, and is imported only when it is used (so ``gmmpvae --help`` stays fast and
 nothing heavy such as Ray is imported by commands that do not need it). Bad input is reported as
 one line on stderr with exit status 2: a sub-command raises ``study.errors.UsageError`` (or a
-``ValueError`` from config validation) and this module prints it. No module imports this one.
+``ValueError`` from config validation) and this module prints it. No module outside
+`study.cli` imports the command line.
 """
 
 from __future__ import annotations
@@ -20,12 +21,12 @@ from study.errors import UsageError
 
 # name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "train": ("study.cmd_train", "train and evaluate one configuration (no Ray)"),
-    "data": ("study.cmd_data", "list or fetch datasets"),
-    "run": ("study.cmd_run", "run a study (TOML file or preset name) with Ray Tune"),
-    "resume": ("study.cmd_resume", "resume a study after a crash of the driver"),
-    "status": ("study.cmd_status", "show a study's trials by state and the best so far"),
-    "report": ("study.cmd_report", "write tables, figures and index.html for study folders"),
+    "train": ("study.cli.train", "train and evaluate one configuration (no Ray)"),
+    "data": ("study.cli.data", "list or fetch datasets"),
+    "run": ("study.cli.run", "run a study (TOML file or preset name) with Ray Tune"),
+    "resume": ("study.cli.resume", "resume a study after a crash of the driver"),
+    "status": ("study.cli.status", "show a study's trials by state and the best so far"),
+    "report": ("study.cli.report", "write tables, figures and index.html for study folders"),
 }
 
 
@@ -81,6 +82,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"gmmpvae {args.command}: interrupted", file=sys.stderr)
         return 130
 
-
-if __name__ == "__main__":
-    sys.exit(main())

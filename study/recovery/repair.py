@@ -1,9 +1,9 @@
 """What a crash can tear, repaired before a driver goes on (``run``/``resume``, under the study
 lock), and named — never changed — by the readers (``status``, ``report``).
 
-- **The Optuna journal** (`study.journal`): a torn last line is cut off (kept beside it); a
+- **The Optuna journal** (`study.recovery.journal`): a torn last line is cut off (kept beside it); a
   broken middle line is one `UsageError` line naming file and line.
-- **A trial's own files** (`results.trial_damage`): a truncated ``epochs.parquet`` /
+- **A trial's own files** (`store.trial_damage`): a truncated ``epochs.parquet`` /
   ``test_ll.parquet`` or a torn ``trial.json`` / ``metrics.json`` marks the trial for re-running:
   its record and summary are set aside (``<file>.set-aside-<UTC time>``, nothing is deleted), so
   the trial has no record and resumes from its checkpoint if intact (else from scratch).
@@ -22,9 +22,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from study import results, storage
+from study import store
 from study.errors import UsageError
-from study.journal import JournalDamagedError, journal_problem, repair_journal
+from study.recovery.journal import JournalDamagedError, journal_problem, repair_journal
 from study.spec import StudySpec
 
 
@@ -56,16 +56,16 @@ def repair_study(spec: StudySpec) -> Repairs:
     line = repair_journal_of(spec)
     if line:
         out.lines.append(line)
-    fs, root = storage.filesystem(spec.storage)
+    fs, root = store.filesystem(spec.storage)
     stamp = _stamp()
-    for folder in results.trial_folders(fs, root):
-        damage = results.trial_damage(fs, folder)
+    for folder in store.trial_folders(fs, root):
+        damage = store.trial_damage(fs, folder)
         if not damage:
             continue
         key = folder.rsplit("/", 1)[-1]
-        for name in {*damage, results.RECORD_FILE, results.METRICS_FILE}:
-            path = storage.join(folder, name)
-            if storage.exists(fs, path):
+        for name in {*damage, store.RECORD_FILE, store.METRICS_FILE}:
+            path = store.join(folder, name)
+            if store.exists(fs, path):
                 fs.move(path, f"{path}.set-aside-{stamp}")
         out.set_aside.append(key)
         files = ", ".join(sorted(damage))
@@ -81,11 +81,11 @@ def problems(spec: StudySpec) -> list[str]:
         problem = journal_problem(spec.optuna_storage_url)
         if problem:
             lines.append(problem)
-    fs, root = storage.filesystem(spec.storage)
-    for folder in results.trial_folders(fs, root):
-        damage = results.trial_damage(fs, folder)
+    fs, root = store.filesystem(spec.storage)
+    for folder in store.trial_folders(fs, root):
+        damage = store.trial_damage(fs, folder)
         if damage:
-            lines.append(results.damage_line(folder.rsplit("/", 1)[-1], damage))
+            lines.append(store.damage_line(folder.rsplit("/", 1)[-1], damage))
     return lines
 
 
@@ -112,10 +112,10 @@ def reconcile_optuna(spec: StudySpec, records: list[dict[str, Any]],
                 continue
             record = by_key.get(key)
             if t.state == TrialState.RUNNING and record is not None:
-                value = metric_of(record) if record["state"] == results.COMPLETED else None
+                value = metric_of(record) if record["state"] == store.COMPLETED else None
                 if value is not None:
                     study.tell(t.number, value, skip_if_finished=True)
-                elif record["state"] == results.PRUNED:
+                elif record["state"] == store.PRUNED:
                     study.tell(t.number, state=TrialState.PRUNED, skip_if_finished=True)
                 else:
                     study.tell(t.number, state=TrialState.FAIL, skip_if_finished=True)

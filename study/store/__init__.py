@@ -1,0 +1,81 @@
+"""The study folder on disk: its layout, the Parquet schemas, the trial records, the
+consolidated dataset, damage detection and the one-driver lock. Nothing here imports Ray or
+torch.
+
+- `layout`: file and folder names, local paths and URIs, one filesystem resolution, atomic
+  writes;
+- `folder`: `StudyFolder`, a study folder opened once and passed down;
+- `schemas`: the Parquet schemas (version 2), record file names, trial states;
+- `records`: a trial's ``trial.json``, its ``epochs.parquet``, the plan;
+- `damage`: torn trial files, detected and named;
+- `consolidate`: ``results/{trials,epochs,test_ll}.parquet`` rebuilt from the trial folders;
+- `lock`: one live driver per study (flock, or a lease on object stores).
+"""
+
+from study.store.consolidate import Consolidated, consolidate, records_table
+from study.store.damage import METRICS_FILE, damage_line, trial_damage
+from study.store.folder import StudyFolder
+from study.store.layout import (
+    OPTUNA_JOURNAL,
+    PLAN_FILE,
+    RESULTS_DIR,
+    STUDY_FILE,
+    TRIALS_DIR,
+    TUNE_DIR,
+    check_writable,
+    copy_folder,
+    exists,
+    filesystem,
+    is_uri,
+    join,
+    local_path,
+    normalise,
+    one_line,
+    read_bytes,
+    read_json,
+    write_bytes,
+    write_json,
+    write_table,
+)
+from study.store.records import (
+    make_record,
+    now_utc,
+    read_plan,
+    read_record,
+    read_records,
+    trial_folders,
+    write_epochs,
+    write_plan,
+    write_record,
+)
+from study.store.schemas import (
+    COMPLETED,
+    DIAGNOSTIC_METRICS,
+    EPOCHS_FILE,
+    EPOCHS_SCHEMA,
+    ERROR,
+    MODEL_COLUMNS,
+    PLAN_SCHEMA,
+    PRUNED,
+    RECORD_FILE,
+    SCHEMA_VERSION,
+    STATES,
+    TEST_LL_FILE,
+    TEST_LL_SCHEMA,
+    TEST_METRICS,
+    TRAIN_COLUMNS,
+    TRIALS_FILE,
+    TRIALS_SCHEMA,
+)
+
+__all__ = [
+    "COMPLETED", "DIAGNOSTIC_METRICS", "EPOCHS_FILE", "EPOCHS_SCHEMA", "ERROR", "METRICS_FILE",
+    "MODEL_COLUMNS", "OPTUNA_JOURNAL", "PLAN_FILE", "PLAN_SCHEMA", "PRUNED", "RECORD_FILE",
+    "RESULTS_DIR", "SCHEMA_VERSION", "STATES", "STUDY_FILE", "TEST_LL_FILE", "TEST_LL_SCHEMA",
+    "TEST_METRICS", "TRAIN_COLUMNS", "TRIALS_DIR", "TRIALS_FILE", "TRIALS_SCHEMA", "TUNE_DIR",
+    "Consolidated", "StudyFolder", "check_writable", "consolidate", "copy_folder",
+    "damage_line", "exists", "filesystem", "is_uri", "join", "local_path", "make_record",
+    "normalise", "now_utc", "one_line", "read_bytes", "read_json", "read_plan", "read_record",
+    "read_records", "records_table", "trial_damage", "trial_folders", "write_bytes",
+    "write_epochs", "write_json", "write_plan", "write_record", "write_table",
+]

@@ -1,0 +1,110 @@
+"""The study's Parquet schemas (version 2) and its file names: defined once, here.
+
+A study's results: per-trial records and the consolidated Parquet dataset. The study folder's
+layout is `study.store.layout`'s; records are written by `study.store.records`, the
+consolidated dataset by `study.store.consolidate`. The files:
+
+``STUDY/trials/<trial_key>/``: one folder per trial: trial.json (the record below, written as the
+trial ends), epochs.parquet, test_ll.parquet, metrics.json, config.json, checkpoint/, images
+(see models.trial). ``STUDY/plan.parquet`` (`PLAN_SCHEMA`): the planned trials, written when
+the study starts. ``STUDY/results/``: the consolidated dataset:
+
+``trials.parquet`` (`TRIALS_SCHEMA`, one row per trial_key):
+    ``study``, ``trial_key`` (stable, `search_spaces.trial_key`), ``state`` (``COMPLETED``;
+    ``ERROR``: a non-finite loss or a crash that used up its retries, reason in ``error``;
+    ``PRUNED``: stopped early by the scheduler, no test metrics), ``error``; every ModelConfig
+    field and every TrainConfig field under its own name (``pi`` list<double>, ``image_shape``
+    list<int64>) except TrainConfig's ``device``, stored as ``device_requested`` (``auto`` …),
+    because ``device`` is the device the trial actually ran on; ``epochs_run``, ``best_epoch``,
+    ``best_val_loss``, ``stopped_early``, ``test_re``, ``test_kl`` (the bound U), ``test_kl_mc``,
+    ``test_elbo_bound`` (−(RE + U), the paper's "≤ ln p(x)"), ``test_elbo_mc``, ``test_ll`` (all
+    nats per test image), ``test_kl_lse`` (U_lse, v2), ``n_test``, ``train_seconds``,
+    ``eval_seconds``, the collapse diagnostics of the best epoch ``spread_ratio``,
+    ``members_used``, ``resp_perplexity``, ``bound_gap``, ``lse_gap`` and ``collapsed``
+    (models.diagnostics; v2, null for the VAE and for version-1 rows), ``started_at`` /
+    ``ended_at`` (timestamp[us, UTC]; started_at is the first attempt's start), ``attempts``
+    (1 + the times the trial was resumed from a checkpoint), ``node`` (``hostname/ip``),
+    ``device`` (``cpu`` or ``cuda:<index> <GPU name>``), ``gpu_memory_peak_mb`` (the most GPU
+    memory the trial's tensors held, ``torch.cuda.max_memory_allocated``; null on CPU and
+    for a trial without metrics), ``versions`` (JSON: torch, ray, optuna, python), ``git_rev``
+    (``git rev-parse HEAD`` at study start, or ``unknown``), ``trial_dir``, ``schema_version``
+    (= 2; version-1 studies lack the v2 columns, which readers fill with nulls).
+
+``epochs.parquet`` (`EPOCHS_SCHEMA`): ``study``, ``trial_key``, ``epoch`` (from 1), ``beta``,
+``train_loss``, ``train_re``, ``train_kl``, ``val_loss``, ``val_re``, ``val_kl``, ``seconds``,
+and (v2) the validation diagnostics ``spread_ratio`` … ``lse_gap`` (models.records).
+
+``test_ll.parquet`` (`TEST_LL_SCHEMA`): ``study``, ``trial_key``, ``image`` (test-set index),
+``log_likelihood`` (importance-sampled), ``elbo_bound``, ``elbo_mc``, ``re``, ``kl_bound``,
+``kl_mc``, ``kl_lse`` (v2) (nats, per image).
+
+The trial folders are the source of truth: `consolidate` rebuilds the three files from them
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+from models.records import EPOCHS_TRIAL_SCHEMA, TEST_LL_TRIAL_SCHEMA
+
+SCHEMA_VERSION = 2  # 2: test_kl_lse, the collapse diagnostics and ``collapsed`` (issue 8)
+RECORD_FILE = "trial.json"
+EPOCHS_FILE = "epochs.parquet"
+TEST_LL_FILE = "test_ll.parquet"
+TRIALS_FILE = "trials.parquet"
+# A trial record's states, defined here once.
+COMPLETED, ERROR, PRUNED = "COMPLETED", "ERROR", "PRUNED"
+STATES = (COMPLETED, ERROR, PRUNED)
+
+_STR, _F64, _I64, _BOOL = pa.string(), pa.float64(), pa.int64(), pa.bool_()
+_TS = pa.timestamp("us", tz="UTC")
+
+# ModelConfig fields, in declaration order (a test checks this against models.config).
+MODEL_COLUMNS: tuple[tuple[str, pa.DataType], ...] = (
+    ("arch", _STR), ("prior", _STR), ("likelihood", _STR), ("kl_estimator", _STR), ("M", _I64),
+    ("pi", pa.list_(_F64)), ("K", _I64), ("latent_dim", _I64), ("hidden_dim", _I64),
+    ("image_shape", pa.list_(_I64)), ("pseudo_init", _STR), ("pixel_layers", _I64),
+    ("pixel_channels", _I64),
+)
+# TrainConfig fields, in declaration order; ``device`` is stored as ``device_requested``.
+TRAIN_COLUMNS: tuple[tuple[str, pa.DataType], ...] = (
+    ("dataset", _STR), ("lr", _F64), ("batch_size", _I64), ("max_epochs", _I64),
+    ("warmup_epochs", _I64), ("patience", _I64), ("seed", _I64), ("is_samples", _I64),
+    ("eval_memory_mb", _I64), ("max_train_examples", _I64), ("max_test_examples", _I64),
+    ("device_requested", _STR), ("data_dir", _STR), ("precision", _STR), ("compile", _BOOL),
+)
+TEST_METRICS = ("test_re", "test_kl", "test_kl_mc", "test_elbo_bound", "test_elbo_mc", "test_ll",
+                "test_kl_lse")
+# models.diagnostics.DIAGNOSTICS of the best epoch's weights, and the collapse flag from them.
+DIAGNOSTIC_METRICS = ("spread_ratio", "members_used", "resp_perplexity", "bound_gap", "lse_gap")
+
+TRIALS_SCHEMA = pa.schema([
+    ("study", _STR), ("trial_key", _STR), ("state", _STR), ("error", _STR),
+    *MODEL_COLUMNS,
+    *TRAIN_COLUMNS,
+    ("epochs_run", _I64), ("best_epoch", _I64), ("best_val_loss", _F64), ("stopped_early", _BOOL),
+    *[(name, _F64) for name in TEST_METRICS],
+    ("n_test", _I64), ("train_seconds", _F64), ("eval_seconds", _F64),
+    *[(name, _F64) for name in DIAGNOSTIC_METRICS], ("collapsed", _BOOL),
+    ("started_at", _TS), ("ended_at", _TS), ("attempts", _I64),
+    ("node", _STR), ("device", _STR), ("gpu_memory_peak_mb", _F64),
+    ("versions", _STR), ("git_rev", _STR), ("trial_dir", _STR),
+    ("schema_version", _I64),
+], metadata={"schema_version": str(SCHEMA_VERSION)})
+
+# A trial folder's own tables (models.records), with the study and the trial's key in front.
+EPOCHS_SCHEMA = pa.schema(
+    [("study", _STR), ("trial_key", _STR), *EPOCHS_TRIAL_SCHEMA],
+    metadata={"schema_version": str(SCHEMA_VERSION)},
+)
+TEST_LL_SCHEMA = pa.schema(
+    [("study", _STR), ("trial_key", _STR), *TEST_LL_TRIAL_SCHEMA],
+    metadata={"schema_version": str(SCHEMA_VERSION)},
+)
+# STUDY/plan.parquet: one row per planned trial, its key and its flat config (TrainConfig's
+# ``device`` as ``device_requested``, as in trials.parquet); empty for an open search.
+PLAN_SCHEMA = pa.schema(
+    [("study", _STR), ("trial_key", _STR), *MODEL_COLUMNS, *TRAIN_COLUMNS],
+    metadata={"schema_version": str(SCHEMA_VERSION)},
+)
+
