@@ -2,7 +2,7 @@
 
 No Ray here: these run before an embedded Ray is started, so a study that cannot run fails in
 one line (`UsageError`, exit status 2) with nothing started and nothing written. The cluster's
-own resource check, after joining it, is in `study.ray_session`.
+own resource check, after joining it, is in `study.tune.session`.
 """
 
 from __future__ import annotations
@@ -10,25 +10,11 @@ from __future__ import annotations
 import json
 import math
 import os
-import subprocess
 from pathlib import Path
 
 from study import store
 from study.errors import UsageError
 from study.spec import StudySpec
-
-REPO = Path(__file__).resolve().parents[1]
-
-
-def git_revision() -> str:
-    """``git rev-parse HEAD`` of the code that runs, or ``unknown``."""
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True,
-                             text=True, timeout=10, check=False)
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-    rev = out.stdout.strip()
-    return rev if out.returncode == 0 and rev else "unknown"
 
 
 def local_capacity(need_gpus: bool) -> tuple[int, int]:
@@ -157,7 +143,7 @@ def check_paths(spec: StudySpec) -> None:
 def check_data(spec: StudySpec) -> None:
     """The datasets the trials read are present in their data folder (on this machine; on a
     cluster every node must see the same folder, and a trial that does not finds out in one
-    line, see `study.trainable`)."""
+    line, see `study.tune.trainable`)."""
     from models.data import dataset_status
 
     needed: dict[str | None, set[str]] = {}

@@ -13,7 +13,7 @@ from study.spec import StudySpec
 from study.store import COMPLETED, RESULTS_DIR, join
 
 if TYPE_CHECKING:
-    from study.runner import Outcome
+    from study.outcome import Outcome
 
 
 def describe(spec: StudySpec) -> str:

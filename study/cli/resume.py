@@ -24,7 +24,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from study import runner, summary
+    from study import run as runner
+    from study import summary
     from study.study_file import load_study
 
     outcome = runner.resume_study(args.study_dir, rerun_errored=args.rerun_errored,

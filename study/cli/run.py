@@ -62,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
         print(summary.describe(spec))
         print(resources_text(spec, slots))
         return 0
-    from study import runner
+    from study import run as runner
 
     outcome = runner.run_study(spec, verbose=args.verbose)
     print("\n".join(summary.summary_lines(spec, outcome)))

@@ -39,7 +39,8 @@ def trial_states(records: list[dict[str, Any]], tune: dict[str, str],
 
 
 def run(args: argparse.Namespace) -> int:
-    from study import optuna_search, ray_session, summary
+    from study import optuna_study, summary
+    from study.tune import session as ray_session
 
     spec, info = load_study(args.study_dir)
     from study.recovery import repair
@@ -60,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
         counts[state] = counts.get(state, 0) + 1
     by_key = {r["trial_key"]: r for r in records}
     try:
-        optuna = optuna_search.counts(spec)
+        optuna = optuna_study.counts(spec)
     except Exception as exc:  # a damaged journal / unreachable RDB: named above or here
         optuna = {}
         print(f"gmmpvae status: warning: the Optuna study cannot be read: "

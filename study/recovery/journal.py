@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import json
 import os
-from datetime import UTC, datetime
+
+from study.store.layout import utc_stamp
 
 
 class JournalDamagedError(ValueError):
@@ -85,7 +86,7 @@ def repair_journal(path: str) -> str | None:
 
 
 def _cut(path: str, data: bytes, offset: int, what: str) -> str:
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    stamp = utc_stamp()
     kept = f"{path}.torn-{stamp}"
     with open(kept, "wb") as f:
         f.write(data[offset:])

@@ -12,17 +12,19 @@ lock), and named — never changed — by the readers (``status``, ``report``).
   record is told the record's outcome; a key Optuna calls COMPLETE that has no record (deleted,
   or set aside above) is returned so the searcher re-enqueues it.
 
-Nothing here imports Ray; `reconcile_optuna` imports Optuna (call it once Ray is set up).
+Nothing here imports Ray (the Optuna study is `study.optuna_study`'s, Ray-free).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
-from study import store
+from optuna.trial import TrialState
+
+from search_spaces import KEY_FIELD
+from study import optuna_study, store
 from study.errors import UsageError
 from study.recovery.journal import JournalDamagedError, journal_problem, repair_journal
 from study.spec import StudySpec
@@ -34,10 +36,6 @@ class Repairs:
 
     lines: list[str] = field(default_factory=list)
     set_aside: list[str] = field(default_factory=list)
-
-
-def _stamp() -> str:
-    return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
 
 
 def repair_journal_of(spec: StudySpec) -> str | None:
@@ -57,7 +55,7 @@ def repair_study(spec: StudySpec) -> Repairs:
     if line:
         out.lines.append(line)
     fs, root = store.filesystem(spec.storage)
-    stamp = _stamp()
+    stamp = store.utc_stamp()
     for folder in store.trial_folders(fs, root):
         damage = store.trial_damage(fs, folder)
         if not damage:
@@ -93,22 +91,17 @@ def reconcile_optuna(spec: StudySpec, records: list[dict[str, Any]],
                      metric_of: Callable[[dict[str, Any]], float | None]) -> dict[str, int]:
     """Tell RUNNING Optuna trials the outcome their trial records hold; return the keys Optuna
     calls COMPLETE that have no record (→ their Optuna trial number), to be re-run."""
-    from optuna.trial import TrialState
-
-    from search_spaces import KEY_FIELD
-    from study import optuna_search
-
-    study = optuna_search.existing_study(spec)
+    study = optuna_study.existing_study(spec)
     if study is None:
         return {}
     by_key = {r["trial_key"]: r for r in records}
     missing: dict[str, int] = {}
-    with optuna_search.quiet_optuna():
+    with optuna_study.quiet_optuna():
         trials = study.get_trials(deepcopy=False)
-        rerun_of = {t.user_attrs.get(optuna_search.RERUN_ATTR) for t in trials}
+        rerun_of = {t.user_attrs.get(optuna_study.RERUN_ATTR) for t in trials}
         for t in trials:
             key = t.user_attrs.get(KEY_FIELD)
-            if key is None or optuna_search.DUPLICATE_ATTR in t.user_attrs:
+            if key is None or optuna_study.DUPLICATE_ATTR in t.user_attrs:
                 continue
             record = by_key.get(key)
             if t.state == TrialState.RUNNING and record is not None:
@@ -120,7 +113,7 @@ def reconcile_optuna(spec: StudySpec, records: list[dict[str, Any]],
                 else:
                     study.tell(t.number, state=TrialState.FAIL, skip_if_finished=True)
             elif (t.state == TrialState.COMPLETE and record is None
-                  and optuna_search.RERUN_ATTR not in t.user_attrs
+                  and optuna_study.RERUN_ATTR not in t.user_attrs
                   and t.number not in rerun_of):
                 missing[key] = t.number
     return missing

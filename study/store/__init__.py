@@ -12,6 +12,7 @@ torch.
 - `lock`: one live driver per study (flock, or a lease on object stores).
 """
 
+from models.records import EPOCH_COLUMNS  # a trial folder's epoch columns, one definition
 from study.store.consolidate import Consolidated, consolidate, records_table
 from study.store.damage import METRICS_FILE, damage_line, trial_damage
 from study.store.folder import StudyFolder
@@ -33,6 +34,7 @@ from study.store.layout import (
     one_line,
     read_bytes,
     read_json,
+    utc_stamp,
     write_bytes,
     write_json,
     write_table,
@@ -69,13 +71,15 @@ from study.store.schemas import (
 )
 
 __all__ = [
-    "COMPLETED", "DIAGNOSTIC_METRICS", "EPOCHS_FILE", "EPOCHS_SCHEMA", "ERROR", "METRICS_FILE",
+    "COMPLETED", "DIAGNOSTIC_METRICS", "EPOCH_COLUMNS", "EPOCHS_FILE", "EPOCHS_SCHEMA", "ERROR",
+    "METRICS_FILE",
     "MODEL_COLUMNS", "OPTUNA_JOURNAL", "PLAN_FILE", "PLAN_SCHEMA", "PRUNED", "RECORD_FILE",
     "RESULTS_DIR", "SCHEMA_VERSION", "STATES", "STUDY_FILE", "TEST_LL_FILE", "TEST_LL_SCHEMA",
     "TEST_METRICS", "TRAIN_COLUMNS", "TRIALS_DIR", "TRIALS_FILE", "TRIALS_SCHEMA", "TUNE_DIR",
     "Consolidated", "StudyFolder", "check_writable", "consolidate", "copy_folder",
     "damage_line", "exists", "filesystem", "is_uri", "join", "local_path", "make_record",
     "normalise", "now_utc", "one_line", "read_bytes", "read_json", "read_plan", "read_record",
-    "read_records", "records_table", "trial_damage", "trial_folders", "write_bytes",
+    "read_records", "records_table", "trial_damage", "trial_folders", "utc_stamp",
+    "write_bytes",
     "write_epochs", "write_json", "write_plan", "write_record", "write_table",
 ]

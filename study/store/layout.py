@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import os
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,12 @@ TUNE_DIR = "tune"
 TRIALS_DIR = "trials"
 RESULTS_DIR = "results"
 FILE_SCHEME = "file://"
+
+
+def utc_stamp() -> str:
+    """The current UTC time as it goes into file names (``.torn-``, ``.set-aside-``, ``.old-``
+    suffixes): ``20261201T220000Z``."""
+    return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
 
 
 def one_line(text: object) -> str:

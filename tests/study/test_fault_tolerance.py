@@ -27,7 +27,8 @@ import fake_trials  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402
 from test_runner import write_study  # noqa: E402
 
-from study import optuna_search, runner  # noqa: E402
+from study import optuna_study, provenance  # noqa: E402
+from study import run as runner  # noqa: E402
 from study.study_file import load_spec  # noqa: E402
 
 pytestmark = pytest.mark.slow
@@ -151,7 +152,7 @@ def test_a_lost_driver_is_resumed_without_duplicates(tmp_path):
     spec = load_spec(str(path))
     planned = sorted(t["trial_key"] for t in spec.plan())
     study = tmp_path / "driver"
-    env = {**os.environ, runner.ENV_TRIAL_FUNCTION: "fake_trials:fake_trial"}
+    env = {**os.environ, provenance.ENV_TRIAL_FUNCTION: "fake_trials:fake_trial"}
 
     driver = cli(["run", str(path)], env)
     deadline = time.monotonic() + 240
@@ -176,7 +177,7 @@ def test_a_lost_driver_is_resumed_without_duplicates(tmp_path):
     assert "resuming from" in output or "continuing the Optuna study" in output
 
     check_complete(study, spec, max_epochs=5)
-    ostudy = optuna.load_study(study_name=spec.name, storage=optuna_search.open_storage(spec))
+    ostudy = optuna.load_study(study_name=spec.name, storage=optuna_study.open_storage(spec))
     complete = [t.user_attrs["trial_key"] for t in ostudy.get_trials()
                 if t.state == optuna.trial.TrialState.COMPLETE]
     assert sorted(complete) == planned  # each trial_key once among the COMPLETE trials
@@ -197,7 +198,7 @@ def test_a_driver_lost_at_the_tuner_pkl_moment_does_not_wedge(tmp_path):
     spec = load_spec(str(path))
     planned = sorted(t["trial_key"] for t in spec.plan())
     study = tmp_path / "wedge"
-    env = {**os.environ, runner.ENV_TRIAL_FUNCTION: "fake_trials:fake_trial"}
+    env = {**os.environ, provenance.ENV_TRIAL_FUNCTION: "fake_trials:fake_trial"}
     driver = cli(["run", str(path)], env)
     try:
         deadline = time.monotonic() + 240
@@ -225,7 +226,7 @@ def test_a_deleted_record_is_re_run_by_resume_and_two_drivers_exclude(tmp_path):
     path = write_study(tmp_path, "lost", fake=fake, budget={"max_epochs": 3, "patience": 3})
     spec = load_spec(str(path))
     study = tmp_path / "lost"
-    env = {**os.environ, runner.ENV_TRIAL_FUNCTION: "fake_trials:fake_trial"}
+    env = {**os.environ, provenance.ENV_TRIAL_FUNCTION: "fake_trials:fake_trial"}
     first = cli(["run", str(path)], env)
     time.sleep(1.0)
     second = cli(["run", str(path)], env)
@@ -308,6 +309,6 @@ def test_a_study_whose_workers_are_all_lost_ends_after_the_grace(tmp_path, capsy
     states = [r["state"] for r in pq.read_table(study / "results" / "trials.parquet")
               .to_pylist()]
     assert "PRUNED" not in states and len(states) < len(spec.plan())
-    ostudy = optuna_search.existing_study(spec)
+    ostudy = optuna_study.existing_study(spec)
     assert not [t for t in ostudy.get_trials() if t.state == TrialState.PRUNED]
     print(f"stranded study ended {seconds:.1f} s after it started")

@@ -11,10 +11,10 @@ import optuna
 import pytest
 from ray.tune.search import Searcher
 
-from study import optuna_search
-from study.optuna_search import StudySearcher
+from study import optuna_study
 from study.study_file import load_spec
-from study.trainable import STATE_KEY
+from study.tune.searcher import StudySearcher
+from study.tune.trainable import STATE_KEY
 
 
 def grid_spec(tmp_path: Path, name: str = "grid"):
@@ -54,7 +54,7 @@ def test_grid_runs_every_planned_key_once(tmp_path):
     s = searcher(spec)
     keys = drain(s, "t")
     assert sorted(keys) == sorted(planned) and len(planned) == 14
-    study = optuna_search.open_study(spec)
+    study = optuna_study.open_study(spec)
     assert [t.state.name for t in study.trials] == ["COMPLETE"] * 14
     # the config a trial gets is the planned one, key included
     again = searcher(spec)
@@ -66,7 +66,7 @@ def test_grid_trials_carry_their_hyperparameters(tmp_path):
     `trials_dataframe`: M, K, π and the prior vary (params); arch, dataset, lr are fixed."""
     spec = grid_spec(tmp_path)
     drain(searcher(spec), "t")
-    frame = optuna_search.open_study(spec).trials_dataframe()
+    frame = optuna_study.open_study(spec).trials_dataframe()
     for column in ("params_M", "params_K", "params_prior", "params_pi[0]", "params_pi[1]",
                    "params_seed", "user_attrs_arch", "user_attrs_dataset", "user_attrs_lr",
                    "user_attrs_kl_estimator", "user_attrs_trial_key"):
@@ -78,7 +78,7 @@ def test_grid_trials_carry_their_hyperparameters(tmp_path):
         assert row["params_pi[0]"] == pytest.approx(config["pi"][0])
         assert row["user_attrs_arch"] == config["arch"] == "mlp"
     # the parameters' distributions are Optuna's own, so its importance analysis reads them
-    study = optuna_search.open_study(spec)
+    study = optuna_study.open_study(spec)
     assert set(optuna.importance.get_param_importances(study)) >= {"M", "K"}
 
 
@@ -101,7 +101,7 @@ def test_grid_after_a_lost_driver_adopts_asked_trials(tmp_path, asked_before_cra
         complete(second, f"b{i}")
     rest = drain(second, "c")
     assert sorted(done + adopted + rest) == sorted(t["trial_key"] for t in spec.plan())
-    study = optuna_search.open_study(spec)
+    study = optuna_study.open_study(spec)
     assert len(study.trials) == 14
     assert {t.state.name for t in study.trials} == {"COMPLETE"}
 
@@ -135,9 +135,9 @@ def test_errors_and_pruning_are_told(tmp_path):
     s.suggest("x")
     s.on_trial_complete("x", None, error=True)  # lost after its retries
     s.on_trial_complete("x", None, error=True)  # told twice: ignored
-    states = [t.state.name for t in optuna_search.open_study(spec).trials[:3]]
+    states = [t.state.name for t in optuna_study.open_study(spec).trials[:3]]
     assert states == ["FAIL", "PRUNED", "FAIL"]
-    assert optuna_search.counts(spec) == {"FAIL": 2, "PRUNED": 1, "WAITING": 11}
+    assert optuna_study.counts(spec) == {"FAIL": 2, "PRUNED": 1, "WAITING": 11}
 
 
 def test_open_search_budget_distinct_keys_and_hyperparameters(tmp_path):
@@ -145,7 +145,7 @@ def test_open_search_budget_distinct_keys_and_hyperparameters(tmp_path):
     s = searcher(spec)
     keys = drain(s, "t")
     assert len(keys) == len(set(keys)) == 5
-    study = optuna_search.open_study(spec)
+    study = optuna_study.open_study(spec)
     counted = [t for t in study.trials if "duplicate_of" not in t.user_attrs]
     assert len(counted) == 5
     for t in counted:
@@ -170,9 +170,9 @@ def test_open_search_adopts_an_orphan_with_its_own_config(tmp_path):
 
 def test_an_orphan_asked_but_never_assigned_is_failed_and_not_counted(tmp_path):
     spec = open_spec(tmp_path, n=2)
-    study = optuna_search.open_study(spec)
+    study = optuna_study.open_study(spec)
     study.ask()  # a driver died between ask() and choosing the configuration
     s = searcher(spec)
     keys = drain(s, "t")
     assert len(keys) == 2
-    assert optuna_search.open_study(spec).trials[0].state.name == "FAIL"
+    assert optuna_study.open_study(spec).trials[0].state.name == "FAIL"

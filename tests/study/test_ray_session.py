@@ -11,14 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from study import ray_session
+from study.tune import session as ray_session
 
 REPO = Path(__file__).resolve().parents[2]
 
 # Runs in a fresh interpreter, as `gmmpvae run` does: nothing imported Ray before the session.
 PROBE = r'''
 import json, os, sys
-from study import ray_session
+from study.tune import session as ray_session
 from study.study_file import load_spec
 
 def tree(root):

@@ -13,10 +13,10 @@ import pytest
 
 from study import cli, store
 from study.errors import UsageError
-from study.ray_session import join_error
 from study.recovery import repair
 from study.store import lock
 from study.study_file import load_spec
+from study.tune.cluster import join_error
 
 HERE = Path(__file__).resolve().parent
 if str(HERE) not in sys.path:
@@ -63,7 +63,7 @@ def test_a_study_started_meanwhile_is_refused_under_the_lock(tmp_path, capsys):
     checks.validate(spec, new=True)  # passes: no study yet
     store.write_json(pafs.LocalFileSystem(), str(tmp_path / "race" / "study.json"),
                        {"spec": spec.to_dict()})  # the first driver, meanwhile
-    from study import runner
+    from study import run as runner
 
     with pytest.raises(UsageError, match="already holds a study"):
         with runner._locked(spec, new=True):
@@ -186,10 +186,10 @@ def test_a_torn_journal_line_is_cut_and_reconciled_with_the_records(tmp_path, ca
     COMPLETED: resume cuts the line and tells Optuna; status names it without changing it."""
     from optuna.trial import TrialState
 
-    from study import optuna_search
+    from study import optuna_study
 
     study, spec, keys = fake_study(tmp_path)
-    ostudy = optuna_search.open_study(spec)
+    ostudy = optuna_study.open_study(spec)
     for key in keys:
         trial = ostudy.ask()
         trial.set_user_attr("trial_key", key)
@@ -206,15 +206,15 @@ def test_a_torn_journal_line_is_cut_and_reconciled_with_the_records(tmp_path, ca
     assert journal.read_bytes() == whole
     records = store.read_records(pafs.LocalFileSystem(), str(study))
     repair.reconcile_optuna(spec, records, lambda r: 2.5)
-    states = [t.state for t in optuna_search.existing_study(spec).get_trials()]
+    states = [t.state for t in optuna_study.existing_study(spec).get_trials()]
     assert states.count(TrialState.COMPLETE) == len(keys) and TrialState.RUNNING not in states
 
 
 def test_garbage_in_the_journal_is_named(tmp_path, capsys):
     study, spec, _ = fake_study(tmp_path)
-    from study import optuna_search
+    from study import optuna_study
 
-    optuna_search.open_study(spec)
+    optuna_study.open_study(spec)
     journal = Path(spec.optuna_storage_url)
     journal.write_bytes(b"\xff\xfe garbage\n" + journal.read_bytes())
     assert cli.main(["resume", str(study)]) == 2
@@ -223,10 +223,10 @@ def test_garbage_in_the_journal_is_named(tmp_path, capsys):
 
 
 def test_a_deleted_record_of_a_finished_trial_is_found_for_re_running(tmp_path):
-    from study import optuna_search
+    from study import optuna_study
 
     study, spec, keys = fake_study(tmp_path)
-    ostudy = optuna_search.open_study(spec)
+    ostudy = optuna_study.open_study(spec)
     for key in keys:
         trial = ostudy.ask()
         trial.set_user_attr("trial_key", key)
@@ -238,7 +238,7 @@ def test_a_deleted_record_of_a_finished_trial_is_found_for_re_running(tmp_path):
 
 
 def test_a_zero_byte_checkpoint_is_not_resumed_from(tmp_path):
-    from study import trainable
+    from study.tune import trainable
 
     folder = tmp_path / "trial" / "checkpoint"
     folder.mkdir(parents=True)

@@ -198,7 +198,7 @@ def test_best_records():
 def test_a_trial_on_uri_storage_publishes_its_folder_as_it_ends(tmp_path):
     """Without a shared file system a trial trains in a scratch folder and copies it to the
     study's storage (any pyarrow filesystem) as it ends; the record is written last."""
-    from study import trainable
+    from study.tune import trainable
 
     config = flat()
     key = trial_key(config)

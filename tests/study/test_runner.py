@@ -20,7 +20,8 @@ if str(HERE) not in sys.path:
 import fake_trials  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402
 
-from study import optuna_search, runner, store, summary  # noqa: E402
+from study import optuna_study, store, summary  # noqa: E402
+from study import run as runner  # noqa: E402
 from study.study_file import load_spec  # noqa: E402
 
 pytestmark = pytest.mark.slow
@@ -84,7 +85,7 @@ def local_ray():
 def optuna_trials(spec):
     import optuna
 
-    study = optuna.load_study(study_name=spec.name, storage=optuna_search.open_storage(spec))
+    study = optuna.load_study(study_name=spec.name, storage=optuna_study.open_storage(spec))
     return study.get_trials(deepcopy=False)
 
 

@@ -11,7 +11,7 @@ import pytest
 
 from models.config import TrialConfig
 from search_spaces import trial_fields, trial_key
-from study.optuna_search import make_sampler
+from study.optuna_study import make_sampler
 from study.spec import KEYS, StudySpec
 from study.store import check_writable
 from study.study_file import FIELD_HELP, OVERRIDE_FLAGS, list_presets, load_spec

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from study import stranded
-from study.stranded import StrandedStopper, can_place
+from study.tune import stopper as stranded
+from study.tune.stopper import StrandedStopper, can_place
 
 
 def test_can_place():

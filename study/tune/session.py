@@ -1,4 +1,7 @@
 """Ray for one study: an embedded Ray on 127.0.0.1 or a cluster joined, and Tune kept quiet.
+Nothing here imports Ray at the top: `session` imports it (through `study.tune.cluster`) inside
+the environment Ray must first be imported in, and `tune_states` only when there is a saved
+experiment to read.
 
 ``session(spec, verbose)`` is the one entry point: it starts a fresh embedded Ray
 (``address="local"``, so a Ray left running on the machine is never joined silently; loopback
@@ -17,18 +20,13 @@ import contextlib
 import importlib
 import logging
 import os
-import socket
-import sys
 import threading
-import warnings
 from collections.abc import Iterator
-from typing import Any
 
-from study.checks import check_sizes, local_capacity, node_slots, resource_error
-from study.errors import UsageError
+from study import store, tune
+from study.checks import check_sizes, resource_error
 from study.spec import StudySpec
 
-LOOPBACK = "127.0.0.1"
 # Ray 2.60 (checked up to it): ray.init(address="local") puts its node, GCS and raylet on the
 # machine's outward address; no public argument puts them on 127.0.0.1 (the private
 # ``_node_ip_address`` is even resolved back to the outward address). The one switch that does
@@ -95,8 +93,6 @@ def quiet_tune(verbose: bool, study_dir: str | None = None) -> Iterator[None]:
 def _logged_to_file(study_dir: str | None) -> Iterator[None]:
     """Ray's loggers write to the study's log file instead of the terminal for the block: a
     file handler added and propagation off, then both put back."""
-    from study import store
-
     if study_dir is None or store.is_uri(study_dir):
         yield
         return
@@ -135,8 +131,8 @@ def _prefetch_imports() -> threading.Thread:
     """Import what the Tuner needs while Ray starts (ray.init mostly waits on its processes):
     about a second and a half less before the first trial."""
     def work() -> None:
-        for name in ("ray.tune", "ray.tune.schedulers", "optuna", "study.trainable",
-                     "study.optuna_search"):
+        for name in ("ray.tune", "ray.tune.schedulers", "optuna", "study.tune.trainable",
+                     "study.tune.searcher", "study.tune.tuner"):
             try:
                 importlib.import_module(name)
             except Exception:  # the main thread imports it again and reports the problem
@@ -147,136 +143,12 @@ def _prefetch_imports() -> threading.Thread:
     return thread
 
 
-def runtime_env() -> dict[str, Any]:
-    """Our packages travel with the job: a cluster node needs only the dependencies."""
-    modules = []
-    for name in ("models", "study", "search_spaces", "analysis"):
-        try:
-            modules.append(importlib.import_module(name))
-        except ImportError:
-            continue
-    return {"py_modules": modules, "env_vars": {"PYTHONUNBUFFERED": "1"}}
-
-
-def _start(spec: StudySpec, verbose: bool) -> bool:
-    """Start or join Ray; whether it was started here (and is to be shut down here)."""
-    import ray
-
-    if ray.is_initialized():
-        return False
-    address = spec.study.address
-    logging_level = "INFO" if verbose else "WARNING"
-    if address is None:
-        cpus, gpus = local_capacity(spec.resources.gpus_per_trial > 0)
-        ray.init(address="local", num_cpus=cpus, num_gpus=gpus, include_dashboard=False,
-                 log_to_driver=verbose, logging_level=logging_level)
-        node_ip = ray.util.get_node_ip_address()
-        if node_ip != LOOPBACK:  # Ray was imported by this process before we could set it up
-            print(f"gmmpvae: warning: the embedded Ray listens on {node_ip}, not {LOOPBACK} "
-                  f"(Ray was imported before the study started)", file=sys.stderr)
-        return True
-    probe_address(address, spec.study.connect_timeout)
-    with _stderr_captured(echo=verbose) as captured:
-        try:
-            ray.init(address=address, runtime_env=runtime_env(), log_to_driver=verbose,
-                     logging_level=logging_level)
-        except Exception as exc:  # ConnectionError, RuntimeError, ValueError, …
-            failure: BaseException | None = exc
-        else:
-            failure = None
-    if failure is not None:
-        raise UsageError(join_error(address, failure, captured.read())) from None
-    return True
-
-
-class _Captured:
-    def __init__(self) -> None:
-        self.text = ""
-
-    def read(self) -> str:
-        return self.text
-
-
-@contextlib.contextmanager
-def _stderr_captured(echo: bool) -> Iterator[_Captured]:
-    """While joining a cluster, what Ray's C++ client writes to the process's stderr (one
-    "InvalidAuthToken" line a second while a token-protected cluster refuses us) goes to a
-    temporary file, read afterwards to name the cause; echoed with ``verbose``. File
-    descriptor 2 is put back when the block ends."""
-    import tempfile
-
-    captured = _Captured()
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile(mode="w+b") as tmp:
-        os.dup2(tmp.fileno(), 2)
-        try:
-            yield captured
-        finally:
-            sys.stderr.flush()
-            os.dup2(saved, 2)
-            os.close(saved)
-            tmp.seek(0)
-            captured.text = tmp.read().decode("utf-8", "replace")
-            if echo and captured.text:
-                sys.stderr.write(captured.text)
-
-
 def is_loopback(address: str | None) -> bool:
     """Whether a ``host:port`` address names this machine's loopback interface."""
     if not address or address == "auto":
         return False
     host = address.removeprefix("ray://").rpartition(":")[0]
     return host in ("127.0.0.1", "localhost", "::1")
-
-
-def probe_address(address: str, timeout: float) -> None:
-    """A ``host:port`` address must accept a TCP connection within ``timeout`` seconds (Ray
-    itself keeps retrying for minutes); ``auto`` is left to Ray (it reads the local session)."""
-    if address == "auto":
-        return
-    host, _, port = address.removeprefix("ray://").rpartition(":")
-    try:
-        with socket.create_connection((host, int(port)), timeout=timeout):
-            pass
-    except OSError as exc:
-        raise UsageError(f"study.address={address!r}: no Ray cluster answers there within "
-                         f"{timeout:g} s ({exc.strerror or type(exc).__name__}); check the "
-                         "address and that the head node runs (`ray start --head`); "
-                         "--connect-timeout sets the wait") from None
-
-
-AUTH_HINT = ("set RAY_AUTH_MODE=token and the cluster's token (RAY_AUTH_TOKEN, "
-             "RAY_AUTH_TOKEN_PATH, or the default token file; `ray get-auth-token` on the head "
-             "node prints it) in the driver's environment")
-
-
-def join_error(address: str, exc: BaseException, stderr: str = "") -> str:
-    """One line for a failed join; an authentication refusal (in the exception or in what
-    Ray's client wrote to stderr meanwhile) is named as such."""
-    text = " ".join(str(exc).split())
-    lowered = f"{text} {stderr}".lower()
-    if any(word in lowered for word in ("invalidauthtoken", "unauthenticated",
-                                        "authentication token")):
-        return (f"study.address={address!r}: the cluster refused this driver's "
-                f"authentication (it runs with token authentication): {AUTH_HINT}")
-    return f"study.address={address!r}: cannot join the Ray cluster: {text[:300]}"
-
-
-def _largest_memory() -> int | None:
-    """The largest live node's memory as Ray counts it (None when no node reports one)."""
-    import ray
-
-    sizes = [int(n["Resources"].get("memory", 0)) for n in ray.nodes() if n.get("Alive")]
-    return max(sizes, default=0) or None
-
-
-def _slots(spec: StudySpec) -> tuple[int, list[tuple[float, float]]]:
-    import ray
-
-    nodes = [(float(n["Resources"].get("CPU", 0)), float(n["Resources"].get("GPU", 0)))
-             for n in ray.nodes() if n.get("Alive")]
-    return node_slots(nodes, spec.resources.cpus_per_trial, spec.resources.gpus_per_trial), nodes
 
 
 @contextlib.contextmanager
@@ -290,41 +162,30 @@ def session(spec: StudySpec, verbose: bool = False) -> Iterator[int]:
     loopback = embedded or is_loopback(spec.study.address)
     with _loopback_environ() if loopback else contextlib.nullcontext():
         prefetch = _prefetch_imports()
-        started = _start(spec, verbose)
+        cluster = tune.cluster  # Ray is first imported here, inside the environment
+        started = cluster.start(spec, verbose)
     try:
-        slots, nodes = _slots(spec)
+        slots, nodes = cluster.slots(spec)
         if slots < 1:
             where = f"of the cluster at {spec.study.address}" if not embedded else (
                 "of the running Ray")
             raise resource_error(spec, where, max(nodes, default=(0.0, 0.0)))
-        memory = None if embedded else _largest_memory()
+        memory = None if embedded else cluster.largest_memory()
         if memory:
             check_sizes(spec, memory, f"the largest node of the cluster at {spec.study.address}")
         prefetch.join()
         yield slots
     finally:
         if started:
-            import ray
-
-            ray.shutdown()
+            cluster.shutdown()
 
 
 def tune_states(study_dir: str) -> dict[str, str]:
     """trial_key → Tune's status (PENDING, RUNNING, TERMINATED, ERROR, …) from the saved
-    experiment state ({} when there is none). Needs no running Ray."""
-    from search_spaces import KEY_FIELD
-    from study import store
-
+    experiment state ({} when there is none, without importing Ray). Needs no running Ray."""
     path = store.join(str(study_dir), store.TUNE_DIR)
     fs, fs_path = store.filesystem(path)
     if not store.exists(fs, fs_path):
         return {}
-    with quiet_tune(verbose=True), warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        from ray.tune import ExperimentAnalysis
-
-        try:
-            analysis = ExperimentAnalysis(path)
-        except Exception:  # no experiment state file yet
-            return {}
-    return {t.config.get(KEY_FIELD, t.trial_id): t.status for t in analysis.trials}
+    with quiet_tune(verbose=True):
+        return tune.cluster.experiment_states(path)

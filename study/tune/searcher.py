@@ -24,16 +24,13 @@ Ray Tune: ``Searcher`` (``suggest``, ``on_trial_result``, ``on_trial_complete``,
   it ends, so no key is lost or run twice. The Tune-trial → Optuna-number map is all that
   ``save`` writes; the searcher pickles as its recipe (Tune puts it into ``tuner.pkl``).
 - Optuna's own INFO lines ("Trial 3 finished …") are silenced around each call
-  (`_quiet_optuna`), not process-wide.
+  (`study.optuna_study.quiet_optuna`), not process-wide.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
-import math
 import warnings
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -43,123 +40,23 @@ from ray.tune.search import Searcher
 
 from models.checkpoint import atomic_write_text
 from search_spaces import KEY_FIELD
-from study import stranded
+from study.optuna_study import (
+    DUPLICATE_ATTR,
+    RERUN_ATTR,
+    counted,
+    finite,
+    grid_distributions,
+    hyperparameters,
+    make_sampler,
+    open_study,
+    quiet_optuna,
+)
 from study.spec import StudySpec
 from study.store import COMPLETED, ERROR
-from study.trainable import STATE_KEY
+from study.tune import stopper
+from study.tune.trainable import STATE_KEY
 
-DUPLICATE_ATTR = "duplicate_of"  # an open search's redraw of a configuration it already has
-RERUN_ATTR = "rerun_of"  # the result of a trial re-run with --rerun-errored (see record_reruns)
 MAX_DUPLICATE_DRAWS = 100  # open searches: draws of an already-run configuration in a row
-# Flat-config fields that say where a trial runs or follow from the dataset: not hyperparameters.
-NOT_HYPERPARAMETERS = frozenset({"data_dir", "device", "image_shape", "likelihood"})
-
-
-@contextlib.contextmanager
-def _quiet_optuna() -> Iterator[None]:
-    """Optuna's INFO lines and experimental-API warnings off for one call, then as they were."""
-    level = optuna.logging.get_verbosity()
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            yield
-    finally:
-        optuna.logging.set_verbosity(level)
-
-
-quiet_optuna = _quiet_optuna  # for study.recovery.repair
-
-
-def open_storage(spec: StudySpec) -> Any:
-    """The study's Optuna storage: the journal file, or the RDB URL."""
-    url = spec.optuna_storage_url
-    if spec.optuna_storage_is_journal:
-        from optuna.storages.journal import JournalFileBackend, JournalStorage
-
-        Path(url).parent.mkdir(parents=True, exist_ok=True)
-        return JournalStorage(JournalFileBackend(url))
-    return optuna.storages.RDBStorage(url)
-
-
-def open_study(spec: StudySpec, sampler: Any = None) -> optuna.Study:
-    """The study's Optuna study, created on first use."""
-    with _quiet_optuna():
-        return optuna.create_study(study_name=spec.name, storage=open_storage(spec),
-                                   sampler=sampler, direction=_direction(spec),
-                                   load_if_exists=True)
-
-
-def existing_study(spec: StudySpec) -> optuna.Study | None:
-    """The study's Optuna study if it exists (read-only use: status), else None."""
-    if spec.optuna_storage_is_journal and not Path(spec.optuna_storage_url).is_file():
-        return None
-    try:
-        with _quiet_optuna():
-            return optuna.load_study(study_name=spec.name, storage=open_storage(spec))
-    except KeyError:
-        return None
-
-
-def _direction(spec: StudySpec) -> str:
-    return "minimize" if spec.search.mode == "min" else "maximize"
-
-
-def make_sampler(spec: StudySpec) -> optuna.samplers.BaseSampler:
-    """The study's sampler (seeded with ``search.sampler_seed``). A grid's trials are all
-    enqueued, so its sampler never draws: a seeded RandomSampler stands there."""
-    seed = spec.search.sampler_seed
-    samplers = optuna.samplers
-    make = {
-        "grid": lambda: samplers.RandomSampler(seed=seed),
-        "tpe": lambda: samplers.TPESampler(seed=seed),
-        "random": lambda: samplers.RandomSampler(seed=seed),
-        "cmaes": lambda: samplers.CmaEsSampler(seed=seed, warn_independent_sampling=False),
-        "qmc": lambda: samplers.QMCSampler(seed=seed, warn_independent_sampling=False),
-        "gp": lambda: samplers.GPSampler(seed=seed),
-        "nsga2": lambda: samplers.NSGAIISampler(seed=seed),
-    }
-    return make[spec.search.sampler]()
-
-
-def hyperparameters(config: dict[str, Any]) -> dict[str, Any]:
-    """A flat trial config as Optuna-friendly scalars: π as its components ``pi[0]``, …; the
-    fields that are not hyperparameters left out."""
-    out: dict[str, Any] = {}
-    for name, value in sorted(config.items()):
-        if name in NOT_HYPERPARAMETERS or name == KEY_FIELD:
-            continue
-        if name == "pi":
-            out.update({f"pi[{i}]": float(p) for i, p in enumerate(value)})
-        elif value is None or isinstance(value, bool | int | float | str):
-            out[name] = value
-    return out
-
-
-def grid_distributions(plan: list[dict[str, Any]]) -> dict[str, Any]:
-    """Categorical distributions of the hyperparameters a grid varies (their planned values)."""
-    values: dict[str, list[Any]] = {}
-    for config in plan:
-        for name, value in hyperparameters(config).items():
-            if value not in values.setdefault(name, []):
-                values[name].append(value)
-    counts = {name: sum(name in hyperparameters(c) for c in plan) for name in values}
-    return {name: optuna.distributions.CategoricalDistribution(choices)
-            for name, choices in values.items()
-            if len(choices) > 1 or counts[name] < len(plan)}
-
-
-def _counted(trial: optuna.trial.FrozenTrial) -> bool:
-    """A trial that stands for a configuration: not a redraw, not an orphan that was never
-    assigned one, not the added result of a re-run."""
-    attrs = trial.user_attrs
-    return KEY_FIELD in attrs and DUPLICATE_ATTR not in attrs and RERUN_ATTR not in attrs
-
-
-def _finite(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-
-
 def _rebuild(recipe: dict[str, Any]) -> StudySearcher:
     return StudySearcher(recipe)
 
@@ -194,10 +91,10 @@ class StudySearcher(Searcher):
     def _enqueue_missing(self) -> None:
         """Enqueue every planned key that has no Optuna trial yet (all of them, first time)."""
         trials = self._trials()
-        present = {t.user_attrs.get(KEY_FIELD) for t in trials if _counted(t)}
+        present = {t.user_attrs.get(KEY_FIELD) for t in trials if counted(t)}
         rerun_done = {t.user_attrs.get(RERUN_ATTR) for t in trials}
         assert self._plan is not None
-        with _quiet_optuna():
+        with quiet_optuna():
             for key, config in self._plan.items():
                 extra: dict[str, Any] = {}
                 if key in self._rerun and self._rerun[key] not in rerun_done:
@@ -242,14 +139,14 @@ class StudySearcher(Searcher):
                 config = None
             if config is not None and config[KEY_FIELD] == key:
                 return config
-        with _quiet_optuna():
+        with quiet_optuna():
             self._study.tell(trial.number, state=TrialState.FAIL, skip_if_finished=True)
         return None
 
     def _suggest_grid(self, trial_id: str) -> dict[str, Any] | str:
         if not self._trials(TrialState.WAITING):
             return Searcher.FINISHED
-        with _quiet_optuna():
+        with quiet_optuna():
             trial = self._study.ask()
             key = trial.user_attrs[KEY_FIELD]
             config = dict(self._plan[key])  # type: ignore[index]
@@ -261,13 +158,13 @@ class StudySearcher(Searcher):
 
     def _suggest_open(self, trial_id: str) -> dict[str, Any] | str:
         for _ in range(MAX_DUPLICATE_DRAWS):
-            if sum(_counted(t) for t in self._trials()) >= self._budget:
+            if sum(counted(t) for t in self._trials()) >= self._budget:
                 return Searcher.FINISHED
-            with _quiet_optuna():
+            with quiet_optuna():
                 trial = self._study.ask()
                 config = self._spec.suggest(trial)
                 key = config[KEY_FIELD]
-                if any(t.user_attrs.get(KEY_FIELD) == key for t in self._trials() if _counted(t)):
+                if any(t.user_attrs.get(KEY_FIELD) == key for t in self._trials() if counted(t)):
                     # Drawn before: fail this draw (not counted) and draw again.
                     trial.set_user_attr(DUPLICATE_ATTR, key)
                     self._study.tell(trial.number, state=TrialState.FAIL)
@@ -286,9 +183,9 @@ class StudySearcher(Searcher):
         trial = self._asked.get(trial_id)
         value, step = result.get(self.metric), result.get("epoch")
         if (trial is None or trial_id in self._told or STATE_KEY in result or step is None
-                or not _finite(value)):
+                or not finite(value)):
             return
-        with _quiet_optuna(), warnings.catch_warnings():
+        with quiet_optuna(), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # a retried epoch reported again
             try:
                 trial.report(float(value), int(step))
@@ -298,14 +195,14 @@ class StudySearcher(Searcher):
     def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None,
                           error: bool = False) -> None:
         number = self._numbers.get(trial_id)
-        if number is None or trial_id in self._told or stranded.stopped():
+        if number is None or trial_id in self._told or stopper.stopped():
             return  # (a stranded study's trials stay unfinished: adopted by the next resume)
         self._told.add(trial_id)
         self._asked.pop(trial_id, None)
         result = result or {}
         outcome, value = result.get(STATE_KEY), result.get(self.metric)
-        with _quiet_optuna():
-            if error or outcome == ERROR or (outcome == COMPLETED and not _finite(value)):
+        with quiet_optuna():
+            if error or outcome == ERROR or (outcome == COMPLETED and not finite(value)):
                 self._study.tell(number, state=TrialState.FAIL, skip_if_finished=True)
             elif outcome == COMPLETED:
                 self._study.tell(number, float(value), skip_if_finished=True)
@@ -323,36 +220,3 @@ class StudySearcher(Searcher):
         self._told = set(state["told"])
         self._asked = {}
 
-
-def counts(spec: StudySpec) -> dict[str, int]:
-    """Optuna trials by state (an open search's redraws left out); {} without a study."""
-    study = existing_study(spec)
-    if study is None:
-        return {}
-    out: dict[str, int] = {}
-    for t in study.get_trials(deepcopy=False):
-        if DUPLICATE_ATTR not in t.user_attrs:
-            out[t.state.name] = out.get(t.state.name, 0) + 1
-    return out
-
-
-def record_reruns(spec: StudySpec, completed: dict[str, dict[str, Any]],
-                  metric_of: Callable[[dict[str, Any]], float | None]) -> None:
-    """A trial re-run with ``--rerun-errored`` completes outside the searcher (Tune restarts it
-    itself, and its Optuna trial has been told FAIL): add its result (``completed``: trial_key
-    → record of the completed trials; ``metric_of(record)``: its metric) as a new COMPLETE
-    trial with the same parameters."""
-    study = open_study(spec)
-    trials = study.get_trials(deepcopy=False)
-    complete = {t.user_attrs.get(KEY_FIELD) for t in trials if t.state == TrialState.COMPLETE}
-    failed = {t.user_attrs.get(KEY_FIELD): t for t in trials
-              if t.state == TrialState.FAIL and _counted(t)}
-    with _quiet_optuna():
-        for key, record in completed.items():
-            value = None if key in complete or key not in failed else metric_of(record)
-            if value is None:
-                continue
-            old = failed[key]
-            study.add_trial(optuna.trial.create_trial(
-                value=value, params=old.params, distributions=old.distributions,
-                user_attrs={**old.user_attrs, RERUN_ATTR: old.number}))

@@ -1,7 +1,8 @@
 """The driver's Tune callback: one line per finished trial, and the record of a trial that could
 not write its own (stopped by the scheduler: PRUNED; lost after its last retry: ERROR).
 
-Imported only once Ray runs (`study.runner`): it subclasses Ray Tune's public ``Callback``.
+Imported only once Ray runs (`study.tune.tuner`): it subclasses Ray Tune's public
+``Callback``.
 """
 
 from __future__ import annotations
@@ -11,7 +12,8 @@ from typing import Any
 from ray.tune import Callback
 
 from search_spaces import KEY_FIELD
-from study import store, stranded, trainable
+from study import store
+from study.tune import stopper, trainable
 
 
 class StudyCallback(Callback):
@@ -51,7 +53,7 @@ class StudyCallback(Callback):
     def on_trial_complete(self, iteration: int, trials: list[Any], trial: Any,
                           **info: Any) -> None:
         record = self._record(trial)
-        if record is None and stranded.stopped():  # not pruned: left for `gmmpvae resume`
+        if record is None and stopper.stopped():  # not pruned: left for `gmmpvae resume`
             print(f"  unfinished {trial.config.get(KEY_FIELD)} (no node can hold it)",
                   flush=True)
             return

@@ -28,12 +28,9 @@ and copies it to ``STUDY/trials/<trial_key>/`` as it ends.
 
 from __future__ import annotations
 
-import importlib
-import importlib.metadata
 import json
 import math
 import os
-import platform
 import shutil
 import socket
 import tempfile
@@ -46,12 +43,12 @@ from ray import tune
 from models.checkpoint import atomic_write, atomic_write_text
 from search_spaces import KEY_FIELD
 from study import store
+from study.provenance import resolve_function, versions
 from study.store import COMPLETED, ERROR, PRUNED
 
 CONTEXT_KEY = "_study"
 META_FILE = "meta.json"
 CHECKPOINT_FILE = "checkpoint.pt"
-DEFAULT_TRIAL_FUNCTION = "models.trial:run_trial"
 # Result keys: TIME_ATTR is the epoch as the scheduler sees it. It is left out of a trial's last
 # epoch, so that ASHA never stops a trial that has finished training and is about to be
 # evaluated; STATE_KEY marks a trial's final result (COMPLETED, ERROR, or PRUNED re-reported).
@@ -65,33 +62,6 @@ def study_context(*, name: str, storage: str, git_rev: str, trial_function: str,
     return {"name": name, "storage": storage, "git_rev": git_rev,
             "trial_function": trial_function, "metric": metric,
             "threads": max(1, int(cpus_per_trial))}
-
-
-def function_name(fn: Callable[..., Any] | str) -> str:
-    """``module:qualname`` of a module-level function (how the trial function travels)."""
-    if isinstance(fn, str):
-        return fn
-    return f"{fn.__module__}:{fn.__qualname__}"
-
-
-def resolve_function(name: str) -> Callable[..., Any]:
-    """The function named ``module:qualname``."""
-    module_name, _, qualname = name.partition(":")
-    obj: Any = importlib.import_module(module_name)
-    for part in qualname.split("."):
-        obj = getattr(obj, part)
-    return obj
-
-
-def versions() -> dict[str, str]:
-    """Versions of the libraries that decide a trial's numbers."""
-    out = {"python": platform.python_version()}
-    for package in ("torch", "ray", "optuna", "numpy"):
-        try:
-            out[package] = importlib.metadata.version(package)
-        except importlib.metadata.PackageNotFoundError:
-            out[package] = "missing"
-    return out
 
 
 def node_name() -> str:

@@ -6,7 +6,7 @@ cluster is *stranded* while its total resources (``ray.cluster_resources()``, al
 cannot hold one trial; after ``grace_seconds`` of that, ``stop_all`` says yes, Tune ends the
 experiment, and the runner records the unfinished trials, consolidates the results and prints
 how to resume. An autoscaling cluster that brings nodes back within the grace loses nothing.
-Imported only by the runner (it imports Ray).
+Imported only by `study.tune.tuner` (it imports Ray).
 """
 
 from __future__ import annotations

@@ -1,0 +1,169 @@
+"""A study, run or resumed: `run_study`, `resume_study` — the route from a validated spec to
+its trials, in order:
+
+1. the spec is validated once (`study.checks.validate`; the command line hands its result on);
+2. the study folder is held (`study.store.lock`: one live driver per study) and, on resume,
+   repaired (`study.recovery`);
+3. Ray is set up (`study.tune.session`) and the Tuner assembled and run (`study.tune.tuner`);
+   a run first writes ``study.json`` (spec, versions) and ``plan.parquet`` (the planned trials);
+4. the results are consolidated (`study.store`) and the Optuna study told the results of
+   re-run trials (`study.optuna_study`); the `Outcome` is returned for `study.summary`.
+
+Ray is imported only inside step 3 (see `study.tune`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import platform
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+from study import optuna_study, store, summary, tune
+from study.checks import check_new, validate
+from study.errors import UsageError
+from study.optuna_study import finite
+from study.outcome import Outcome
+from study.provenance import DEFAULT_TRIAL_FUNCTION, chosen_function, git_revision, versions
+from study.recovery import repair
+from study.spec import StudySpec
+from study.store import lock
+from study.study_file import load_study
+
+
+@contextlib.contextmanager
+def _locked(spec: StudySpec, new: bool) -> Iterator[None]:
+    """Hold the study (`study.store.lock`) for the block: a second live driver is refused in one
+    line before it touches anything. A new study's folder is removed again if the run ends before
+    writing ``study.json`` (a refusal after joining a cluster, …)."""
+    fs, root = store.filesystem(spec.storage)
+    created = new and not store.exists(fs, root)
+    try:
+        with lock.study_lock(fs, root, spec.storage):
+            try:
+                yield
+            finally:
+                if created and not store.exists(fs, store.join(root, store.STUDY_FILE)):
+                    _remove_empty_study(fs, root)
+    except lock.StudyLockedError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _remove_empty_study(fs: Any, root: str) -> None:
+    for name in (lock.LOCK_FILE, lock.LEASE_FILE):
+        path = store.join(root, name)
+        if store.exists(fs, path):
+            fs.delete_file(path)
+    with contextlib.suppress(OSError):
+        if not fs.get_file_info(pafs.FileSelector(root)):
+            fs.delete_dir(root)
+
+
+def run_study(spec: StudySpec, *, trial_function: Any = None, verbose: bool = False) -> Outcome:
+    """Validate, create the study folder (``study.json``, ``plan.parquet``), run every trial
+    with Ray Tune, consolidate."""
+    start = time.monotonic()
+    validate(spec, new=True)
+    with _locked(spec, new=True):
+        # Again, under the lock: a driver started seconds earlier passed validation too and
+        # has written study.json by now.
+        check_new(spec)
+        with tune.session.session(spec, verbose) as slots:
+            info = {"spec": spec.to_dict(), "git_rev": git_revision(), "versions": versions(),
+                    "created_at": store.now_utc().isoformat(), "host": platform.node(),
+                    "trial_function": chosen_function(trial_function)
+                    or DEFAULT_TRIAL_FUNCTION}
+            fs, root = store.filesystem(spec.storage)
+            store.write_plan(spec.storage, spec.name, spec.plan() or [])
+            store.write_json(fs, store.join(root, store.STUDY_FILE), info)
+            max_concurrent = spec.resources.max_concurrent or slots
+            print(f"study {spec.name}: {spec.search.num_samples} trials, up to {max_concurrent} "
+                  f"at once ({slots} slot(s) of {spec.resources.cpus_per_trial:g} CPU + "
+                  f"{spec.resources.gpus_per_trial:g} GPU); folder {spec.storage}", flush=True)
+            stopper = tune.tuner.new_stopper(spec)
+            try:
+                with tune.session.quiet_tune(verbose, spec.storage):
+                    tune.tuner.new_tuner(spec, info, max_concurrent, verbose, stopper).fit()
+            finally:
+                stranded = tune.tuner.stranded()
+            return _finish(spec, slots, max_concurrent, start, stranded)
+
+
+def resume_study(study_dir: str, *, rerun_errored: bool = False, address: str | None = None,
+                 trial_function: Any = None, verbose: bool = False) -> Outcome:
+    """Continue a study after its driver was lost: Tune's experiment state (unfinished trials
+    resume from their checkpoints; errored ones are restarted with ``rerun_errored``), the same
+    Optuna study; then consolidate. A study whose Tune state was never saved starts its Tuner
+    afresh on the same Optuna study (asked trials are adopted, done keys are not re-run)."""
+    start = time.monotonic()
+    spec, info = load_study(study_dir)
+    if address is not None:  # "local": an embedded Ray, whatever the study was run on
+        study = {**spec.to_dict()["study"], "address": None if address == "local" else address}
+        spec = StudySpec.from_dict({**spec.to_dict(), "study": study})
+    name = chosen_function(trial_function)
+    if name is not None:
+        info["trial_function"] = name
+    validate(spec, new=False)
+    with _locked(spec, new=False):
+        repairs = repair.repair_study(spec)  # before anything opens the journal
+        for line in repairs.lines:
+            print(f"study {spec.name}: {line}", flush=True)
+        with tune.session.session(spec, verbose) as slots:
+            max_concurrent = spec.resources.max_concurrent or slots
+            fs, root = store.filesystem(spec.storage)
+            records = store.read_records(fs, root)
+            rerun = repair.reconcile_optuna(spec, records, lambda r: _record_metric(spec, r))
+            stopper = tune.tuner.new_stopper(spec)
+            try:
+                with tune.session.quiet_tune(verbose, spec.storage):
+                    if _nothing_left(spec, records, rerun, rerun_errored):
+                        print(f"study {spec.name}: every planned trial has finished; nothing "
+                              "to run", flush=True)
+                    else:
+                        tune.tuner.resumed_tuner(spec, info, records, max_concurrent, verbose,
+                                                 stopper, rerun, rerun_errored).fit()
+            finally:
+                stranded = tune.tuner.stranded()
+            return _finish(spec, slots, max_concurrent, start, stranded)
+
+
+def _nothing_left(spec: StudySpec, records: list[dict[str, Any]], rerun: dict[str, int],
+                  rerun_errored: bool) -> bool:
+    """A grid whose every planned key has a record, none to re-run (open searches: False)."""
+    plan = spec.plan()
+    if plan is None or rerun:
+        return False
+    states = {r["trial_key"]: r["state"] for r in records}
+    if rerun_errored and store.ERROR in states.values():
+        return False
+    return all(t["trial_key"] in states for t in plan)
+
+
+def _finish(spec: StudySpec, slots: int, max_concurrent: int, start: float,
+            stranded: bool = False) -> Outcome:
+    consolidated = store.consolidate(spec.storage, spec.name)
+    completed = {r["trial_key"]: r for r in consolidated.records
+                 if r["state"] == store.COMPLETED}
+    optuna_study.record_reruns(spec, completed, lambda r: _record_metric(spec, r))
+    overlap = summary.max_overlap(summary.record_intervals(consolidated.records))
+    return Outcome(spec.storage, consolidated, slots, max_concurrent, overlap,
+                   time.monotonic() - start, optuna_study.counts(spec), stranded)
+
+
+def _record_metric(spec: StudySpec, record: dict[str, Any]) -> float | None:
+    """The study metric of a completed trial as its last result carried it."""
+    metric = spec.search.metric
+    if finite(record.get(metric)):
+        return float(record[metric])
+    fs, root = store.filesystem(spec.storage)
+    path = store.join(root, store.TRIALS_DIR, record["trial_key"], store.EPOCHS_FILE)
+    if metric in store.EPOCH_COLUMNS and store.exists(fs, path):
+        rows = pq.read_table(path, filesystem=fs).to_pylist()
+        if rows and finite(rows[-1].get(metric)):
+            return float(rows[-1][metric])
+    return None
+

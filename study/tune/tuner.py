@@ -1,0 +1,132 @@
+"""A study's Ray Tune experiment, assembled in one place: `new_tuner`, `resumed_tuner`.
+
+**Concurrency**: ``ConcurrencyLimiter(max_concurrent = slots)`` — with a non-basic searcher,
+Tune allows as many pending trials as the limiter's bound (1 without it), so the slots fill.
+**Scheduler**: FIFO, or ASHA (time attribute: the epoch; it never stops a trial at its last
+epoch, which is about to be evaluated). **Failures**: ``FailureConfig(max_failures=retries)``;
+a retried trial resumes from its last per-epoch checkpoint. **Storage**:
+``RunConfig(storage_path=STUDY, name="tune")``. **Stopping**: `StrandedStopper` ends a study
+no node can hold a trial of. **Callbacks**: `StudyCallback` (progress lines, driver-side
+records); Tune's own loggers are off (`study.tune.session.quiet_tune`).
+Imports Ray at the top: used only inside `study.tune.session.session`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ray import tune
+from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+from ray.tune.search import ConcurrencyLimiter
+
+from search_spaces import KEY_FIELD
+from study import store
+from study.spec import StudySpec
+from study.tune import stopper
+from study.tune.callback import StudyCallback
+from study.tune.searcher import StudySearcher
+from study.tune.session import tune_states
+from study.tune.stopper import StrandedStopper
+from study.tune.trainable import CONTEXT_KEY, TIME_ATTR, study_context, train_trial
+
+
+def _trial_dirname(trial: Any) -> str:
+    return f"{trial.config.get(KEY_FIELD, 'trial')}_{trial.trial_id}"
+
+
+def _context(spec: StudySpec, info: dict[str, Any]) -> dict[str, Any]:
+    return study_context(name=spec.name, storage=spec.storage, git_rev=info["git_rev"],
+                         trial_function=info["trial_function"], metric=spec.search.metric,
+                         cpus_per_trial=spec.resources.cpus_per_trial)
+
+
+def _trainable(spec: StudySpec) -> Any:
+    r = spec.resources
+    return tune.with_resources(train_trial, {"cpu": r.cpus_per_trial, "gpu": r.gpus_per_trial})
+
+
+def stranded() -> bool:
+    """Whether the experiment that just ended was stopped as stranded; forgotten afterwards
+    (the flag is process-wide, see `study.tune.stopper`)."""
+    was = stopper.stopped()
+    stopper.reset()
+    return was
+
+
+def new_stopper(spec: StudySpec) -> StrandedStopper:
+    r = spec.resources
+    return StrandedStopper({"CPU": r.cpus_per_trial, "GPU": r.gpus_per_trial},
+                           spec.failure.stranded_grace)
+
+
+def new_tuner(spec: StudySpec, info: dict[str, Any], max_concurrent: int, verbose: bool,
+               stopper: Any = None, rerun: dict[str, int] | None = None) -> Any:
+    budget = spec.search.num_samples
+    searcher = StudySearcher({"spec": spec.to_dict(), "budget": budget, "rerun": rerun or {}})
+    s = spec.scheduler
+    if s.kind == "asha":
+        scheduler = ASHAScheduler(time_attr=TIME_ATTR, metric=spec.search.metric,
+                                  mode=spec.search.mode, max_t=s.max_t,
+                                  grace_period=s.grace_period,
+                                  reduction_factor=s.reduction_factor, stop_last_trials=False)
+    else:
+        scheduler = FIFOScheduler()
+    return tune.Tuner(
+        _trainable(spec),
+        param_space={CONTEXT_KEY: _context(spec, info)},
+        tune_config=tune.TuneConfig(
+            search_alg=ConcurrencyLimiter(searcher, max_concurrent=max_concurrent),
+            scheduler=scheduler, num_samples=budget, reuse_actors=True,
+            trial_dirname_creator=_trial_dirname, trial_name_creator=_trial_dirname),
+        run_config=tune.RunConfig(
+            name=store.TUNE_DIR, storage_path=spec.storage, verbose=1 if verbose else 0,
+            failure_config=tune.FailureConfig(max_failures=spec.failure.retries),
+            # The last two checkpoints of a trial; Tune saves its state before deleting one,
+            # so a restored experiment always finds the checkpoint it names.
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+            stop=stopper, callbacks=[StudyCallback(budget)]),
+    )
+
+
+def resumed_tuner(spec: StudySpec, info: dict[str, Any], records: list[dict[str, Any]],
+                   max_concurrent: int, verbose: bool, stopper: Any, rerun: dict[str, int],
+                   rerun_errored: bool) -> Any:
+    """Tune's saved experiment when it can plan what remains; otherwise a new Tuner on the
+    study's own plan and records (the Optuna study and the trial folders), with the old Tune
+    folder set aside. Tune's state cannot plan what remains when it is absent or unreadable
+    (a driver lost after ``tuner.pkl`` but before Tune's first state save: restored, it runs
+    one trial per resume, forever), when none of its trials is unfinished (nothing it would
+    resume; a later trial may still be due), or when finished trials must run again (their
+    records were lost: Tune would not re-run a TERMINATED trial)."""
+    path = store.join(spec.storage, store.TUNE_DIR)
+    states = tune_states(spec.storage) if tune.Tuner.can_restore(path) else {}
+    unfinished = [s for s in states.values() if s not in ("TERMINATED", "ERROR")]
+    errored = rerun_errored and any(s == "ERROR" for s in states.values())
+    if states and not rerun and (unfinished or errored):
+        print(f"study {spec.name}: resuming from {path}", flush=True)
+        return tune.Tuner.restore(
+            path, trainable=_trainable(spec), param_space={CONTEXT_KEY: _context(spec, info)},
+            resume_unfinished=True, resume_errored=False, restart_errored=rerun_errored)
+    if rerun_errored:
+        rerun = {**rerun, **_errored_keys(records)}
+    fs, fs_path = store.filesystem(path)
+    if store.exists(fs, fs_path):
+        stamp = store.utc_stamp()
+        fs.move(fs_path, f"{fs_path}.old-{stamp}")
+        why = ("its trials' records were lost" if rerun else "Tune's saved state cannot plan "
+               "the remaining trials")
+        print(f"study {spec.name}: continuing from the study's plan and records ({why}; "
+              f"Tune's folder kept as {store.TUNE_DIR}.old-{stamp})", flush=True)
+    else:
+        print(f"study {spec.name}: no Tune state saved yet; continuing the Optuna study",
+              flush=True)
+    if rerun:
+        print(f"study {spec.name}: re-running {len(rerun)} finished trial(s) whose records "
+              f"were lost: {', '.join(sorted(rerun))}", flush=True)
+    return new_tuner(spec, info, max_concurrent, verbose, stopper, rerun)
+
+
+def _errored_keys(records: list[dict[str, Any]]) -> dict[str, int]:
+    """``--rerun-errored`` with a new Tuner: the keys whose record is ERROR, to be enqueued
+    again (their FAIL Optuna trial's number; -1 when Optuna has none)."""
+    return {r["trial_key"]: -1 for r in records if r["state"] == store.ERROR}
