@@ -82,6 +82,20 @@ def optuna_complete(pg_url: str, name: str) -> tuple[list[str], list]:
     return sorted(complete), trials
 
 
+def scratch_of(scratch: Path, tag: str) -> Path:
+    """The scratch folder of the fake trial tagged ``m<M>-k<K>-<prior>-s<seed>``."""
+    for folder in (scratch / "gmmpvae-trials").iterdir():
+        cfg = json.loads((folder / "config.json").read_text())
+        if f"m{cfg['M']}-k{cfg['K']}-{cfg['prior']}-s{cfg['seed']}" == tag:
+            return folder
+    raise AssertionError(f"no scratch folder for {tag}")
+
+
+def storage_text(fs: pafs.FileSystem, path: str) -> str:
+    with fs.open_input_stream(path) as f:
+        return f.read().decode()
+
+
 def check_each_key_once(uri: str, planned: list[str], max_epochs: int, n_test: int) -> None:
     trials = table(uri, "trials.parquet")
     assert sorted(r["trial_key"] for r in trials) == planned
@@ -197,3 +211,73 @@ def test_a_torn_trial_folder_on_s3_is_detected_and_re_run(s3_env, s3_study, pg_u
     check_each_key_once(s3_study, planned, max_epochs=3, n_test=5)
     complete, _ = optuna_complete(pg_url, "torn")
     assert complete == planned, out
+
+
+def test_a_lost_node_resumes_its_trial_from_the_uploaded_checkpoint(s3_env, s3_study, pg_url,
+                                                                    tmp_path, capsys):
+    """On a loopback `cluster_utils` cluster with an S3 study, the node running a trial is
+    removed after its epoch 3 and its local scratch wiped (a lost machine's disk): the retry
+    on the other node continues from the checkpoint Tune uploaded to the bucket."""
+    import shutil
+    import threading
+
+    import fake_trials
+    import ray
+    from ray.cluster_utils import Cluster
+
+    from study import run as runner
+    from study.study_file import load_spec
+
+    scratch = Path(s3_env["GMMPVAE_SCRATCH"])
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    scratch.mkdir(parents=True)
+    (scratch / "fake.json").write_text(json.dumps({
+        "FAKE_EPOCH_SECONDS": 0.4, "FAKE_MARKER_DIR": str(markers), "FAKE_MARKER_EPOCH": 3}))
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})
+    workers = [cluster.add_node(num_cpus=1) for _ in range(2)]
+    cluster.wait_for_nodes()
+    spec = load_spec(str(write_study(
+        tmp_path, "nodes", budget={"max_epochs": 8, "patience": 8},
+        search={"grid": {"Ms": [1, 2], "Ks": [10], "include_vae": True}},
+        failure={"retries": 2},
+        study={"address": cluster.address, "storage": s3_study, "optuna_storage": pg_url})))
+    removed: list[str] = []
+
+    def kill_a_node_mid_trial() -> None:
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline and not removed:
+            for marker in markers.glob("*.marker"):
+                node = next((w for w in workers if w.node_id == marker.read_text().strip()),
+                            None)
+                if node is not None:
+                    cluster.remove_node(node, allow_graceful=False)
+                    lost = scratch_of(scratch, marker.stem)
+                    shutil.rmtree(lost)  # the lost machine's disk goes with it
+                    removed.append(lost.name)
+                    return
+            time.sleep(0.05)
+
+    killer = threading.Thread(target=kill_a_node_mid_trial, daemon=True)
+    killer.start()
+    try:
+        outcome = runner.run_study(spec, trial_function=fake_trials.fake_trial)
+    finally:
+        killer.join(timeout=5)
+        ray.shutdown()
+        cluster.shutdown()
+    assert removed, "no trial reached the marker epoch"
+    assert outcome.slots == 2
+    planned = sorted(t["trial_key"] for t in spec.plan())
+    check_each_key_once(s3_study, planned, max_epochs=8, n_test=5)
+    trials = table(s3_study, "trials.parquet")
+    resumed = [r for r in trials if r["attempts"] > 1]
+    assert [r["trial_key"] for r in resumed] == removed, [r["attempts"] for r in trials]
+    # the second attempt's log (its scratch was wiped): it began after the uploaded epoch 3
+    fs, root = store(s3_study)
+    log = storage_text(fs, f"{root}/trials/{removed[0]}/executed.log")
+    epochs = [int(line.split()[0]) for line in log.splitlines()]
+    assert epochs[0] > 3 and epochs == list(range(epochs[0], 9)), epochs
+    complete, _ = optuna_complete(pg_url, "nodes")
+    assert complete == planned
+    shutil.rmtree(scratch, ignore_errors=True)
