@@ -129,6 +129,16 @@ def copy_folder(local_dir: str, fs: pafs.FileSystem, dest: str) -> None:
                     destination_filesystem=fs)
 
 
+def move_folder(fs: pafs.FileSystem, source: str, dest: str) -> None:
+    """Rename a folder: one rename locally; on an object store (no folders, and pyarrow's
+    ``move`` renames single objects only) a copy of every object, then the source deleted."""
+    if isinstance(fs, pafs.LocalFileSystem):
+        fs.move(source, dest)
+        return
+    pafs.copy_files(source, dest, source_filesystem=fs, destination_filesystem=fs)
+    fs.delete_dir(source)
+
+
 def check_store(location: str) -> None:
     """An object store location answers, its bucket exists and a probe object can be written
     and deleted there (wrong keys, a missing bucket, a refused endpoint: one ``ValueError``

@@ -210,7 +210,13 @@ def test_a_torn_trial_folder_on_s3_is_detected_and_re_run(s3_env, s3_study, pg_u
     assert f"trial {key}: epochs.parquet torn by a crash" in out, out
     check_each_key_once(s3_study, planned, max_epochs=3, n_test=5)
     complete, _ = optuna_complete(pg_url, "torn")
-    assert complete == planned, out
+    assert complete == planned, out  # the re-run added no second COMPLETE trial for its key
+    import optuna
+
+    frame = optuna.load_study(study_name="torn", storage=pg_url).trials_dataframe()
+    assert len(frame) == len(planned)  # what optuna-dashboard lists: one row per key
+    assert sorted(frame["user_attrs_trial_key"]) == planned
+    assert set(frame["state"]) == {"COMPLETE"}
 
 
 def test_a_lost_node_resumes_its_trial_from_the_uploaded_checkpoint(s3_env, s3_study, pg_url,

@@ -113,3 +113,15 @@ def test_a_second_driver_is_refused_by_the_lease_and_an_expired_one_is_taken_ove
 def test_report_of_a_missing_s3_study_is_one_line(s3_study, capsys):
     assert cli.main(["report", s3_study]) == 2
     assert f"study folder {s3_study} does not exist" in one_line(capsys)
+
+
+def test_a_wrong_postgresql_password_is_one_line_without_the_password(pg_url, s3_study,
+                                                                      tmp_path, capsys):
+    bad = pg_url.replace(":gmmpvae-pw@", ":not-the-password@")
+    path = write_study(tmp_path, "pgbad", study={"storage": s3_study, "optuna_storage": bad})
+    before = listing()
+    assert cli.main(["run", str(path)]) == 2
+    err = one_line(capsys)
+    assert "password authentication failed" in err and "not-the-password" not in err, err
+    assert "postgresql+psycopg://gmmpvae:***@127.0.0.1" in err
+    assert listing() == before
