@@ -65,7 +65,7 @@ import sys, tempfile, torch
 torch.set_num_threads(1)
 from models.config import TrialConfig
 from models.trial import run_trial
-from study.study_file import load_spec
+from study.spec import load_spec
 plan = load_spec(sys.argv[1]).plan()
 with tempfile.TemporaryDirectory() as tmp:
     for i, flat in enumerate(plan):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 
+METRICS_FILE = "metrics.json"  # a finished trial's summary (models.trial), defined once here
 # The last five: models.diagnostics.DIAGNOSTICS (null for the standard prior and for epochs
 # recorded before they existed).
 EPOCH_COLUMNS = ("epoch", "beta", "train_loss", "train_re", "train_kl", "val_loss", "val_re",

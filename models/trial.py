@@ -33,7 +33,7 @@ from models.config import TrialConfig
 from models.diagnostics import DIAGNOSTICS, is_collapsed
 from models.evaluation import Evaluation, evaluate
 from models.precision import check_precision
-from models.records import EPOCH_COLUMNS, EPOCHS_TRIAL_SCHEMA, TEST_LL_TRIAL_SCHEMA
+from models.records import EPOCH_COLUMNS, EPOCHS_TRIAL_SCHEMA, METRICS_FILE, TEST_LL_TRIAL_SCHEMA
 from models.training import (
     Callback,
     TrainResult,
@@ -45,7 +45,6 @@ from models.training import (
 )
 
 CONFIG_FILE = "config.json"
-METRICS_FILE = "metrics.json"
 CHECKPOINT_DIR = "checkpoint"
 BEST_FILE = "best.pt"
 EPOCHS_FILE = "epochs.parquet"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from study.spec import StudySpec
 from study.store import Consolidated
 
 
@@ -19,3 +20,4 @@ class Outcome:
     seconds: float
     optuna: dict[str, int] = field(default_factory=dict)
     stranded: bool = False  # ended because no node could hold a trial (resumable)
+    spec: StudySpec | None = field(default=None, repr=False)  # the spec it ran (resume: as saved)

@@ -1,7 +1,7 @@
 """A study, run or resumed: `run_study`, `resume_study` — the route from a validated spec to
 its trials, in order:
 
-1. the spec is validated once (`study.checks.validate`; the command line hands its result on);
+1. the spec is validated once (`study.spec.validate`; the command line hands its result on);
 2. the study folder is held (`study.store.lock`: one live driver per study) and, on resume,
    repaired (`study.recovery`);
 3. Ray is set up (`study.tune.session`) and the Tuner assembled and run (`study.tune.tuner`);
@@ -24,23 +24,23 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from study import optuna_study, store, summary, tune
-from study.checks import check_new, validate
 from study.errors import UsageError
 from study.optuna_study import finite
 from study.outcome import Outcome
 from study.provenance import DEFAULT_TRIAL_FUNCTION, chosen_function, git_revision, versions
 from study.recovery import repair
-from study.spec import StudySpec
-from study.store import lock
-from study.study_file import load_study
+from study.spec import StudySpec, Validated, load_study, validate
+from study.spec.checks import check_new
+from study.store import StudyFolder, lock
 
 
 @contextlib.contextmanager
-def _locked(spec: StudySpec, new: bool) -> Iterator[None]:
+def _locked(spec: StudySpec, new: bool, folder: StudyFolder | None = None) -> Iterator[None]:
     """Hold the study (`study.store.lock`) for the block: a second live driver is refused in one
     line before it touches anything. A new study's folder is removed again if the run ends before
     writing ``study.json`` (a refusal after joining a cluster, …)."""
-    fs, root = store.filesystem(spec.storage)
+    folder = folder or StudyFolder.open(spec.storage)
+    fs, root = folder.fs, folder.root
     created = new and not store.exists(fs, root)
     try:
         with lock.study_lock(fs, root, spec.storage):
@@ -63,23 +63,23 @@ def _remove_empty_study(fs: Any, root: str) -> None:
             fs.delete_dir(root)
 
 
-def run_study(spec: StudySpec, *, trial_function: Any = None, verbose: bool = False) -> Outcome:
-    """Validate, create the study folder (``study.json``, ``plan.parquet``), run every trial
-    with Ray Tune, consolidate."""
+def run_study(spec: StudySpec, *, trial_function: Any = None, verbose: bool = False,
+              validated: Validated | None = None) -> Outcome:
+    """Validate (unless the caller did: ``validated``), create the study folder
+    (``study.json``, ``plan.parquet``), run every trial with Ray Tune, consolidate."""
     start = time.monotonic()
-    validate(spec, new=True)
-    with _locked(spec, new=True):
+    folder = (validated or validate(spec, new=True)).folder
+    with _locked(spec, new=True, folder=folder):
         # Again, under the lock: a driver started seconds earlier passed validation too and
         # has written study.json by now.
-        check_new(spec)
+        check_new(spec, folder)
         with tune.session.session(spec, verbose) as slots:
             info = {"spec": spec.to_dict(), "git_rev": git_revision(), "versions": versions(),
                     "created_at": store.now_utc().isoformat(), "host": platform.node(),
                     "trial_function": chosen_function(trial_function)
                     or DEFAULT_TRIAL_FUNCTION}
-            fs, root = store.filesystem(spec.storage)
-            store.write_plan(spec.storage, spec.name, spec.plan() or [])
-            store.write_json(fs, store.join(root, store.STUDY_FILE), info)
+            store.write_plan(folder, spec.name, spec.plan() or [])
+            store.write_json(folder.fs, folder.path(store.STUDY_FILE), info)
             max_concurrent = spec.resources.max_concurrent or slots
             print(f"study {spec.name}: {spec.search.num_samples} trials, up to {max_concurrent} "
                   f"at once ({slots} slot(s) of {spec.resources.cpus_per_trial:g} CPU + "
@@ -90,7 +90,7 @@ def run_study(spec: StudySpec, *, trial_function: Any = None, verbose: bool = Fa
                     tune.tuner.new_tuner(spec, info, max_concurrent, verbose, stopper).fit()
             finally:
                 stranded = tune.tuner.stranded()
-            return _finish(spec, slots, max_concurrent, start, stranded)
+            return _finish(spec, folder, slots, max_concurrent, start, stranded)
 
 
 def resume_study(study_dir: str, *, rerun_errored: bool = False, address: str | None = None,
@@ -107,16 +107,16 @@ def resume_study(study_dir: str, *, rerun_errored: bool = False, address: str | 
     name = chosen_function(trial_function)
     if name is not None:
         info["trial_function"] = name
-    validate(spec, new=False)
-    with _locked(spec, new=False):
-        repairs = repair.repair_study(spec)  # before anything opens the journal
+    folder = validate(spec, new=False).folder
+    with _locked(spec, new=False, folder=folder):
+        repairs = repair.repair_study(spec, folder)  # before anything opens the journal
         for line in repairs.lines:
             print(f"study {spec.name}: {line}", flush=True)
         with tune.session.session(spec, verbose) as slots:
             max_concurrent = spec.resources.max_concurrent or slots
-            fs, root = store.filesystem(spec.storage)
-            records = store.read_records(fs, root)
-            rerun = repair.reconcile_optuna(spec, records, lambda r: _record_metric(spec, r))
+            records = store.read_records(folder.fs, folder.root)
+            rerun = repair.reconcile_optuna(spec, records,
+                                            lambda r: _record_metric(spec, folder, r))
             stopper = tune.tuner.new_stopper(spec)
             try:
                 with tune.session.quiet_tune(verbose, spec.storage):
@@ -128,7 +128,7 @@ def resume_study(study_dir: str, *, rerun_errored: bool = False, address: str | 
                                                  stopper, rerun, rerun_errored).fit()
             finally:
                 stranded = tune.tuner.stranded()
-            return _finish(spec, slots, max_concurrent, start, stranded)
+            return _finish(spec, folder, slots, max_concurrent, start, stranded)
 
 
 def _nothing_left(spec: StudySpec, records: list[dict[str, Any]], rerun: dict[str, int],
@@ -143,26 +143,26 @@ def _nothing_left(spec: StudySpec, records: list[dict[str, Any]], rerun: dict[st
     return all(t["trial_key"] in states for t in plan)
 
 
-def _finish(spec: StudySpec, slots: int, max_concurrent: int, start: float,
-            stranded: bool = False) -> Outcome:
-    consolidated = store.consolidate(spec.storage, spec.name)
+def _finish(spec: StudySpec, folder: StudyFolder, slots: int, max_concurrent: int,
+            start: float, stranded: bool = False) -> Outcome:
+    consolidated = store.consolidate(folder, spec.name)
     completed = {r["trial_key"]: r for r in consolidated.records
                  if r["state"] == store.COMPLETED}
-    optuna_study.record_reruns(spec, completed, lambda r: _record_metric(spec, r))
+    optuna_study.record_reruns(spec, completed, lambda r: _record_metric(spec, folder, r))
     overlap = summary.max_overlap(summary.record_intervals(consolidated.records))
     return Outcome(spec.storage, consolidated, slots, max_concurrent, overlap,
-                   time.monotonic() - start, optuna_study.counts(spec), stranded)
+                   time.monotonic() - start, optuna_study.counts(spec), stranded, spec)
 
 
-def _record_metric(spec: StudySpec, record: dict[str, Any]) -> float | None:
+def _record_metric(spec: StudySpec, folder: StudyFolder, record: dict[str, Any]
+                   ) -> float | None:
     """The study metric of a completed trial as its last result carried it."""
     metric = spec.search.metric
     if finite(record.get(metric)):
         return float(record[metric])
-    fs, root = store.filesystem(spec.storage)
-    path = store.join(root, store.TRIALS_DIR, record["trial_key"], store.EPOCHS_FILE)
-    if metric in store.EPOCH_COLUMNS and store.exists(fs, path):
-        rows = pq.read_table(path, filesystem=fs).to_pylist()
+    path = folder.path(store.TRIALS_DIR, record["trial_key"], store.EPOCHS_FILE)
+    if metric in store.EPOCH_COLUMNS and store.exists(folder.fs, path):
+        rows = pq.read_table(path, filesystem=folder.fs).to_pylist()
         if rows and finite(rows[-1].get(metric)):
             return float(rows[-1][metric])
     return None

@@ -4,16 +4,15 @@
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Iterable, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from search_spaces import KEY_FIELD
+from study.outcome import Outcome
 from study.spec import StudySpec
 from study.store import COMPLETED, RESULTS_DIR, join
-
-if TYPE_CHECKING:
-    from study.outcome import Outcome
 
 
 def describe(spec: StudySpec) -> str:
@@ -160,8 +159,6 @@ def stranded_exit(spec: Any, outcome: Any) -> int:
     ended because no node could hold one of its trials for ``failure.stranded_grace``."""
     if not getattr(outcome, "stranded", False):
         return 0
-    import sys
-
     done = sum(outcome.consolidated.states.values())
     left = max(0, spec.search.num_samples - done)
     print(f"gmmpvae: stopped: no node could hold a trial for {spec.failure.stranded_grace:g} s "

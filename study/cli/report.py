@@ -19,8 +19,13 @@ import sys
 import tempfile
 from pathlib import Path
 
+import pyarrow.fs as pafs
+
+from analysis import registry, report
+from analysis.load import ResultsError, load
 from study import store
 from study.errors import UsageError
+from study.store import RECORD_FILE, consolidate
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -38,10 +43,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def _consolidate(study_dir: str) -> None:
     """Bring STUDY/results up to date with the trial folders first (idempotent, atomic), so a
     running or crashed study is reported as it stands, not as of its last consolidation."""
-    import pyarrow.fs as pafs
-
-    from study.store import RECORD_FILE, consolidate
-
     fs, root = store.filesystem(study_dir)
     selector = pafs.FileSelector(store.join(root, store.TRIALS_DIR), allow_not_found=True,
                                  recursive=True)
@@ -55,9 +56,6 @@ def _consolidate(study_dir: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from analysis import registry, report
-    from analysis.load import ResultsError, load
-
     dirs = [args.study_dir, *args.compare]
     try:
         if args.only is not None:

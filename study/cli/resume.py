@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import argparse
 
+from study import run as runner
+from study import summary
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("study_dir", metavar="STUDY_DIR", help="the study folder (or URI)")
@@ -24,12 +27,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from study import run as runner
-    from study import summary
-    from study.study_file import load_study
-
     outcome = runner.resume_study(args.study_dir, rerun_errored=args.rerun_errored,
                                   address=args.address, verbose=args.verbose)
-    spec, _ = load_study(args.study_dir)
+    spec = outcome.spec
     print("\n".join(summary.summary_lines(spec, outcome)))
     return summary.stranded_exit(spec, outcome)

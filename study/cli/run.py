@@ -1,6 +1,6 @@
 """``gmmpvae run STUDY_FILE_OR_PRESET [flags]``: run a study with Ray Tune and Optuna.
 
-Every field of the study file can be overridden from the command line (`study.study_file`'s
+Every field of the study file can be overridden from the command line (`study.spec.study_file`'s
 ``OVERRIDE_FLAGS``). Everything is checked before anything starts — the spec, the storage,
 and the resources (against this machine for the embedded Ray, against the cluster's nodes with
 ``--address``) — a problem is one line and exit status 2, and nothing is written.
@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import argparse
 
-from study.spec import StudySpec
-from study.study_file import FIELD_HELP, OVERRIDE_FLAGS, load_spec
+from study import run as runner
+from study import summary
+from study.spec import FIELD_HELP, OVERRIDE_FLAGS, StudySpec, load_spec, validate
+from study.spec.checks import local_capacity
 
 
 def _dest(field_name: str) -> str:
@@ -44,8 +46,6 @@ def resources_text(spec: StudySpec, slots: int | None) -> str:
     if slots is None:
         return (f"resources  {per_trial}; checked against the nodes of the cluster at "
                 f"{spec.study.address} when the run starts")
-    from study.checks import local_capacity
-
     cpus, gpus = local_capacity(r.gpus_per_trial > 0)
     at_once = min(slots, r.max_concurrent) if r.max_concurrent else slots
     return (f"resources  {per_trial}; this machine: {cpus} CPU(s), {gpus} GPU(s) counted"
@@ -54,16 +54,12 @@ def resources_text(spec: StudySpec, slots: int | None) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from study import checks, summary
-
     spec = load_spec(args.study, overrides_of(args))
-    slots = checks.validate(spec, new=True)
+    validated = validate(spec, new=True)  # once: its result is handed on to the run
     if args.dry_run:
         print(summary.describe(spec))
-        print(resources_text(spec, slots))
+        print(resources_text(spec, validated.slots))
         return 0
-    from study import run as runner
-
-    outcome = runner.run_study(spec, verbose=args.verbose)
+    outcome = runner.run_study(spec, verbose=args.verbose, validated=validated)
     print("\n".join(summary.summary_lines(spec, outcome)))
     return summary.stranded_exit(spec, outcome)

@@ -15,8 +15,11 @@ import sys
 from typing import Any
 
 from search_spaces import KEY_FIELD
-from study import store
-from study.study_file import load_study
+from study import optuna_study, store, summary
+from study.recovery import repair
+from study.spec import load_study
+from study.store import StudyFolder, lock
+from study.tune import session as ray_session
 
 MAX_ROWS = 60
 
@@ -39,20 +42,14 @@ def trial_states(records: list[dict[str, Any]], tune: dict[str, str],
 
 
 def run(args: argparse.Namespace) -> int:
-    from study import optuna_study, summary
-    from study.tune import session as ray_session
-
     spec, info = load_study(args.study_dir)
-    from study.recovery import repair
-    from study.store import lock
-
-    for line in repair.problems(spec):  # named, never changed here: resume repairs
+    folder = StudyFolder.open(spec.storage)
+    for line in repair.problems(spec, folder):  # named, never changed here: resume repairs
         print(f"gmmpvae status: warning: {line}", file=sys.stderr)
     if args.no_consolidate:
-        fs, root = store.filesystem(spec.storage)
-        records = store.read_records(fs, root)
+        records = store.read_records(folder.fs, folder.root)
     else:
-        records = store.consolidate(spec.storage, spec.name).records
+        records = store.consolidate(folder, spec.name).records
     tune = ray_session.tune_states(spec.storage)
     plan = spec.plan()
     states = trial_states(records, tune, [t[KEY_FIELD] for t in plan] if plan else None)
@@ -67,8 +64,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"gmmpvae status: warning: the Optuna study cannot be read: "
               f"{store.one_line(exc)[:200]}", file=sys.stderr)
     print(f"study {spec.name}  ({spec.storage}; git {info.get('git_rev', 'unknown')[:12]})")
-    fs_, root_ = store.filesystem(spec.storage)
-    holder = lock.current_holder(fs_, root_)
+    holder = lock.current_holder(folder.fs, folder.root)
     if holder:
         print(f"driver     running: {lock.describe(holder)}")
     total = spec.search.num_samples

@@ -31,6 +31,12 @@ from models.config import (
     TrainConfig,
     TrialConfig,
 )
+from models.data import DATASETS as DATASET_SPECS
+from models.records import METRICS_FILE
+from models.sizing import check_fits
+from models.trial import run_trial
+from study.errors import UsageError
+from study.spec.checks import memory_bytes
 
 DERIVED = ("image_shape", "likelihood")  # from the dataset, never flags
 CHOICES = {
@@ -41,8 +47,6 @@ KEEP_CASE = {"M", "K"}  # the paper's names: --M, --K
 
 
 def _usage_error(message: str) -> Exception:
-    from study.errors import UsageError
-
     return UsageError(" ".join(message.split()))
 
 
@@ -164,15 +168,9 @@ def default_name(cfg: TrialConfig) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from models.data import DATASETS as DATASET_SPECS
-    from models.trial import METRICS_FILE, run_trial
-
     cfg = build_config(args)  # validates every field first
     spec = DATASET_SPECS[cfg.train.dataset]
     cfg = build_config(args, spec.image_shape, spec.likelihood)
-    from models.sizing import check_fits
-    from study.checks import memory_bytes
-
     check_fits(cfg, memory_bytes())  # before anything is written: ValueError, one line
     out = args.out if args.out is not None else Path("runs") / (args.name or default_name(cfg))
     complete = not args.no_resume and (out / METRICS_FILE).is_file()

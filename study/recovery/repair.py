@@ -28,6 +28,7 @@ from study import optuna_study, store
 from study.errors import UsageError
 from study.recovery.journal import JournalDamagedError, journal_problem, repair_journal
 from study.spec import StudySpec
+from study.store import StudyFolder
 
 
 @dataclass
@@ -48,13 +49,15 @@ def repair_journal_of(spec: StudySpec) -> str | None:
         raise UsageError(str(exc)) from None
 
 
-def repair_study(spec: StudySpec) -> Repairs:
-    """The journal, then every trial folder with torn files (see the module docstring)."""
+def repair_study(spec: StudySpec, folder: StudyFolder | None = None) -> Repairs:
+    """The journal, then every trial folder with torn files (see the module docstring);
+    ``folder``: the study folder, opened already."""
     out = Repairs()
     line = repair_journal_of(spec)
     if line:
         out.lines.append(line)
-    fs, root = store.filesystem(spec.storage)
+    folder = folder or StudyFolder.open(spec.storage)
+    fs, root = folder.fs, folder.root
     stamp = store.utc_stamp()
     for folder in store.trial_folders(fs, root):
         damage = store.trial_damage(fs, folder)
@@ -72,14 +75,16 @@ def repair_study(spec: StudySpec) -> Repairs:
     return out
 
 
-def problems(spec: StudySpec) -> list[str]:
-    """Read-only: one line per torn file of the study (journal, trial files), for readers."""
+def problems(spec: StudySpec, folder: StudyFolder | None = None) -> list[str]:
+    """Read-only: one line per torn file of the study (journal, trial files), for readers;
+    ``folder``: the study folder, opened already."""
     lines = []
     if spec.optuna_storage_is_journal:
         problem = journal_problem(spec.optuna_storage_url)
         if problem:
             lines.append(problem)
-    fs, root = store.filesystem(spec.storage)
+    folder = folder or StudyFolder.open(spec.storage)
+    fs, root = folder.fs, folder.root
     for folder in store.trial_folders(fs, root):
         damage = store.trial_damage(fs, folder)
         if damage:

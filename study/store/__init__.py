@@ -2,9 +2,8 @@
 consolidated dataset, damage detection and the one-driver lock. Nothing here imports Ray or
 torch.
 
-- `layout`: file and folder names, local paths and URIs, one filesystem resolution, atomic
-  writes;
-- `folder`: `StudyFolder`, a study folder opened once and passed down;
+- `layout`: file and folder names, local paths and URIs, atomic writes, and `StudyFolder`: a
+  study folder resolved once (one filesystem resolution) and passed down;
 - `schemas`: the Parquet schemas (version 2), record file names, trial states;
 - `records`: a trial's ``trial.json``, its ``epochs.parquet``, the plan;
 - `damage`: torn trial files, detected and named;
@@ -12,10 +11,9 @@ torch.
 - `lock`: one live driver per study (flock, or a lease on object stores).
 """
 
-from models.records import EPOCH_COLUMNS  # a trial folder's epoch columns, one definition
+from models.records import EPOCH_COLUMNS, METRICS_FILE  # a trial folder's, defined there
 from study.store.consolidate import Consolidated, consolidate, records_table
-from study.store.damage import METRICS_FILE, damage_line, trial_damage
-from study.store.folder import StudyFolder
+from study.store.damage import damage_line, trial_damage
 from study.store.layout import (
     OPTUNA_JOURNAL,
     PLAN_FILE,
@@ -23,6 +21,7 @@ from study.store.layout import (
     STUDY_FILE,
     TRIALS_DIR,
     TUNE_DIR,
+    StudyFolder,
     check_writable,
     copy_folder,
     exists,

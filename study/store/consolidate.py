@@ -20,7 +20,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from study.store.damage import damage_line, trial_damage
-from study.store.layout import RESULTS_DIR, TRIALS_DIR, exists, filesystem, join, write_table
+from study.store.layout import RESULTS_DIR, TRIALS_DIR, StudyFolder, exists, join, write_table
 from study.store.records import read_record, trial_folders
 from study.store.schemas import (
     COMPLETED,
@@ -90,13 +90,14 @@ class Consolidated:
     damaged: dict[str, str] = field(default_factory=dict)
 
 
-def consolidate(study_dir: str, study: str | None = None) -> Consolidated:
+def consolidate(study_dir: StudyFolder | str, study: str | None = None) -> Consolidated:
     """Rebuild ``STUDY/results/{trials,epochs,test_ll}.parquet`` from the trial folders.
 
     One row per trial_key that has a record (trials still running have none yet); the epochs
     and test images of each such trial. Idempotent; each file is replaced atomically.
     """
-    fs, root = filesystem(study_dir)
+    folder = StudyFolder.of(study_dir)
+    fs, root = folder.fs, folder.root
     damaged: dict[str, str] = {}
     records = []
     for folder in trial_folders(fs, root):

@@ -9,10 +9,9 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from models.records import METRICS_FILE
 from study.store.layout import exists, join, read_json
 from study.store.schemas import EPOCHS_FILE, RECORD_FILE, TEST_LL_FILE
-
-METRICS_FILE = "metrics.json"  # models.trial's summary of a finished trial
 
 
 def trial_damage(fs: pafs.FileSystem, trial_dir: str) -> dict[str, str]:

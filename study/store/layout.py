@@ -9,11 +9,13 @@ A study folder is a local path or a pyarrow filesystem URI (``s3://bucket/studie
     STUDY/trials/<key>/     one folder per trial (`TRIALS_DIR`; files: `study.store.schemas`)
     STUDY/results/          the consolidated Parquet dataset (`RESULTS_DIR`)
 
-One meaning of "URI" everywhere (`is_uri`): ``scheme://…`` other than ``file://``; a
-``file://`` location is a local path. Every write goes through `write_bytes`: on a local disk a
-temporary file renamed over the final name (`models.checkpoint.atomic_write`, the one helper
-of the code base: models/ cannot import study/, so the helper lives below both), on an object
-store one upload (atomic there by nature). Nothing here imports Ray or torch.
+`StudyFolder` is a study folder resolved once (its filesystem and root), passed down by the
+run, the repair and the readers. One meaning of "URI" everywhere (`is_uri`): ``scheme://…``
+other than ``file://``; a ``file://`` location is a local path. Every write goes through
+`write_bytes`: on a local disk a temporary file renamed over the final name
+(`models.checkpoint.atomic_write`, the one helper of the code base: models/ cannot import
+study/, so the helper lives below both), on an object store one upload (atomic there by
+nature). Nothing here imports Ray.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from __future__ import annotations
 import json
 import os
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -201,3 +204,39 @@ def check_writable(location: str) -> None:
     except OSError as exc:
         raise ValueError(one_line(f"study.storage={location!r} is not writable: "
                                   f"{exc.strerror or exc} ({folder})")) from None
+
+
+@dataclass(frozen=True)
+class StudyFolder:
+    """A study folder: ``location`` as the spec stores it, and its filesystem and root path."""
+
+    location: str
+    fs: pafs.FileSystem
+    root: str
+
+    @classmethod
+    def open(cls, location: str) -> StudyFolder:
+        """Resolve ``location`` (``ValueError`` of one line for a URI pyarrow cannot open)."""
+        fs, root = filesystem(location)
+        return cls(str(location), fs, root)
+
+    @classmethod
+    def of(cls, where: StudyFolder | str) -> StudyFolder:
+        """``where`` itself when it is an open folder, else the folder at that location."""
+        return where if isinstance(where, StudyFolder) else cls.open(where)
+
+    @property
+    def is_remote(self) -> bool:
+        """Whether the folder is on a remote filesystem (a URI, no shared POSIX file system)."""
+        return is_uri(self.location)
+
+    def path(self, *parts: str) -> str:
+        """The filesystem path of ``parts`` inside the folder."""
+        return join(self.root, *parts)
+
+    def exists(self, *parts: str) -> bool:
+        return exists(self.fs, self.path(*parts))
+
+    def trial_dir(self, key: str) -> str:
+        """The filesystem path of the trial ``key``'s folder (``STUDY/trials/<key>``)."""
+        return self.path(TRIALS_DIR, key)

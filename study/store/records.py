@@ -19,8 +19,8 @@ from models.records import EPOCH_COLUMNS, EPOCHS_TRIAL_SCHEMA
 from study.store.layout import (
     PLAN_FILE,
     TRIALS_DIR,
+    StudyFolder,
     exists,
-    filesystem,
     join,
     read_json,
     write_json,
@@ -112,17 +112,20 @@ def _config_columns(config: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def write_plan(study_dir: str, study: str, plan: Sequence[dict[str, Any]]) -> None:
+def write_plan(study_dir: StudyFolder | str, study: str, plan: Sequence[dict[str, Any]]
+               ) -> None:
     """Write ``STUDY/plan.parquet`` (atomically): one row per planned trial (``plan``: flat
     configs with their ``trial_key``), so that readers need no spec to know the plan."""
-    fs, root = filesystem(study_dir)
+    folder = StudyFolder.of(study_dir)
+    fs, root = folder.fs, folder.root
     rows = [{"study": study, "trial_key": t["trial_key"], **_config_columns(t)} for t in plan]
     write_table(fs, join(root, PLAN_FILE), pa.Table.from_pylist(rows, schema=PLAN_SCHEMA))
 
 
-def read_plan(study_dir: str) -> list[dict[str, Any]]:
+def read_plan(study_dir: StudyFolder | str) -> list[dict[str, Any]]:
     """The planned trials of ``STUDY/plan.parquet`` as rows (``[]`` for an open search)."""
-    fs, root = filesystem(study_dir)
+    folder = StudyFolder.of(study_dir)
+    fs, root = folder.fs, folder.root
     return pq.read_table(join(root, PLAN_FILE), filesystem=fs).to_pylist()
 
 

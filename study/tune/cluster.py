@@ -22,9 +22,9 @@ import ray
 from ray.tune import ExperimentAnalysis
 
 from search_spaces import KEY_FIELD
-from study.checks import local_capacity, node_slots
 from study.errors import UsageError
 from study.spec import StudySpec
+from study.spec.checks import local_capacity, node_slots
 
 LOOPBACK = "127.0.0.1"
 

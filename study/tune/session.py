@@ -24,15 +24,15 @@ import threading
 from collections.abc import Iterator
 
 from study import store, tune
-from study.checks import check_sizes, resource_error
 from study.spec import StudySpec
+from study.spec.checks import check_sizes, resource_error
 
 # Ray 2.60 (checked up to it): ray.init(address="local") puts its node, GCS and raylet on the
 # machine's outward address; no public argument puts them on 127.0.0.1 (the private
 # ``_node_ip_address`` is even resolved back to the outward address). The one switch that does
 # is this variable, meant for macOS/Windows laptops, read once when ``ray`` is first imported
 # and inherited by the processes ray.init spawns. See `_loopback_environ`; the test
-# tests/study/test_ray_session.py::test_embedded_ray_listens_on_loopback_only fails if a Ray
+# tests/study/tune/test_session.py::test_embedded_ray_listens_on_loopback_only fails if a Ray
 # upgrade changes this.
 _LOOPBACK_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
 # Tune's own console output and per-result files, set only while a Tuner runs (public

@@ -38,9 +38,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pyarrow.parquet as pq
+import ray.util
+import torch
 from ray import tune
 
 from models.checkpoint import atomic_write, atomic_write_text
+from models.config import TrialConfig
+from models.data import DataError
+from models.training import NonFiniteLossError
 from search_spaces import KEY_FIELD
 from study import store
 from study.provenance import resolve_function, versions
@@ -67,8 +73,6 @@ def study_context(*, name: str, storage: str, git_rev: str, trial_function: str,
 def node_name() -> str:
     """``hostname/ip`` of the node running this trial."""
     try:
-        import ray.util
-
         ip = ray.util.get_node_ip_address()
     except Exception:  # outside Ray (tests calling the trainable directly)
         ip = "local"
@@ -81,14 +85,8 @@ def node_name() -> str:
 
 def train_trial(config: dict[str, Any]) -> None:
     """Run one trial of a study (Ray Tune function trainable; see the module docstring)."""
-    ctx = config[CONTEXT_KEY]
-    key = config[KEY_FIELD]
-    flat = {k: v for k, v in config.items() if k not in (CONTEXT_KEY, KEY_FIELD)}
+    ctx, key, flat = _unpack(config)
     _set_threads(ctx["threads"])
-
-    from models.config import TrialConfig
-    from models.data import DataError
-    from models.training import NonFiniteLossError
 
     cfg = TrialConfig.from_flat(flat)
     fs, root = store.filesystem(ctx["storage"])
@@ -187,9 +185,13 @@ class _Reporter:
 # Helpers
 
 
-def _set_threads(threads: int) -> None:
-    import torch
+def _unpack(config: dict[str, Any]) -> tuple[dict[str, Any], str, dict[str, Any]]:
+    """A trial's Tune config → (the study's shared context, its trial_key, its flat config)."""
+    flat = {k: v for k, v in config.items() if k not in (CONTEXT_KEY, KEY_FIELD)}
+    return config[CONTEXT_KEY], config[KEY_FIELD], flat
 
+
+def _set_threads(threads: int) -> None:
     torch.set_num_threads(max(1, int(threads)))
 
 
@@ -247,8 +249,6 @@ def _stored_rows(fs: Any, trial_dir: str) -> list[dict[str, Any]]:
     path = store.join(trial_dir, store.EPOCHS_FILE)
     if not store.exists(fs, path):
         return []
-    import pyarrow.parquet as pq
-
     return pq.read_table(path, filesystem=fs).to_pylist()
 
 
@@ -257,8 +257,6 @@ def _epoch_rows(out_dir: Path) -> list[dict[str, Any]]:
     path = out_dir / store.EPOCHS_FILE
     if not path.is_file():
         return []
-    import pyarrow.parquet as pq
-
     return pq.read_table(path).to_pylist()
 
 
@@ -279,8 +277,7 @@ def driver_record(config: dict[str, Any], checkpoint: Any, state: str,
     """The record the driver writes for a trial that could not write its own: stopped by the
     scheduler (PRUNED) or lost with its node after its last retry (ERROR). Its epochs are the
     ones of its latest checkpoint, also written as the trial folder's epochs.parquet."""
-    ctx, key = config[CONTEXT_KEY], config[KEY_FIELD]
-    flat = {k: v for k, v in config.items() if k not in (CONTEXT_KEY, KEY_FIELD)}
+    ctx, key, flat = _unpack(config)
     meta: dict[str, Any] = {"started_at": None, "attempts": 1, "epochs": []}
     if checkpoint is not None:
         try:

@@ -134,8 +134,8 @@ def _copy(alpha, tmp_path):
 
 
 def test_planned_trials_without_a_row_are_not_started(alpha, tmp_path):
+    from study.spec import load_spec
     from study.store import write_plan
-    from study.study_file import load_spec
 
     study = _copy(alpha, tmp_path)
     spec = load_spec("quickstart")

@@ -29,7 +29,7 @@ from test_runner import write_study  # noqa: E402
 
 from study import optuna_study, provenance  # noqa: E402
 from study import run as runner  # noqa: E402
-from study.study_file import load_spec  # noqa: E402
+from study.spec import load_spec  # noqa: E402
 
 pytestmark = pytest.mark.slow
 

@@ -14,8 +14,8 @@ import pytest
 from study import cli, store
 from study.errors import UsageError
 from study.recovery import repair
+from study.spec import load_spec
 from study.store import lock
-from study.study_file import load_spec
 from study.tune.cluster import join_error
 
 HERE = Path(__file__).resolve().parent
@@ -56,7 +56,7 @@ def test_a_second_driver_is_refused_in_one_line_and_touches_nothing(tmp_path, ca
 
 def test_a_study_started_meanwhile_is_refused_under_the_lock(tmp_path, capsys):
     """The race: the second driver passed validation before the first wrote study.json."""
-    from study import checks
+    from study.spec import checks
 
     path = write_study(tmp_path, "race")
     spec = load_spec(str(path))

@@ -7,7 +7,7 @@ from collections import Counter
 
 import pytest
 
-from study.study_file import load_spec
+from study.spec import load_spec
 
 PRESETS = {"reproduce_fashion": (2, "fashion_mnist"), "reproduce_frey": (2, "frey"),
            "reproduce_fashion_gpu": (3, "fashion_mnist"), "reproduce_frey_gpu": (3, "frey")}

@@ -22,7 +22,7 @@ import pyarrow.parquet as pq  # noqa: E402
 
 from study import optuna_study, store, summary  # noqa: E402
 from study import run as runner  # noqa: E402
-from study.study_file import load_spec  # noqa: E402
+from study.spec import load_spec  # noqa: E402
 
 pytestmark = pytest.mark.slow
 

@@ -1,4 +1,6 @@
-"""Checks a study must pass before Ray starts: storage, the Optuna storage, and resources.
+"""Checks a study must pass before Ray starts: storage, the Optuna storage, the data, and
+resources — `validate`, run once per command; what it learned (`Validated`: the study folder,
+opened once, and this machine's trial slots) is handed on, so nothing is checked twice.
 
 No Ray here: these run before an embedded Ray is started, so a study that cannot run fails in
 one line (`UsageError`, exit status 2) with nothing started and nothing written. The cluster's
@@ -10,11 +12,19 @@ from __future__ import annotations
 import json
 import math
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
+import sqlalchemy
+import torch
+
+from models.config import TrialConfig
+from models.data import dataset_status
+from models.sizing import check_fits
 from study import store
 from study.errors import UsageError
-from study.spec import StudySpec
+from study.spec.study_spec import StudySpec
+from study.store import StudyFolder
 
 
 def local_capacity(need_gpus: bool) -> tuple[int, int]:
@@ -25,8 +35,6 @@ def local_capacity(need_gpus: bool) -> tuple[int, int]:
         cpus = os.cpu_count() or 1
     gpus = 0
     if need_gpus:
-        import torch
-
         gpus = torch.cuda.device_count()
     return cpus, gpus
 
@@ -86,8 +94,6 @@ def check_optuna_storage(spec: StudySpec) -> None:
                              f"{Path(path).parent} does not exist")
         return
     try:
-        import sqlalchemy
-
         engine = sqlalchemy.create_engine(url, connect_args={"connect_timeout": 10})
         with engine.connect():
             pass
@@ -108,10 +114,10 @@ def hide_password(url: str) -> str:
         return url
 
 
-def check_new(spec: StudySpec) -> None:
-    """The study folder holds no study yet."""
-    fs, root = store.filesystem(spec.storage)
-    if store.exists(fs, store.join(root, store.STUDY_FILE)):
+def check_new(spec: StudySpec, folder: StudyFolder | None = None) -> None:
+    """The study folder (``folder``: opened already) holds no study yet."""
+    folder = folder or StudyFolder.open(spec.storage)
+    if folder.exists(store.STUDY_FILE):
         raise UsageError(f"{spec.storage} already holds a study: continue it with "
                          f"`gmmpvae resume {spec.storage}`, or choose another --name/--storage")
 
@@ -156,8 +162,6 @@ def check_data(spec: StudySpec) -> None:
     """The datasets the trials read are present in their data folder (on this machine; on a
     cluster every node must see the same folder, and a trial that does not finds out in one
     line, see `study.tune.trainable`)."""
-    from models.data import dataset_status
-
     needed: dict[str | None, set[str]] = {}
     for config in spec.plan() or [spec.fixed_trial_fields()]:
         if config.get("dataset"):
@@ -183,9 +187,6 @@ def check_sizes(spec: StudySpec, available: int | str | None, where: str = "this
     joining the cluster, against its largest node). A lower bound: see `models.sizing`."""
     if available == "skip":
         return
-    from models.config import TrialConfig
-    from models.sizing import check_fits
-
     limit = memory_bytes() if available is None else int(available)
     seen: set[str] = set()
     for config in spec.plan() or []:
@@ -202,19 +203,30 @@ def check_sizes(spec: StudySpec, available: int | str | None, where: str = "this
             raise UsageError(str(exc)) from None
 
 
-def validate(spec: StudySpec, *, new: bool = True) -> int | None:
+@dataclass(frozen=True)
+class Validated:
+    """What `validate` learned, handed on: the study folder (resolved once) and, for an
+    embedded Ray, this machine's trial slots (None when joining a cluster: its slots are
+    counted after joining, `study.tune.session`)."""
+
+    folder: StudyFolder
+    slots: int | None
+
+
+def validate(spec: StudySpec, *, new: bool = True) -> Validated:
     """Every check that needs no Ray: storage (and, for a new study, that its folder holds
-    none yet), the Optuna storage, and for an embedded Ray the resources (its slots)."""
+    none yet), the Optuna storage, the data, and for an embedded Ray the resources (its
+    slots). Run once per command; its result is handed on."""
     check_paths(spec)
     try:
         store.check_writable(spec.storage)
+        folder = StudyFolder.open(spec.storage)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     if new:
-        check_new(spec)
+        check_new(spec, folder)
     check_optuna_storage(spec)
     check_data(spec)
     check_sizes(spec, None if spec.study.address is None else "skip")
-    if spec.study.address is None:
-        return check_local_resources(spec)
-    return None
+    slots = check_local_resources(spec) if spec.study.address is None else None
+    return Validated(folder, slots)

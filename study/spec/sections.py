@@ -1,91 +1,27 @@
-"""A study's fields, validated: the frozen ``StudySpec`` (data and validation only).
+"""The sections of a study file, each validated: `parse` turns the nested dict of a study file
+into its eight sections (``[study]``, ``[data]``, ``[search]``, ``[model]``, ``[budget]``,
+``[scheduler]``, ``[resources]``, ``[failure]``) or raises one ``ValueError`` of one line that
+names the file (or "command line"), the field, the value and what is accepted.
 
-`from_raw` validates the nested dict of a study file (`study.study_file` reads files, presets
-and command-line overrides) before any trial starts: a bad value raises one ``ValueError`` of
-one line that names the file (or "command line"), the field, the value and what is accepted.
-The grid axes of ``[search.grid]`` are the search space's (`search_spaces.grids`), checked here
-by building every planned trial (`_check_trials`).
-Why not pydantic: most of the checks are rules between fields and against the search space
-(grid vs. sampler, seeds of open spaces, ASHA vs. end-of-run metrics, device vs. GPUs, every
-planned trial built), which would be model validators anyway; the [model]/[budget] fields are
-checked by ModelConfig/TrainConfig themselves; and pydantic's multi-line ValidationError would
-need a translation layer to keep our one line naming the file or "command line", the field,
-the value and what is accepted. ``StudySpec.to_dict()`` / ``from_dict()``
-round-trip the resolved spec (saved as ``study.json`` in the study folder for ``resume``).
-
-Sections and fields (every field optional unless marked *required*):
-
-``[study]``
-  ``name``            folder-safe name (default: the file stem / preset name)
-  ``storage``         results folder or pyarrow filesystem URI (s3://, gs://, file://…);
-                      default ``studies/<name>``; a local path is made absolute
-  ``optuna_storage``  Optuna's storage: absent → the journal file ``optuna.journal`` in the
-                      study folder; or an RDB URL (``sqlite:///…``, ``postgresql://…``,
-                      ``mysql://…``), or a path ending in ``.journal``. Required when
-                      ``storage`` is a URI (a journal file needs a shared POSIX file system)
-  ``address``         Ray: absent → start Ray here; ``"auto"`` or ``"host:port"`` (or
-                      ``"ray://host:port"``) → join that cluster
-  ``connect_timeout`` seconds to wait for the cluster at ``address`` to answer (> 0, default 60)
-``[data]``
-  ``dataset``         mnist, fashion_mnist, omniglot, frey or digits (*required* unless the grid
-                      lists ``datasets``)
-  ``data_dir``        data folder (default: ``$GMMPVAE_DATA_DIR`` or the per-user cache)
-``[search]``
-  ``space``           *required*: a name of ``search_spaces.names()``
-  ``sampler``         grid (grid spaces; the default there) or tpe (the default for open
-                      spaces), random, cmaes (needs the ``cmaes`` package), qmc, gp, nsga2
-  ``seeds``           seeds per configuration, 0 … seeds − 1 (default 3 for grids; open spaces:
-                      1, the only accepted value — each Optuna trial trains one seed, 0)
-  ``num_samples``     open spaces: *required*, trials to sample (>= 1); grids: the grid's size
-                      (computed; a different value is an error)
-  ``sampler_seed``    seed of the Optuna sampler (default: none, nondeterministic)
-  ``metric``          val_loss (default), val_re, val_kl, best_val_loss, train_loss (reported
-                      every epoch), test_ll, test_elbo_bound, test_elbo_mc, test_re, test_kl
-                      (reported at the end of a trial; not with ASHA)
-  ``mode``            the metric's own: max for test_ll / test_elbo_*, min otherwise (checked)
-``[search.grid]``     list overrides of a grid space (``datasets``, ``archs``, ``Ks``, ``Ms``,
-                      ``include_vae``, ``estimators``, figure4: ``pis``): see
-                      ``search_spaces.grids``
-``[model]``           ModelConfig fields fixed for every trial (e.g. latent_dim, hidden_dim,
-                      kl_estimator, arch); not ``image_shape`` / ``likelihood`` (they follow
-                      from the dataset) and not the fields the grid sets
-``[budget]``          TrainConfig fields fixed for every trial: max_epochs, warmup_epochs,
-                      patience, is_samples, lr, batch_size, max_train_examples,
-                      max_test_examples, eval_memory_mb, device, precision (fp32, bf16; tf32
-                      needs resources.gpus_per_trial > 0), compile (not dataset / data_dir: see
-                      [data]; not seed: see search.seeds). Missing ones keep TrainConfig's
-                      defaults, the paper's protocol
-``[scheduler]``
-  ``kind``            fifo (default) or asha
-  ``max_t``           ASHA's longest run in epochs (default: budget.max_epochs)
-  ``grace_period``    epochs before ASHA may stop a trial (default: budget.warmup_epochs if
-                      set and >= 1, else 10; at most max_t)
-  ``reduction_factor`` ASHA's η (> 1, default 4). The three are ignored by fifo
-``[resources]``
-  ``cpus_per_trial``  CPUs per trial (> 0, default 1)
-  ``gpus_per_trial``  GPUs per trial (>= 0, default 0; fractions below 1, whole numbers above)
-  ``max_concurrent``  most trials at once (>= 1; default: as many as fit)
-``[failure]``
-  ``retries``         times a failed trial is retried (Ray's ``FailureConfig.max_failures``;
-                      >= 0, default 2)
-  ``stranded_grace``  seconds a study waits while no node can hold one of its trials (every
-                      worker lost) before it ends, resumable (> 0, default 600)
+Every field is documented in docs/STUDY_FILE.md (kept by hand with this file: a field added or
+changed here is changed there). The [model]/[budget] fields are checked by
+ModelConfig/TrainConfig themselves. Why not pydantic: most of the checks are rules between
+fields and against the search space (grid vs. sampler, seeds of open spaces, ASHA vs.
+end-of-run metrics, device vs. GPUs), which would be model validators anyway, and pydantic's
+multi-line ValidationError would need a translation layer to keep our one line.
 """
 
 from __future__ import annotations
 
 import importlib.util
-import json
 import math
-import os
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import search_spaces
 from models.config import DATASETS, MODEL_FIELDS, TRAIN_FIELDS, ModelConfig, TrainConfig
-from search_spaces import KEY_FIELD, trial_key
-from study.store.layout import OPTUNA_JOURNAL, STUDY_FILE, is_uri, normalise, one_line
+from study.store.layout import is_uri, normalise, one_line
 
 SAMPLERS = ("grid", "tpe", "random", "cmaes", "qmc", "gp", "nsga2")
 SCHEDULERS = ("fifo", "asha")
@@ -113,10 +49,10 @@ KEYS: dict[str, tuple[str, ...]] = {
 MAX_NAME = 200  # a folder name (NAME_MAX is 255 bytes), with room for suffixes such as .torn-…
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _ADDRESS_RE = re.compile(r"^(ray://)?[A-Za-z0-9_.\-]+:\d{1,5}$")
-_RDB_RE = re.compile(r"^(sqlite|postgresql|mysql)(\+\w+)?://")
+RDB_RE = re.compile(r"^(sqlite|postgresql|mysql)(\+\w+)?://")
 
 
-class _Context:
+class Context:
     """Where values come from, to say so in error messages."""
 
     def __init__(self, origin: str, overridden: set[str] | None = None) -> None:
@@ -151,7 +87,7 @@ def _is_num(v: Any) -> bool:
     return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
 
 
-def _take(ctx: _Context, table: dict[str, Any], section: str, key: str, ok, accepted: str,
+def _take(ctx: Context, table: dict[str, Any], section: str, key: str, ok, accepted: str,
           default: Any = None) -> Any:
     """``table[key]`` if present (checked with ``ok``), else ``default``."""
     if key not in table or table[key] is None:
@@ -162,7 +98,7 @@ def _take(ctx: _Context, table: dict[str, Any], section: str, key: str, ok, acce
     return value
 
 
-def _table(ctx: _Context, raw: dict[str, Any], section: str) -> dict[str, Any]:
+def _table(ctx: Context, raw: dict[str, Any], section: str) -> dict[str, Any]:
     table = raw.get(section, {})
     if not isinstance(table, dict):
         raise ctx.error(f"[{section}] must be a table of fields, not {table!r}", section)
@@ -225,7 +161,7 @@ class FailureSection:
     stranded_grace: float = 600.0
 
 
-def _study_section(ctx: _Context, t: dict[str, Any], default_name: str | None) -> StudySection:
+def _study_section(ctx: Context, t: dict[str, Any], default_name: str | None) -> StudySection:
     name = _take(ctx, t, "study", "name",
                  lambda v: isinstance(v, str) and _NAME_RE.match(v) and len(v) <= MAX_NAME,
                  f"letters, digits, '_', '.', '-' (a folder name of at most {MAX_NAME} "
@@ -237,10 +173,10 @@ def _study_section(ctx: _Context, t: dict[str, Any], default_name: str | None) -
     storage = normalise(storage)
     optuna_storage = _take(
         ctx, t, "study", "optuna_storage",
-        lambda v: isinstance(v, str) and (bool(_RDB_RE.match(v)) or v.endswith(".journal")),
+        lambda v: isinstance(v, str) and (bool(RDB_RE.match(v)) or v.endswith(".journal")),
         "an RDB URL (sqlite:///..., postgresql://..., mysql://...) or a .journal file path",
     )
-    if optuna_storage is not None and not _RDB_RE.match(optuna_storage):
+    if optuna_storage is not None and not RDB_RE.match(optuna_storage):
         optuna_storage = normalise(optuna_storage)
     if optuna_storage is None and is_uri(storage):
         raise ctx.error(
@@ -254,7 +190,7 @@ def _study_section(ctx: _Context, t: dict[str, Any], default_name: str | None) -
     return StudySection(name, storage, optuna_storage, address, float(timeout))
 
 
-def _data_section(ctx: _Context, t: dict[str, Any]) -> DataSection:
+def _data_section(ctx: Context, t: dict[str, Any]) -> DataSection:
     dataset = _take(ctx, t, "data", "dataset", lambda v: v in DATASETS,
                     "one of " + ", ".join(DATASETS))
     data_dir = _take(ctx, t, "data", "data_dir", lambda v: isinstance(v, str) and v.strip(),
@@ -262,7 +198,7 @@ def _data_section(ctx: _Context, t: dict[str, Any]) -> DataSection:
     return DataSection(dataset, None if data_dir is None else normalise(data_dir))
 
 
-def _config_table(ctx: _Context, t: dict[str, Any], section: str) -> dict[str, Any]:
+def _config_table(ctx: Context, t: dict[str, Any], section: str) -> dict[str, Any]:
     """[model] / [budget]: checked by building the config with the other fields' defaults."""
     table = dict(t)
     try:
@@ -278,7 +214,7 @@ def _config_table(ctx: _Context, t: dict[str, Any], section: str) -> dict[str, A
     return table
 
 
-def _search_section(ctx: _Context, t: dict[str, Any]) -> SearchSection:
+def _search_section(ctx: Context, t: dict[str, Any]) -> SearchSection:
     if t.get("space") is None:
         raise ctx.error("search.space is missing: expected one of "
                         + ", ".join(search_spaces.names()), "search.space")
@@ -324,7 +260,7 @@ def _search_section(ctx: _Context, t: dict[str, Any]) -> SearchSection:
                          mode, dict(grid))
 
 
-def _scheduler_section(ctx: _Context, t: dict[str, Any], budget: dict[str, Any],
+def _scheduler_section(ctx: Context, t: dict[str, Any], budget: dict[str, Any],
                        metric: str) -> SchedulerSection:
     kind = _take(ctx, t, "scheduler", "kind", lambda v: v in SCHEDULERS,
                  "one of " + ", ".join(SCHEDULERS), "fifo")
@@ -341,7 +277,7 @@ def _scheduler_section(ctx: _Context, t: dict[str, Any], budget: dict[str, Any],
     return SchedulerSection(kind, grace, float(factor), max_t)
 
 
-def _resources_section(ctx: _Context, t: dict[str, Any]) -> ResourcesSection:
+def _resources_section(ctx: Context, t: dict[str, Any]) -> ResourcesSection:
     cpus = _take(ctx, t, "resources", "cpus_per_trial", lambda v: _is_num(v) and v > 0,
                  "a number > 0", 1.0)
     gpus = _take(ctx, t, "resources", "gpus_per_trial",
@@ -354,9 +290,9 @@ def _resources_section(ctx: _Context, t: dict[str, Any]) -> ResourcesSection:
 
 # ----------------------------------------------------------------------------- the spec
 
-@dataclass(frozen=True)
-class StudySpec:
-    """A validated study: what to run (``plan`` / ``suggest``), where, and with what."""
+
+class Sections(NamedTuple):
+    """A study file's sections, each validated (the fields of `StudySpec`, in order)."""
 
     study: StudySection
     data: DataSection
@@ -366,92 +302,15 @@ class StudySpec:
     scheduler: SchedulerSection
     resources: ResourcesSection
     failure: FailureSection
-    source: str = field(default="", compare=False)
-
-    # -- convenience
-    @property
-    def name(self) -> str:
-        return self.study.name
-
-    @property
-    def storage(self) -> str:
-        """The study folder: a local absolute path or a pyarrow URI."""
-        return self.study.storage
-
-    @property
-    def search_space(self) -> search_spaces.SearchSpace:
-        return search_spaces.get(self.search.space)
-
-    @property
-    def is_grid(self) -> bool:
-        return self.search_space.kind == "grid"
-
-    @property
-    def optuna_storage_url(self) -> str:
-        """An RDB URL, or the path of the Optuna journal file (``optuna.journal`` in the study
-        folder unless the study names one)."""
-        if self.study.optuna_storage is not None:
-            return self.study.optuna_storage
-        return os.path.join(self.study.storage, OPTUNA_JOURNAL)
-
-    @property
-    def optuna_storage_is_journal(self) -> bool:
-        return not _RDB_RE.match(self.optuna_storage_url)
-
-    # -- serialisation
-    def to_dict(self) -> dict[str, Any]:
-        """The resolved spec as TOML-like nested plain data (JSON-safe), for ``study.json``."""
-        return {
-            "study": vars(self.study).copy(),
-            "data": vars(self.data).copy(),
-            "search": {**vars(self.search), "grid": json.loads(json.dumps(self.search.grid))},
-            "model": json.loads(json.dumps(self.model)),
-            "budget": dict(self.budget),
-            "scheduler": vars(self.scheduler).copy(),
-            "resources": vars(self.resources).copy(),
-            "failure": vars(self.failure).copy(),
-        }
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any], origin: str = STUDY_FILE) -> StudySpec:
-        """Rebuild (and re-validate) a spec saved with ``to_dict``."""
-        return from_raw(data, origin)
-
-    # -- trials
-    def fixed_trial_fields(self) -> dict[str, Any]:
-        """The flat fields every trial gets: dataset and data_dir ([data]), [budget], [model]."""
-        fixed: dict[str, Any] = {}
-        if self.data.dataset is not None:
-            fixed["dataset"] = self.data.dataset
-        if self.data.data_dir is not None:
-            fixed["data_dir"] = self.data.data_dir
-        fixed.update(self.budget)
-        fixed.update(json.loads(json.dumps(self.model)))
-        return fixed
-
-    def plan(self) -> list[dict[str, Any]] | None:
-        """Every trial of a grid study in order: a complete flat config plus its ``trial_key``;
-        None for open searches (their trials come from ``suggest``)."""
-        if not self.is_grid:
-            return None
-        configs = self.search_space.enumerate(
-            self.fixed_trial_fields(), self.search.seeds, self.search.grid
-        )
-        return [{**c, KEY_FIELD: trial_key(c)} for c in configs]
-
-    def suggest(self, trial: Any) -> dict[str, Any]:
-        """One trial of an open search, chosen define-by-run with an Optuna ``trial``: the
-        complete flat config plus its ``trial_key``."""
-        config = self.search_space.suggest(trial, self.fixed_trial_fields())
-        return {**config, KEY_FIELD: trial_key(config)}
 
 
-def from_raw(raw: dict[str, Any], origin: str, overridden: set[str] | None = None,
-             default_name: str | None = None) -> StudySpec:
-    """Validate the nested dict of a study file and build the spec (trials included); a
-    problem is one ``ValueError`` line naming ``origin`` (or "command line" for a field in
-    ``overridden``), the field, the value and what is accepted."""
-    ctx = _Context(origin, overridden)
+def parse(raw: dict[str, Any], origin: str, overridden: set[str] | None = None,
+          default_name: str | None = None) -> tuple[Context, Sections]:
+    """Validate the nested dict of a study file section by section, and the rules between
+    sections; ``(context, sections)``. A problem is one ``ValueError`` line naming ``origin``
+    (or "command line" for a field in ``overridden``), the field, the value and what is
+    accepted."""
+    ctx = Context(origin, overridden)
     unknown = sorted(set(raw) - set(KEYS))
     if unknown:
         raise ctx.error(f"unknown section [{unknown[0]}]: expected some of "
@@ -478,41 +337,5 @@ def from_raw(raw: dict[str, Any], origin: str, overridden: set[str] | None = Non
     if data.dataset is None and "datasets" not in search.grid:
         raise ctx.error("data.dataset is missing: expected one of " + ", ".join(DATASETS),
                         "data.dataset")
-    spec = StudySpec(study, data, search, model, budget, scheduler, resources,
-                     FailureSection(retries, float(grace)), source=ctx.origin)
-    return _check_trials(spec, ctx)
-
-
-def _check_trials(spec: StudySpec, ctx: _Context) -> StudySpec:
-    """Build every planned trial (grids) or a few sampled ones (open spaces) as a TrialConfig,
-    so that a bad combination fails now, not in the hundredth trial."""
-    if spec.is_grid:
-        try:
-            plan = spec.plan() or []
-        except ValueError as exc:
-            raise ctx.qualify(exc) from None
-        keys = [t[KEY_FIELD] for t in plan]
-        if len(set(keys)) != len(keys):
-            raise ctx.error(f"search.grid={spec.search.grid!r} gives the same configuration "
-                            f"twice: expected distinct values in every list", "search.grid")
-        given = spec.search.num_samples
-        if given and given != len(plan):
-            raise ctx.bad("search.num_samples", given, f"{len(plan)} (the size of the grid "
-                          f"'{spec.search.space}') or nothing")
-        search = SearchSection(**{**vars(spec.search), "num_samples": len(plan)})
-        return StudySpec(**{**vars(spec), "search": search})
-    import optuna  # lazily: a handful of sampled trials checks the open space with the fixed fields
-
-    verbosity = optuna.logging.get_verbosity()
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    try:
-        probe = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
-        for _ in range(8):
-            trial = probe.ask()
-            spec.suggest(trial)
-            probe.tell(trial, 0.0)
-    except ValueError as exc:
-        raise ctx.qualify(exc) from None
-    finally:
-        optuna.logging.set_verbosity(verbosity)
-    return spec
+    return ctx, Sections(study, data, search, model, budget, scheduler, resources,
+                         FailureSection(retries, float(grace)))

@@ -13,13 +13,13 @@ import pytest
 
 from study.tune import session as ray_session
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 # Runs in a fresh interpreter, as `gmmpvae run` does: nothing imported Ray before the session.
 PROBE = r'''
 import json, os, sys
 from study.tune import session as ray_session
-from study.study_file import load_spec
+from study.spec import load_spec
 
 def tree(root):
     parents = {}

@@ -26,7 +26,7 @@ from study.store.lock import (
 )
 
 LOCAL = pafs.LocalFileSystem()
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 
 def _hold_in_child(folder: Path, *, lease: bool = False) -> subprocess.Popen:

@@ -12,7 +12,7 @@ import pytest
 from ray.tune.search import Searcher
 
 from study import optuna_study
-from study.study_file import load_spec
+from study.spec import load_spec
 from study.tune.searcher import StudySearcher
 from study.tune.trainable import STATE_KEY
 

@@ -7,7 +7,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from study import store
-from study.study_file import load_spec
+from study.spec import load_spec
 
 
 @pytest.mark.parametrize(("location", "uri"), [

@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from study import cli
-from study.study_file import load_spec
+from study.spec import load_spec
 
 GOOD = """
 [study]

@@ -4,7 +4,7 @@ folder → its saved spec (`load_study`).
 ``load_spec(source, overrides)`` reads ``source`` — a path to a ``.toml`` file, or the name of a
 preset in ``study/presets/`` (``list_presets()``) — applies command-line overrides
 (``{"budget.max_epochs": 3}``; ``None`` values are skipped) and validates the result with
-`study.spec.from_raw` (the fields and their checks are documented there). ``OVERRIDE_FLAGS``
+`study.spec.from_raw` (every field is documented in docs/STUDY_FILE.md). ``OVERRIDE_FLAGS``
 and ``FIELD_HELP`` are the flags of ``gmmpvae run``.
 """
 
@@ -20,7 +20,8 @@ import search_spaces
 from models.config import DATASETS
 from study import store
 from study.errors import UsageError
-from study.spec import KEYS, SAMPLERS, StudySpec, from_raw
+from study.spec.sections import KEYS, SAMPLERS
+from study.spec.study_spec import StudySpec, from_raw
 from study.store import one_line
 
 # (flag, section.field, type) for `gmmpvae run`; FIELD_HELP has a line of help for each.

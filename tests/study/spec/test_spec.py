@@ -12,9 +12,8 @@ import pytest
 from models.config import TrialConfig
 from search_spaces import trial_fields, trial_key
 from study.optuna_study import make_sampler
-from study.spec import KEYS, StudySpec
+from study.spec import FIELD_HELP, KEYS, OVERRIDE_FLAGS, StudySpec, list_presets, load_spec
 from study.store import check_writable
-from study.study_file import FIELD_HELP, OVERRIDE_FLAGS, list_presets, load_spec
 from study.summary import describe
 
 BASE = '[data]\ndataset = "digits"\n[search]\nspace = "quickstart"\n'
