@@ -153,7 +153,7 @@ def test_a_killed_driver_is_resumed_with_each_key_once(s3_env, s3_study, pg_url,
     path = write_study(tmp_path, "k", study={"storage": s3_study, "optuna_storage": pg_url},
                        budget={"max_epochs": 5, "patience": 5})
     env = subprocess_env(s3_env, GMMPVAE_TRIAL_FUNCTION="fake_trials:fake_trial")
-    from study.study_file import load_spec
+    from study.spec import load_spec
 
     planned = sorted(t["trial_key"] for t in load_spec(str(path)).plan())
     driver = cli(["run", str(path)], env)
@@ -232,7 +232,7 @@ def test_a_lost_node_resumes_its_trial_from_the_uploaded_checkpoint(s3_env, s3_s
     from ray.cluster_utils import Cluster
 
     from study import run as runner
-    from study.study_file import load_spec
+    from study.spec import load_spec
 
     scratch = Path(s3_env["GMMPVAE_SCRATCH"])
     markers = tmp_path / "markers"
