@@ -17,7 +17,7 @@ import importlib.util
 import math
 import re
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any
 
 import search_spaces
 from models.config import DATASETS, MODEL_FIELDS, TRAIN_FIELDS, ModelConfig, TrainConfig
@@ -288,28 +288,15 @@ def _resources_section(ctx: Context, t: dict[str, Any]) -> ResourcesSection:
     return ResourcesSection(float(cpus), float(gpus), concurrent)
 
 
-# ----------------------------------------------------------------------------- the spec
-
-
-class Sections(NamedTuple):
-    """A study file's sections, each validated (the fields of `StudySpec`, in order)."""
-
-    study: StudySection
-    data: DataSection
-    search: SearchSection
-    model: dict[str, Any]
-    budget: dict[str, Any]
-    scheduler: SchedulerSection
-    resources: ResourcesSection
-    failure: FailureSection
+# ----------------------------------------------------------------------------- all sections
 
 
 def parse(raw: dict[str, Any], origin: str, overridden: set[str] | None = None,
-          default_name: str | None = None) -> tuple[Context, Sections]:
+          default_name: str | None = None) -> tuple[Context, dict[str, Any]]:
     """Validate the nested dict of a study file section by section, and the rules between
-    sections; ``(context, sections)``. A problem is one ``ValueError`` line naming ``origin``
-    (or "command line" for a field in ``overridden``), the field, the value and what is
-    accepted."""
+    sections; ``(context, {section name: validated section})``, the fields of `StudySpec`. A
+    problem is one ``ValueError`` line naming ``origin`` (or "command line" for a field in
+    ``overridden``), the field, the value and what is accepted."""
     ctx = Context(origin, overridden)
     unknown = sorted(set(raw) - set(KEYS))
     if unknown:
@@ -337,5 +324,6 @@ def parse(raw: dict[str, Any], origin: str, overridden: set[str] | None = None,
     if data.dataset is None and "datasets" not in search.grid:
         raise ctx.error("data.dataset is missing: expected one of " + ", ".join(DATASETS),
                         "data.dataset")
-    return ctx, Sections(study, data, search, model, budget, scheduler, resources,
-                         FailureSection(retries, float(grace)))
+    return ctx, {"study": study, "data": data, "search": search, "model": model,
+                 "budget": budget, "scheduler": scheduler, "resources": resources,
+                 "failure": FailureSection(retries, float(grace))}

@@ -124,7 +124,7 @@ def from_raw(raw: dict[str, Any], origin: str, overridden: set[str] | None = Non
     problem is one ``ValueError`` line naming ``origin`` (or "command line" for a field in
     ``overridden``), the field, the value and what is accepted."""
     ctx, sections = parse(raw, origin, overridden, default_name)
-    return _check_trials(StudySpec(*sections, source=ctx.origin), ctx)
+    return _check_trials(StudySpec(**sections, source=ctx.origin), ctx)
 
 
 def _check_trials(spec: StudySpec, ctx: Context) -> StudySpec:

@@ -3,7 +3,8 @@ of its live nodes, read a saved Tune experiment, shut down.
 
 Imports Ray at the top: reached only through `study.tune.session`, inside the environment it
 sets up (see `study.tune`, the one lazy import). A join is probed first (a TCP connection within
-``study.connect_timeout``), and a failed one is one line naming the cause (`join_error`).
+``study.connect_timeout``, `study.tune.session.probe_address`), and a failed one is one line
+naming the cause (`study.tune.session.join_error`).
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import importlib
 import os
-import socket
 import sys
 import tempfile
 import warnings
@@ -25,6 +25,7 @@ from search_spaces import KEY_FIELD
 from study.errors import UsageError
 from study.spec import StudySpec
 from study.spec.checks import local_capacity, node_slots
+from study.tune.session import join_error, probe_address
 
 LOOPBACK = "127.0.0.1"
 
@@ -98,39 +99,6 @@ def _stderr_captured(echo: bool) -> Iterator[_Captured]:
             captured.text = tmp.read().decode("utf-8", "replace")
             if echo and captured.text:
                 sys.stderr.write(captured.text)
-
-
-def probe_address(address: str, timeout: float) -> None:
-    """A ``host:port`` address must accept a TCP connection within ``timeout`` seconds (Ray
-    itself keeps retrying for minutes); ``auto`` is left to Ray (it reads the local session)."""
-    if address == "auto":
-        return
-    host, _, port = address.removeprefix("ray://").rpartition(":")
-    try:
-        with socket.create_connection((host, int(port)), timeout=timeout):
-            pass
-    except OSError as exc:
-        raise UsageError(f"study.address={address!r}: no Ray cluster answers there within "
-                         f"{timeout:g} s ({exc.strerror or type(exc).__name__}); check the "
-                         "address and that the head node runs (`ray start --head`); "
-                         "--connect-timeout sets the wait") from None
-
-
-AUTH_HINT = ("set RAY_AUTH_MODE=token and the cluster's token (RAY_AUTH_TOKEN, "
-             "RAY_AUTH_TOKEN_PATH, or the default token file; `ray get-auth-token` on the head "
-             "node prints it) in the driver's environment")
-
-
-def join_error(address: str, exc: BaseException, stderr: str = "") -> str:
-    """One line for a failed join; an authentication refusal (in the exception or in what
-    Ray's client wrote to stderr meanwhile) is named as such."""
-    text = " ".join(str(exc).split())
-    lowered = f"{text} {stderr}".lower()
-    if any(word in lowered for word in ("invalidauthtoken", "unauthenticated",
-                                        "authentication token")):
-        return (f"study.address={address!r}: the cluster refused this driver's "
-                f"authentication (it runs with token authentication): {AUTH_HINT}")
-    return f"study.address={address!r}: cannot join the Ray cluster: {text[:300]}"
 
 
 def largest_memory() -> int | None:

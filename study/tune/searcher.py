@@ -71,8 +71,10 @@ class StudySearcher(Searcher):
     """A study's trials from its Optuna study (see the module docstring). ``recipe``:
     ``{"spec": StudySpec.to_dict(), "budget": trials}``."""
 
-    def __init__(self, recipe: dict[str, Any]) -> None:
-        spec = StudySpec.from_dict(recipe["spec"])
+    def __init__(self, recipe: dict[str, Any], spec: StudySpec | None = None) -> None:
+        # ``spec``: the validated spec of this driver; rebuilt (and validated) from the recipe
+        # only when Tune unpickles the searcher from tuner.pkl.
+        spec = spec if spec is not None else StudySpec.from_dict(recipe["spec"])
         super().__init__(metric=spec.search.metric, mode=spec.search.mode)
         self._recipe, self._spec, self._budget = recipe, spec, int(recipe["budget"])
         self._study = open_study(spec, make_sampler(spec))

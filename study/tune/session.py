@@ -20,10 +20,12 @@ import contextlib
 import importlib
 import logging
 import os
+import socket
 import threading
 from collections.abc import Iterator
 
 from study import store, tune
+from study.errors import UsageError
 from study.spec import StudySpec
 from study.spec.checks import check_sizes, resource_error
 
@@ -149,6 +151,39 @@ def is_loopback(address: str | None) -> bool:
         return False
     host = address.removeprefix("ray://").rpartition(":")[0]
     return host in ("127.0.0.1", "localhost", "::1")
+
+
+def probe_address(address: str, timeout: float) -> None:
+    """A ``host:port`` address must accept a TCP connection within ``timeout`` seconds (Ray
+    itself keeps retrying for minutes); ``auto`` is left to Ray (it reads the local session)."""
+    if address == "auto":
+        return
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout):
+            pass
+    except OSError as exc:
+        raise UsageError(f"study.address={address!r}: no Ray cluster answers there within "
+                         f"{timeout:g} s ({exc.strerror or type(exc).__name__}); check the "
+                         "address and that the head node runs (`ray start --head`); "
+                         "--connect-timeout sets the wait") from None
+
+
+AUTH_HINT = ("set RAY_AUTH_MODE=token and the cluster's token (RAY_AUTH_TOKEN, "
+             "RAY_AUTH_TOKEN_PATH, or the default token file; `ray get-auth-token` on the head "
+             "node prints it) in the driver's environment")
+
+
+def join_error(address: str, exc: BaseException, stderr: str = "") -> str:
+    """One line for a failed join; an authentication refusal (in the exception or in what
+    Ray's client wrote to stderr meanwhile) is named as such."""
+    text = " ".join(str(exc).split())
+    lowered = f"{text} {stderr}".lower()
+    if any(word in lowered for word in ("invalidauthtoken", "unauthenticated",
+                                        "authentication token")):
+        return (f"study.address={address!r}: the cluster refused this driver's "
+                f"authentication (it runs with token authentication): {AUTH_HINT}")
+    return f"study.address={address!r}: cannot join the Ray cluster: {text[:300]}"
 
 
 @contextlib.contextmanager

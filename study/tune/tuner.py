@@ -62,7 +62,8 @@ def new_stopper(spec: StudySpec) -> StrandedStopper:
 def new_tuner(spec: StudySpec, info: dict[str, Any], max_concurrent: int, verbose: bool,
                stopper: Any = None, rerun: dict[str, int] | None = None) -> Any:
     budget = spec.search.num_samples
-    searcher = StudySearcher({"spec": spec.to_dict(), "budget": budget, "rerun": rerun or {}})
+    searcher = StudySearcher({"spec": spec.to_dict(), "budget": budget, "rerun": rerun or {}},
+                             spec)
     s = spec.scheduler
     if s.kind == "asha":
         scheduler = ASHAScheduler(time_attr=TIME_ATTR, metric=spec.search.metric,

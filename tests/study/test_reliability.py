@@ -16,7 +16,7 @@ from study.errors import UsageError
 from study.recovery import repair
 from study.spec import load_spec
 from study.store import lock
-from study.tune.cluster import join_error
+from study.tune.session import join_error
 
 HERE = Path(__file__).resolve().parent
 if str(HERE) not in sys.path:
