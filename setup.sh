@@ -22,5 +22,5 @@ elif ! .venv/bin/python -c "import torch" >/dev/null 2>&1; then
     $PIP install "torch==$TORCH_CPU_VERSION+cpu" 2>/dev/null \
         || $PIP install "torch==$TORCH_CPU_VERSION" --index-url https://download.pytorch.org/whl/cpu
 fi
-$PIP install -e ".[dev]"
+$PIP install -e ".[dev,cloud]"
 echo "setup: done. Activate with: source .venv/bin/activate" >&2

@@ -18,7 +18,10 @@ versions get compared:
 - a trial written twice (a re-run after a crash) keeps its last row;
 - a study's ``plan.parquet`` (one row per planned trial, written when the study starts) adds the
   planned trials that have no row yet, in state ``NOT STARTED`` (a trial's row is written when
-  it ends). Data only: nothing here imports ``study``.
+  it ends). Data only: nothing here imports ``study``;
+- a study folder is a local path or a filesystem URI (``s3://bucket/studies/x``,
+  `analysis.location`): an object store is read through pyarrow with the endpoint and keys of
+  the environment, and a store that cannot be read is a ``ResultsError`` of one line.
 
 Derived trial columns used by every output: ``model`` ("VAE" for the standard prior,
 "Mix1" = VampPrior, "Mix2", "Mix3", … for the pseudo-mixture prior with M components), ``K``
@@ -39,6 +42,7 @@ from pathlib import Path
 
 import polars as pl
 
+from analysis.location import Location
 from models.collapse_rule import is_collapsed
 
 COMPLETED = "COMPLETED"
@@ -161,9 +165,9 @@ class Frames:
         return [*BASE_KEYS, *self.extra_keys, "label"]
 
 
-def _parquet_source(results: Path, stem: str) -> Path | None:
+def _parquet_source(results: Location, stem: str) -> Location | None:
     """``results/<stem>.parquet``, or None."""
-    path = results / f"{stem}.parquet"
+    path = results.child(f"{stem}.parquet")
     return path if path.is_file() else None
 
 
@@ -184,11 +188,15 @@ def _normalise(lf: pl.LazyFrame, schema: dict[str, pl.DataType], where: str) -> 
     return lf.select(columns)
 
 
-def _scan(results: Path, stem: str, schema: dict[str, pl.DataType]) -> pl.LazyFrame:
+def _scan(results: Location, stem: str, schema: dict[str, pl.DataType]) -> pl.LazyFrame:
     source = _parquet_source(results, stem)
     if source is None:
         return pl.LazyFrame(schema=schema)
-    return _normalise(pl.scan_parquet(source), schema, f"{results / stem}.parquet")
+    try:
+        lf = source.scan_parquet()
+    except Exception as exc:  # read eagerly from an object store: a torn file fails here
+        raise ResultsError(f"cannot read {source}: {_one_line(exc)}") from exc
+    return _normalise(lf, schema, str(source))
 
 
 def _one_line(exc: BaseException) -> str:
@@ -196,36 +204,38 @@ def _one_line(exc: BaseException) -> str:
     return text[0] if text else type(exc).__name__
 
 
-def _results_folder(study_dir: Path) -> Path:
+def _results_folder(study_dir: Location) -> Location:
     """The folder holding trials.parquet: STUDY/results, or STUDY itself if given that."""
-    if not study_dir.exists():
+    kind = study_dir.kind()
+    if kind == "missing":
         raise ResultsError(f"study folder {study_dir} does not exist")
-    if not study_dir.is_dir():
+    if kind != "dir":
         raise ResultsError(f"{study_dir} is not a folder (expected a study folder)")
-    for candidate in (study_dir / RESULTS_DIR, study_dir):
+    for candidate in (study_dir.child(RESULTS_DIR), study_dir):
         if _parquet_source(candidate, "trials") is not None:
             return candidate
     hint = "has the study written any trial yet?"
-    if (study_dir / "trials").is_dir() and any((study_dir / "trials").iterdir()):
+    if study_dir.child("trials").kind() == "dir" and study_dir.child("trials").has_files(""):
         hint = "its trial folders hold no finished trial yet"
     raise ResultsError(
-        f"no results in {study_dir}: expected {study_dir / 'results' / 'trials.parquet'} "
+        f"no results in {study_dir}: expected {study_dir.child('results', 'trials.parquet')} "
         f"({hint})"
     )
 
 
-def _not_started(study_dir: Path, trials: pl.DataFrame, warnings: list[str]) -> pl.DataFrame:
+def _not_started(study_dir: Location, trials: pl.DataFrame, warnings: list[str]
+                 ) -> pl.DataFrame:
     """The trials a study planned (its ``plan.parquet``) that trials.parquet lacks.
 
     A running study writes a trial's row only when the trial ends, so the plan is the only
     place that knows what is still missing. Open searches plan no trial: nothing is added.
     """
-    path = study_dir / PLAN_FILE
-    if not path.is_file():
-        return trials.clear()
+    path = study_dir.child(PLAN_FILE)
     columns = [c for c in TRIALS if c not in ("study", "state")]
     try:
-        planned = _normalise(pl.scan_parquet(path), {c: TRIALS[c] for c in columns},
+        if not path.is_file():
+            return trials.clear()
+        planned = _normalise(path.scan_parquet(), {c: TRIALS[c] for c in columns},
                              str(path)).collect()
     except Exception as exc:  # a torn plan must not stop the report
         warnings.append(f"cannot read the plan in {path} ({_one_line(exc)}): trials not "
@@ -239,11 +249,11 @@ def _not_started(study_dir: Path, trials: pl.DataFrame, warnings: list[str]) -> 
     )
 
 
-def _labels(dirs: Sequence[Path], names: Sequence[str | None]) -> list[str]:
+def _labels(dirs: Sequence[Location], names: Sequence[str | None]) -> list[str]:
     """One distinct label per folder: the study name, else the folder name, else numbered."""
-    labels = [name or d.resolve().name for d, name in zip(dirs, names, strict=True)]
+    labels = [name or d.name for d, name in zip(dirs, names, strict=True)]
     if len(set(labels)) < len(labels):
-        labels = [d.resolve().name for d in dirs]
+        labels = [d.name for d in dirs]
     if len(set(labels)) < len(labels):
         labels = [f"{label}#{i + 1}" for i, label in enumerate(labels)]
     return labels
@@ -305,10 +315,17 @@ def _text_labels(trials: pl.DataFrame, extra_keys: Sequence[str]) -> pl.DataFram
 
 
 def load(study_dirs: Sequence[Path | str]) -> Frames:
-    """Read study folders (the first is the main one; others come from ``--compare``)."""
-    dirs = [Path(d) for d in study_dirs]
-    if not dirs:
+    """Read study folders, local or URIs (the first is the main one; others come from
+    ``--compare``)."""
+    if not study_dirs:
         raise ResultsError("no study folder given")
+    try:
+        return _load([Location.of(d) for d in study_dirs])
+    except OSError as exc:  # an object store that cannot be read (refused, keys, bucket)
+        raise ResultsError(_one_line(exc)) from exc
+
+
+def _load(dirs: list[Location]) -> Frames:
     results = [_results_folder(d) for d in dirs]
     scans = [_scan(r, "trials", TRIALS) for r in results]
     try:
@@ -332,11 +349,12 @@ def load(study_dirs: Sequence[Path | str]) -> Frames:
     trials = pl.concat(
         [
             tag(t.lazy(), label).with_columns(
-                pl.lit(str(d.resolve())).alias("study_dir"),
+                pl.lit(d.absolute).alias("study_dir"),
                 # relative trial folders are relative to the study folder
-                pl.when(pl.col("trial_dir").str.starts_with("/"))
+                pl.when(pl.col("trial_dir").str.starts_with("/")
+                        | pl.col("trial_dir").str.contains("://", literal=True))
                 .then(pl.col("trial_dir"))
-                .otherwise(pl.lit(str(d.resolve()) + "/") + pl.col("trial_dir"))
+                .otherwise(pl.lit(d.absolute + "/") + pl.col("trial_dir"))
                 .alias("trial_path"),
             )
             for d, t, label in zip(dirs, tables, labels, strict=True)
@@ -356,7 +374,8 @@ def load(study_dirs: Sequence[Path | str]) -> Frames:
     )
     trials = _text_labels(trials, extra).with_columns(_collapsed(trials))
 
-    def optional(results: Path, stem: str, schema: dict[str, pl.DataType]) -> pl.LazyFrame:
+    def optional(results: Location, stem: str, schema: dict[str, pl.DataType]
+                 ) -> pl.LazyFrame:
         # a crashed writer may leave a broken file: report without it rather than not at all
         try:
             return _scan(results, stem, schema)

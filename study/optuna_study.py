@@ -57,7 +57,10 @@ def open_storage(spec: StudySpec) -> Any:
     if spec.optuna_storage_is_journal:
         Path(url).parent.mkdir(parents=True, exist_ok=True)
         return JournalStorage(JournalFileBackend(url))
-    return optuna.storages.RDBStorage(url)
+    # pool_pre_ping: a pooled connection that a database restart closed is replaced before it
+    # is used, instead of failing the driver's next call
+    engine = {} if url.startswith("sqlite") else {"pool_pre_ping": True}
+    return optuna.storages.RDBStorage(url, engine_kwargs=engine)
 
 
 def open_study(spec: StudySpec, sampler: Any = None) -> optuna.Study:

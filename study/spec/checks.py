@@ -100,8 +100,20 @@ def check_optuna_storage(spec: StudySpec) -> None:
         with engine.connect():
             pass
     except Exception as exc:  # driver missing, refused, bad credentials, …
-        first = " ".join(str(exc).split())[:200]
-        raise UsageError(f"study.optuna_storage={url!r} is not reachable: {first}") from None
+        # SQLAlchemy's message without its "(Background on this error at: …)" link
+        first = " ".join(str(exc).split("(Background on this error")[0].split())[:240]
+        raise UsageError(f"study.optuna_storage={hide_password(url)!r} is not reachable: "
+                         f"{first}") from None
+
+
+def hide_password(url: str) -> str:
+    """An RDB URL as it may be printed: its password replaced by ``***``."""
+    try:
+        import sqlalchemy
+
+        return sqlalchemy.engine.make_url(url).render_as_string(hide_password=True)
+    except Exception:  # not a URL SQLAlchemy parses: nothing to hide it by
+        return url
 
 
 def check_new(spec: StudySpec, folder: StudyFolder | None = None) -> None:

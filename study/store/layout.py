@@ -132,16 +132,65 @@ def copy_folder(local_dir: str, fs: pafs.FileSystem, dest: str) -> None:
                     destination_filesystem=fs)
 
 
+def move_folder(fs: pafs.FileSystem, source: str, dest: str) -> None:
+    """Rename a folder: one rename locally; on an object store (no folders, and pyarrow's
+    ``move`` renames single objects only) a copy of every object, then the source deleted."""
+    if isinstance(fs, pafs.LocalFileSystem):
+        fs.move(source, dest)
+        return
+    pafs.copy_files(source, dest, source_filesystem=fs, destination_filesystem=fs)
+    fs.delete_dir(source)
+
+
+def check_store(location: str) -> None:
+    """An object store location answers, its bucket exists and a probe object can be written
+    and deleted there (wrong keys, a missing bucket, a refused endpoint: one ``ValueError``
+    line naming it). Nothing is left: a folder marker the store made for the probe is removed.
+    The endpoint and keys are the environment's (``AWS_ENDPOINT_URL``, ``AWS_ACCESS_KEY_ID``,
+    ``AWS_SECRET_ACCESS_KEY``; pyarrow reads them), as for every S3 tool."""
+    where = f"study.storage={location!r}"
+    try:
+        fs, root = filesystem(location)
+    except ValueError as exc:
+        raise ValueError(f"{where} is not reachable: {exc}") from None
+    bucket = root.strip("/").split("/", 1)[0]
+    try:
+        if fs.get_file_info(bucket).type == pafs.FileType.NotFound:
+            raise ValueError(f"{where}: the bucket {bucket!r} does not exist (create it first; "
+                             "gmmpvae does not create buckets)")
+        existed = exists(fs, root)
+        probe = join(root, f".gmmpvae-probe-{uuid.uuid4().hex}")
+        with fs.open_output_stream(probe) as out:
+            out.write(b"")
+        fs.delete_file(probe)
+        if not existed and root.strip("/") != bucket and exists(fs, root):
+            fs.delete_dir(root)  # the marker the store left for the probe's folder
+    except OSError as exc:
+        raise ValueError(f"{where} is not writable: {store_error(exc)}") from None
+
+
+def store_error(exc: BaseException) -> str:
+    """An object store's error in a few words: pyarrow's first line, AWS's error name kept."""
+    text = one_line(exc)
+    for name, words in (("ACCESS_DENIED", "access denied (check AWS_ACCESS_KEY_ID and "
+                                          "AWS_SECRET_ACCESS_KEY)"),
+                        ("INVALID_ACCESS_KEY_ID", "the access key is not known (check "
+                                                  "AWS_ACCESS_KEY_ID)"),
+                        ("SIGNATURE_DOES_NOT_MATCH", "the secret key is wrong (check "
+                                                     "AWS_SECRET_ACCESS_KEY)"),
+                        ("NETWORK_CONNECTION", "the endpoint does not answer (check "
+                                               "AWS_ENDPOINT_URL)")):
+        if name in text:
+            return f"{words}; {text[:160]}"
+    return text[:240]
+
+
 def check_writable(location: str) -> None:
     """Check that a study location can be written, leaving nothing behind: a local folder (its
     nearest existing ancestor when it does not exist yet) gets a probe file created and
-    removed; a URI must resolve with pyarrow. ``ValueError`` of one line otherwise."""
+    removed; so does a URI's folder (`check_store`). ``ValueError`` of one line otherwise."""
     if is_uri(location):
-        try:
-            pafs.FileSystem.from_uri(location)
-        except Exception as exc:  # pyarrow raises several kinds for an unusable URI
-            raise ValueError(one_line(f"study.storage={location!r} is not reachable: "
-                                      f"{exc}")) from None
+        check_store(location)
         return
     folder = Path(local_path(location))
     while not folder.exists() and folder != folder.parent:

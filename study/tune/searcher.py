@@ -19,6 +19,13 @@ Ray Tune: ``Searcher`` (``suggest``, ``on_trial_result``, ``on_trial_complete``,
 - **Open spaces**: define-by-run, the space's own ``trial.suggest_*`` on an asked trial; a
   configuration drawn twice is told FAIL (user attribute ``duplicate_of``, not counted) and
   redrawn; ``budget`` counted trials, then FINISHED.
+- **Lost records** (``recipe["rerun"]``: keys Optuna calls COMPLETE whose trial record was
+  lost or torn, `study.recovery`): run again *outside* Optuna — ``suggest`` hands out their
+  configurations first (the plan's, or the COMPLETE trial's parameters for an open space), no
+  trial is asked or told for them — so the study keeps one COMPLETE Optuna trial per key (its
+  first completion's value) on the journal and on an RDB alike: Optuna cannot change a
+  finished trial, and a second COMPLETE trial would count the key twice for the sampler and
+  the dashboard. Which reruns were handed out is saved with Tune's experiment state.
 - **Crashes**: a RUNNING Optuna trial that no Tune trial owns (asked by a driver that died
   before Tune saved its state) is *adopted* by the next Tune trial: told under its number when
   it ends, so no key is lost or run twice. The Tune-trial → Optuna-number map is all that
@@ -42,7 +49,6 @@ from models.checkpoint import atomic_write_text
 from search_spaces import KEY_FIELD
 from study.optuna_study import (
     DUPLICATE_ATTR,
-    RERUN_ATTR,
     counted,
     finite,
     grid_distributions,
@@ -78,8 +84,10 @@ class StudySearcher(Searcher):
         self._numbers: dict[str, int] = {}  # Tune trial id → Optuna trial number
         self._asked: dict[str, optuna.trial.Trial] = {}  # trials asked here (for report)
         self._told: set[str] = set()
-        # trial_key → number of its COMPLETE Optuna trial whose record was lost: run it again
+        # trial_key → number of its COMPLETE Optuna trial whose record was lost: run it again,
+        # outside Optuna (see the module docstring); the keys handed out so far
         self._rerun: dict[str, int] = dict(recipe.get("rerun", {}))
+        self._rerun_served: set[str] = set()
         if self._plan is not None:
             self._enqueue_missing()
 
@@ -94,19 +102,15 @@ class StudySearcher(Searcher):
         """Enqueue every planned key that has no Optuna trial yet (all of them, first time)."""
         trials = self._trials()
         present = {t.user_attrs.get(KEY_FIELD) for t in trials if counted(t)}
-        rerun_done = {t.user_attrs.get(RERUN_ATTR) for t in trials}
         assert self._plan is not None
         with quiet_optuna():
             for key, config in self._plan.items():
-                extra: dict[str, Any] = {}
-                if key in self._rerun and self._rerun[key] not in rerun_done:
-                    extra = {RERUN_ATTR: self._rerun[key]}  # its record was lost: once more
-                elif key in present:
+                if key in present:
                     continue
                 hp = hyperparameters(config)
                 params = {n: v for n, v in hp.items() if n in self._dists}
                 fixed = {n: v for n, v in hp.items() if n not in self._dists}
-                self._study.enqueue_trial(params, user_attrs={KEY_FIELD: key, **fixed, **extra})
+                self._study.enqueue_trial(params, user_attrs={KEY_FIELD: key, **fixed})
 
     # -- choosing trials
     def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
@@ -116,9 +120,31 @@ class StudySearcher(Searcher):
             if config is not None:
                 self._numbers[trial_id] = orphan.number
                 return config
+        rerun = self._next_rerun()
+        if rerun is not None:
+            return rerun  # no Optuna number: nothing is told for it
         if self._plan is not None:
             return self._suggest_grid(trial_id)
         return self._suggest_open(trial_id)
+
+    def _next_rerun(self) -> dict[str, Any] | None:
+        """The configuration of the next lost-record key to run again, or None."""
+        for key, number in sorted(self._rerun.items()):
+            if key in self._rerun_served:
+                continue
+            self._rerun_served.add(key)
+            if self._plan is not None and key in self._plan:
+                return dict(self._plan[key])
+            old = next((t for t in self._trials(TrialState.COMPLETE) if t.number == number),
+                       None)
+            if old is not None and old.user_attrs.get(KEY_FIELD) == key:
+                try:
+                    config = self._spec.suggest(optuna.trial.FixedTrial(old.params, number))
+                except ValueError:
+                    continue
+                if config[KEY_FIELD] == key:
+                    return config
+        return None
 
     def _orphan(self) -> optuna.trial.FrozenTrial | None:
         """A RUNNING Optuna trial that no Tune trial of this searcher owns."""
@@ -213,12 +239,14 @@ class StudySearcher(Searcher):
 
     # -- Tune's experiment checkpoints: the map of trials only
     def save(self, checkpoint_path: str) -> None:
-        state = {"numbers": self._numbers, "told": sorted(self._told)}
+        state = {"numbers": self._numbers, "told": sorted(self._told),
+                 "rerun_served": sorted(self._rerun_served)}
         atomic_write_text(checkpoint_path, json.dumps(state))
 
     def restore(self, checkpoint_path: str) -> None:
         state = json.loads(Path(checkpoint_path).read_text(encoding="utf-8"))
         self._numbers = {tid: int(n) for tid, n in state["numbers"].items()}
         self._told = set(state["told"])
+        self._rerun_served = set(state.get("rerun_served", []))
         self._asked = {}
 

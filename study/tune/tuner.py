@@ -126,7 +126,7 @@ def resumed_tuner(spec: StudySpec, info: dict[str, Any], records: list[dict[str,
     fs, fs_path = store.filesystem(path)
     if store.exists(fs, fs_path):
         stamp = store.utc_stamp()
-        fs.move(fs_path, f"{fs_path}.old-{stamp}")
+        store.move_folder(fs, fs_path, f"{fs_path}.old-{stamp}")
         why = ("its trials' records were lost" if rerun else "Tune's saved state cannot plan "
                "the remaining trials")
         print(f"study {spec.name}: continuing from the study's plan and records ({why}; "

@@ -257,6 +257,13 @@ def test_a_deleted_record_is_re_run_by_resume_and_two_drivers_exclude(tmp_path):
     check_complete(study, spec, max_epochs=3)
     after = len((study / "trials" / key / "executed.log").read_text().splitlines())
     assert after == before  # metrics.json was intact: the record is rebuilt, not retrained
+    # one COMPLETE Optuna trial per key in the journal, the re-run's key included (issue 17)
+    import optuna
+
+    frame = optuna.load_study(study_name=spec.name,
+                              storage=optuna_study.open_storage(spec)).trials_dataframe()
+    assert len(frame) == len(spec.plan()) and set(frame["state"]) == {"COMPLETE"}
+    assert sorted(frame["user_attrs_trial_key"]) == sorted(t["trial_key"] for t in spec.plan())
 
 
 def test_a_study_whose_workers_are_all_lost_ends_after_the_grace(tmp_path, capsys):
