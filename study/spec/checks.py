@@ -18,9 +18,9 @@ from pathlib import Path
 import sqlalchemy
 import torch
 
+from models import precision
 from models.config import TrialConfig
 from models.data import dataset_status
-from models.precision import host_bf16_refusal
 from models.sizing import check_fits
 from study import store
 from study.errors import UsageError
@@ -211,7 +211,7 @@ def check_bf16_here(spec: StudySpec) -> None:
     if (spec.budget.get("precision") != "bf16" or spec.study.address is not None
             or spec.resources.gpus_per_trial > 0):
         return
-    line = host_bf16_refusal()
+    line = precision.host_bf16_refusal()
     if line is not None:
         raise UsageError(f"budget.precision='bf16': {line}")
 
