@@ -8,8 +8,6 @@ Marked ``integration`` (the second step of ``.ci/run``; about 4–6 minutes on 2
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
 import sys
 import time
@@ -19,6 +17,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import pytest
 from conftest import subprocess_env
+from drivers import kill_group
 from test_runner import write_study
 
 pytestmark = pytest.mark.integration
@@ -40,21 +39,6 @@ def finish(process: subprocess.Popen, timeout: float = 400) -> str:
     return out
 
 
-def kill_group(process: subprocess.Popen) -> None:
-    """SIGKILL the driver and everything it started (its embedded Ray), by its group's PID."""
-    try:
-        os.killpg(process.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    process.wait(timeout=30)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            os.killpg(process.pid, 0)
-        except ProcessLookupError:
-            return
-        time.sleep(0.2)
-    raise AssertionError("processes of the killed driver are still alive")
 
 
 def store(uri: str) -> tuple[pafs.FileSystem, str]:

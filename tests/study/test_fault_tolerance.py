@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import threading
@@ -25,6 +24,7 @@ if str(HERE) not in sys.path:
 
 import fake_trials  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402
+from drivers import kill_group  # noqa: E402
 from test_runner import write_study  # noqa: E402
 
 from study import optuna_study, provenance  # noqa: E402
@@ -127,21 +127,6 @@ def cli(args: list[str], env: dict[str, str], **kwargs) -> subprocess.Popen:
                             start_new_session=True, **kwargs)
 
 
-def kill_group(process: subprocess.Popen) -> None:
-    """SIGKILL the driver and everything it started (Ray's GCS, raylet, workers)."""
-    try:
-        os.killpg(process.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    process.wait(timeout=30)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            os.killpg(process.pid, 0)
-        except ProcessLookupError:
-            return
-        time.sleep(0.2)
-    raise AssertionError("processes of the killed driver are still alive")
 
 
 def test_a_lost_driver_is_resumed_without_duplicates(tmp_path):
