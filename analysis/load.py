@@ -404,15 +404,15 @@ def _load(dirs: list[Location]) -> Frames:
                   extra_keys=extra, warnings=tuple(warnings))
 
 
-def pi_margin(study_dir: Path) -> float:
+def pi_margin(study_dir: Location) -> float:
     """Claim (c)'s margin: ``spec.claims.pi_margin`` of the study's study.json (the study
     file's ``[claims] pi_margin``), else `DEFAULT_PI_MARGIN`; a malformed value is a
     `ResultsError` (one line)."""
-    path = study_dir / STUDY_FILE
-    if not path.is_file():
-        return DEFAULT_PI_MARGIN
+    path = study_dir.child(STUDY_FILE)
     try:
-        info = json.loads(path.read_text(encoding="utf-8"))
+        if not path.is_file():
+            return DEFAULT_PI_MARGIN
+        info = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
         raise ResultsError(f"cannot read {path}: {_one_line(exc)}") from exc
     spec = info.get("spec") if isinstance(info, dict) else None
