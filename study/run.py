@@ -24,6 +24,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from study import optuna_study, store, summary, tune
+from study.console import say
 from study.errors import UsageError
 from study.optuna_study import finite
 from study.outcome import Outcome
@@ -82,9 +83,9 @@ def run_study(spec: StudySpec, *, trial_function: Any = None, verbose: bool = Fa
             store.write_plan(folder, spec.name, spec.plan() or [])
             store.write_json(folder.fs, folder.path(store.STUDY_FILE), info)
             max_concurrent = spec.resources.max_concurrent or slots
-            print(f"study {spec.name}: {spec.search.num_samples} trials, up to {max_concurrent} "
-                  f"at once ({slots} slot(s) of {spec.resources.cpus_per_trial:g} CPU + "
-                  f"{spec.resources.gpus_per_trial:g} GPU); folder {spec.storage}", flush=True)
+            say(spec.name, f"{spec.search.num_samples} trials, up to {max_concurrent} at once "
+                f"({slots} slot(s) of {spec.resources.cpus_per_trial:g} CPU + "
+                f"{spec.resources.gpus_per_trial:g} GPU); folder {spec.storage}")
             stopper = tune.tuner.new_stopper(spec)
             try:
                 with tune.session.quiet_tune(verbose, spec.storage), \
@@ -114,7 +115,7 @@ def resume_study(study_dir: str, *, rerun_errored: bool = False, address: str | 
     with _locked(spec, new=False, folder=folder):
         repairs = repair.repair_study(spec, folder)  # before anything opens the journal
         for line in repairs.lines:
-            print(f"study {spec.name}: {line}", flush=True)
+            say(spec.name, line)
         with tune.session.session(spec, verbose) as slots:
             max_concurrent = spec.resources.max_concurrent or slots
             records = store.read_records(folder.fs, folder.root)
@@ -125,8 +126,7 @@ def resume_study(study_dir: str, *, rerun_errored: bool = False, address: str | 
                 with tune.session.quiet_tune(verbose, spec.storage), \
                         tune.live.watching(quiet or verbose, tune.live.states(records)):
                     if _nothing_left(spec, records, rerun, rerun_errored):
-                        print(f"study {spec.name}: every planned trial has finished; nothing "
-                              "to run", flush=True)
+                        say(spec.name, "every planned trial has finished; nothing to run")
                     else:
                         tune.tuner.resumed_tuner(spec, info, records, max_concurrent, verbose,
                                                  stopper, rerun, rerun_errored).fit()

@@ -109,8 +109,6 @@ def check_optuna_storage(spec: StudySpec) -> None:
 def hide_password(url: str) -> str:
     """An RDB URL as it may be printed: its password replaced by ``***``."""
     try:
-        import sqlalchemy
-
         return sqlalchemy.engine.make_url(url).render_as_string(hide_password=True)
     except Exception:  # not a URL SQLAlchemy parses: nothing to hide it by
         return url

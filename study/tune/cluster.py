@@ -22,6 +22,7 @@ import ray
 from ray.tune import ExperimentAnalysis
 
 from search_spaces import KEY_FIELD
+from study.console import warn
 from study.errors import UsageError
 from study.spec import StudySpec
 from study.spec.checks import local_capacity, node_slots
@@ -53,8 +54,8 @@ def start(spec: StudySpec, verbose: bool) -> bool:
                  log_to_driver=verbose, logging_level=logging_level)
         node_ip = ray.util.get_node_ip_address()
         if node_ip != LOOPBACK:  # Ray was imported by this process before we could set it up
-            print(f"gmmpvae: warning: the embedded Ray listens on {node_ip}, not {LOOPBACK} "
-                  f"(Ray was imported before the study started)", file=sys.stderr)
+            warn(f"the embedded Ray listens on {node_ip}, not {LOOPBACK} (Ray was imported "
+                 "before the study started)")
         return True
     probe_address(address, spec.study.connect_timeout)
     with _stderr_captured(echo=verbose) as captured:

@@ -22,6 +22,7 @@ from ray.tune.search import ConcurrencyLimiter
 
 from search_spaces import KEY_FIELD
 from study import store
+from study.console import say
 from study.spec import StudySpec
 from study.tune import stopper
 from study.tune.callback import StudyCallback
@@ -29,6 +30,7 @@ from study.tune.live import LiveProgress
 from study.tune.searcher import StudySearcher
 from study.tune.session import tune_states
 from study.tune.stopper import StrandedStopper
+from study.tune.trackers import TrackerCallback
 from study.tune.trainable import CONTEXT_KEY, TIME_ATTR, study_context, train_trial
 
 
@@ -96,8 +98,6 @@ def callbacks(spec: StudySpec, budget: int) -> list[Any]:
     print), the end-of-trial lines and records, the study's trackers."""
     out: list[Any] = [LiveProgress(spec.name, budget), StudyCallback(budget)]
     if spec.tracking.enabled:
-        from study.tune.trackers import TrackerCallback
-
         out.append(TrackerCallback(spec.tracking.to_dict(), spec.storage, spec.name))
     return out
 
@@ -117,7 +117,7 @@ def resumed_tuner(spec: StudySpec, info: dict[str, Any], records: list[dict[str,
     unfinished = [s for s in states.values() if s not in ("TERMINATED", "ERROR")]
     errored = rerun_errored and any(s == "ERROR" for s in states.values())
     if states and not rerun and (unfinished or errored):
-        print(f"study {spec.name}: resuming from {path}", flush=True)
+        say(spec.name, f"resuming from {path}")
         return tune.Tuner.restore(
             path, trainable=_trainable(spec), param_space={CONTEXT_KEY: _context(spec, info)},
             resume_unfinished=True, resume_errored=False, restart_errored=rerun_errored)
@@ -129,14 +129,13 @@ def resumed_tuner(spec: StudySpec, info: dict[str, Any], records: list[dict[str,
         store.move_folder(fs, fs_path, f"{fs_path}.old-{stamp}")
         why = ("its trials' records were lost" if rerun else "Tune's saved state cannot plan "
                "the remaining trials")
-        print(f"study {spec.name}: continuing from the study's plan and records ({why}; "
-              f"Tune's folder kept as {store.TUNE_DIR}.old-{stamp})", flush=True)
+        say(spec.name, f"continuing from the study's plan and records ({why}; Tune's folder "
+                       f"kept as {store.TUNE_DIR}.old-{stamp})")
     else:
-        print(f"study {spec.name}: no Tune state saved yet; continuing the Optuna study",
-              flush=True)
+        say(spec.name, "no Tune state saved yet; continuing the Optuna study")
     if rerun:
-        print(f"study {spec.name}: re-running {len(rerun)} finished trial(s) whose records "
-              f"were lost: {', '.join(sorted(rerun))}", flush=True)
+        say(spec.name, f"re-running {len(rerun)} finished trial(s) whose records were lost: "
+                       f"{', '.join(sorted(rerun))}")
     return new_tuner(spec, info, max_concurrent, verbose, stopper, rerun)
 
 
