@@ -1,8 +1,10 @@
 """``gmmpvae status STUDY_DIR``: a study's trials by state and the best so far.
 
 States come from three places, the first that knows a trial wins: its record in its folder
-(COMPLETED, ERROR, PRUNED), Ray Tune's saved experiment state (RUNNING, PENDING, …), and for
-grids the plan (NOT STARTED). The Optuna study's own counts are shown beside. The results are
+(COMPLETED, ERROR, PRUNED), its running marker (`study.store.running`: RUNNING, or UNFINISHED
+when the driver that ran it is gone; a marker newer than the record is a retry running), and
+for grids the plan (NOT STARTED). Ray Tune's state is not read: ``status`` imports no Ray. The
+Optuna study's own counts are shown beside. The results are
 consolidated first (``--no-consolidate`` only reads), so ``results/`` is current.
 A trial whose pseudo-input prior collapsed (`models.collapse_rule.is_collapsed` applied to the
 record's spread_ratio, resp_perplexity, best_epoch and warmup_epochs — not its stored flag,
@@ -21,8 +23,7 @@ from search_spaces import KEY_FIELD
 from study import optuna_study, store, summary
 from study.recovery import repair
 from study.spec import load_study
-from study.store import StudyFolder, lock
-from study.tune import session as ray_session
+from study.store import StudyFolder, lock, running
 
 MAX_ROWS = 60
 
@@ -35,13 +36,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         f"the first {MAX_ROWS})")
 
 
-def trial_states(records: list[dict[str, Any]], tune: dict[str, str],
+def trial_states(records: list[dict[str, Any]], marked: dict[str, str],
                  planned: list[str] | None) -> dict[str, str]:
-    """trial_key → state: the record's, else Tune's, else NOT STARTED for a planned key."""
+    """trial_key → state: the record's, else its marker's (`marked_states`), else NOT STARTED
+    for a planned key."""
     states = {key: "NOT STARTED" for key in planned or []}
-    states.update(tune)
+    states.update(marked)
     states.update({r["trial_key"]: r["state"] for r in records})
     return dict(sorted(states.items()))
+
+
+def marked_states(markers: dict[str, dict[str, Any]], records: list[dict[str, Any]],
+                  holder: dict[str, Any] | None) -> dict[str, str]:
+    """trial_key → RUNNING or UNFINISHED for the running markers that count
+    (`study.store.running.judge`, against the trial's record and the live driver)."""
+    by_key = {r["trial_key"]: r for r in records}
+    judged = {key: running.judge(m, by_key.get(key), holder) for key, m in markers.items()}
+    return {key: state for key, state in judged.items() if state is not None}
 
 
 def run(args: argparse.Namespace) -> int:
@@ -53,9 +64,13 @@ def run(args: argparse.Namespace) -> int:
         records = store.read_records(folder.fs, folder.root)
     else:
         records = store.consolidate(folder, spec.name).records
-    tune = ray_session.tune_states(spec.storage)
+    holder = lock.current_holder(folder.fs, folder.root)
+    finished = {r["trial_key"] for r in records if r["state"] in (store.COMPLETED, store.PRUNED)}
+    markers = store.read_markers(folder.fs, folder.root, skip=finished)  # ERROR: maybe retried
+    marked = marked_states(markers, records, holder)
+    current = [r for r in records if r["trial_key"] not in marked]  # not a retry running
     plan = spec.plan()
-    states = trial_states(records, tune, [t[KEY_FIELD] for t in plan] if plan else None)
+    states = trial_states(current, marked, [t[KEY_FIELD] for t in plan] if plan else None)
     counts: dict[str, int] = {}
     for state in states.values():
         counts[state] = counts.get(state, 0) + 1
@@ -67,7 +82,6 @@ def run(args: argparse.Namespace) -> int:
         print(f"gmmpvae status: warning: the Optuna study cannot be read: "
               f"{store.one_line(exc)[:200]}", file=sys.stderr)
     print(f"study {spec.name}  ({spec.storage}; git {info.get('git_rev', 'unknown')[:12]})")
-    holder = lock.current_holder(folder.fs, folder.root)
     if holder:
         print(f"driver     running: {lock.describe(holder)}")
     total = spec.search.num_samples
@@ -76,9 +90,16 @@ def run(args: argparse.Namespace) -> int:
     if optuna:
         print("optuna     " + ", ".join(f"{n} {s}" for s, n in sorted(optuna.items())))
     print(f"  {'trial_key':<44} {'state':<11} {'epochs':>6} {'best_val_loss':>13} "
-          f"{'test_ll':>10}  error")  # the record's state, else Tune's, else NOT STARTED
+          f"{'test_ll':>10}  error")  # the record's state, else the marker's, else NOT STARTED
     rows = list(states.items())
+    now = store.now_utc()
     for key, state in rows if args.all else rows[:MAX_ROWS]:
+        if key in marked:  # running (or was): the epochs so far and where, from its marker
+            m = markers[key]
+            print(f"  {key:<44} {state:<11} {_fmt(m.get('epoch'), 'd'):>6} "
+                  f"{_fmt(m.get('best_val_loss'), '.4f'):>13} {'':>10}  "
+                  f"{running.describe(m, state, now)}")
+            continue
         r = by_key.get(key, {})
         line = (f"  {key:<44} {state:<11} {_fmt(r.get('epochs_run'), 'd'):>6} "
                 f"{_fmt(r.get('best_val_loss'), '.4f'):>13} {_fmt(r.get('test_ll'), '.4f'):>10}"
@@ -86,7 +107,13 @@ def run(args: argparse.Namespace) -> int:
         print(line.rstrip())
     if not args.all and len(rows) > MAX_ROWS:
         print(f"  … {len(rows) - MAX_ROWS} more (--all lists them)")
-    flagged = [r for r in records if _collapsed(r) is not None]
+    lost = [markers[key] for key, state in marked.items() if state == running.UNFINISHED]
+    if lost:
+        then = ("the running driver continues them" if holder is not None
+                else f"continue with `gmmpvae resume {spec.storage}`")
+        print(f"unfinished {len(lost)} trial(s) were running when their driver stopped (last "
+              f"seen {running.last_seen(lost)}): {then}")
+    flagged = [r for r in current if _collapsed(r) is not None]
     if flagged:
         n = sum(bool(_collapsed(r)) for r in flagged)
         print(f"collapsed  {n} of {len(flagged)} pseudo-mixture trials have a collapsed prior "
@@ -102,7 +129,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _fmt(value: Any, spec: str) -> str:
-    return "" if value is None else format(value, spec)
+    return format(value, spec) if isinstance(value, int | float) else ""
 
 
 def _collapsed(record: dict[str, Any]) -> bool | None:

@@ -6,12 +6,15 @@ torch.
   study folder resolved once (one filesystem resolution) and passed down;
 - `schemas`: the Parquet schemas (version 2), record file names, trial states;
 - `records`: a trial's ``trial.json``, its ``epochs.parquet``, the plan;
+- `running`: a running attempt's marker (``running.json``), read by ``status`` instead of
+  Ray Tune's state;
 - `damage`: torn trial files, detected and named;
 - `consolidate`: ``results/{trials,epochs,test_ll}.parquet`` rebuilt from the trial folders;
 - `lock`: one live driver per study (flock, or a lease on object stores).
 """
 
 from models.records import EPOCH_COLUMNS, METRICS_FILE  # a trial folder's, defined there
+from study.store import running
 from study.store.consolidate import Consolidated, consolidate, records_table
 from study.store.damage import damage_line, trial_damage
 from study.store.layout import (
@@ -42,6 +45,7 @@ from study.store.layout import (
 from study.store.records import (
     make_record,
     now_utc,
+    read_markers,
     read_plan,
     read_record,
     read_records,
@@ -60,6 +64,7 @@ from study.store.schemas import (
     PLAN_SCHEMA,
     PRUNED,
     RECORD_FILE,
+    RUNNING_FILE,
     SCHEMA_VERSION,
     STATES,
     TEST_LL_FILE,
@@ -74,13 +79,15 @@ __all__ = [
     "COMPLETED", "DIAGNOSTIC_METRICS", "EPOCH_COLUMNS", "EPOCHS_FILE", "EPOCHS_SCHEMA", "ERROR",
     "METRICS_FILE",
     "MODEL_COLUMNS", "OPTUNA_JOURNAL", "PLAN_FILE", "PLAN_SCHEMA", "PRUNED", "RECORD_FILE",
-    "RESULTS_DIR", "SCHEMA_VERSION", "STATES", "STUDY_FILE", "TEST_LL_FILE", "TEST_LL_SCHEMA",
+    "RESULTS_DIR", "RUNNING_FILE", "SCHEMA_VERSION", "STATES", "STUDY_FILE", "TEST_LL_FILE",
+    "TEST_LL_SCHEMA",
     "TEST_METRICS", "TRAIN_COLUMNS", "TRIALS_DIR", "TRIALS_FILE", "TRIALS_SCHEMA", "TUNE_DIR",
     "Consolidated", "StudyFolder", "check_writable", "consolidate", "copy_folder",
     "damage_line", "exists", "filesystem", "is_uri", "join", "local_path", "make_record",
     "move_folder",
-    "normalise", "now_utc", "one_line", "read_bytes", "read_json", "read_plan", "read_record",
+    "normalise", "now_utc", "one_line", "read_bytes", "read_json", "read_markers", "read_plan",
+    "read_record",
     "read_records", "records_table", "trial_damage", "trial_folders", "utc_stamp",
     "write_bytes",
-    "write_epochs", "write_json", "write_plan", "write_record", "write_table",
+    "write_epochs", "write_json", "write_plan", "write_record", "write_table", "running",
 ]

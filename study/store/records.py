@@ -1,5 +1,6 @@
 """A study's per-trial records (``STUDY/trials/<key>/trial.json``) and its plan
-(``STUDY/plan.parquet``): built, written atomically, read back. The schemas and file names
+(``STUDY/plan.parquet``): built, written atomically, read back; a record supersedes its trial's
+running marker (`study.store.running`), read beside the records here. The schemas and file names
 are `study.store.schemas`'; the trial folders are the source of truth that
 `study.store.consolidate` rebuilds the dataset from. Nothing here imports torch or Ray.
 """
@@ -7,7 +8,7 @@ are `study.store.schemas`'; the trial folders are the source of truth that
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -16,6 +17,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from models.records import EPOCH_COLUMNS, EPOCHS_TRIAL_SCHEMA
+from study.store import running
 from study.store.layout import (
     PLAN_FILE,
     TRIALS_DIR,
@@ -130,8 +132,10 @@ def read_plan(study_dir: StudyFolder | str) -> list[dict[str, Any]]:
 
 
 def write_record(fs: pafs.FileSystem, trial_dir: str, record: dict[str, Any]) -> None:
-    """Write ``trial.json`` into the trial's folder (atomically; the latest attempt wins)."""
+    """Write ``trial.json`` into the trial's folder (atomically; the latest attempt wins), then
+    remove the trial's running marker: at every moment one of the two says where it is."""
     write_json(fs, join(trial_dir, RECORD_FILE), record)
+    running.remove(fs, trial_dir)
 
 
 def write_epochs(fs: pafs.FileSystem, trial_dir: str, rows: Sequence[dict[str, Any]]) -> None:
@@ -166,3 +170,16 @@ def read_records(fs: pafs.FileSystem, study_dir: str) -> list[dict[str, Any]]:
     records = [read_record(fs, d) for d in trial_folders(fs, study_dir)]
     return sorted((r for r in records if r is not None), key=lambda r: r["trial_key"])
 
+
+def read_markers(fs: pafs.FileSystem, study_dir: str, skip: Collection[str] = ()
+                 ) -> dict[str, dict[str, Any]]:
+    """trial_key → the running marker of every trial folder that has one (`study.store.running`;
+    judged against the records and the driver by `running.judge`). ``skip``: keys not to look
+    at (finished trials, which Tune never runs again: one read less each on an object store)."""
+    markers = {}
+    for folder in trial_folders(fs, study_dir):
+        key = folder.rsplit("/", 1)[-1]
+        marker = None if key in skip else running.read(fs, folder)
+        if marker is not None:
+            markers[key] = marker
+    return markers

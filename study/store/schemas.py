@@ -5,9 +5,10 @@ layout is `study.store.layout`'s; records are written by `study.store.records`, 
 consolidated dataset by `study.store.consolidate`. The files:
 
 ``STUDY/trials/<trial_key>/``: one folder per trial: trial.json (the record below, written as the
-trial ends), epochs.parquet, test_ll.parquet, metrics.json, config.json, checkpoint/, images
-(see models.trial). ``STUDY/plan.parquet`` (`PLAN_SCHEMA`): the planned trials, written when
-the study starts. ``STUDY/results/``: the consolidated dataset:
+trial ends), running.json while an attempt runs (`study.store.running`), epochs.parquet,
+test_ll.parquet, metrics.json, config.json, checkpoint/, images (see models.trial).
+``STUDY/plan.parquet`` (`PLAN_SCHEMA`): the planned trials, written when the study starts.
+``STUDY/results/``: the consolidated dataset:
 
 ``trials.parquet`` (`TRIALS_SCHEMA`, one row per trial_key):
     ``study``, ``trial_key`` (stable, `search_spaces.trial_key`), ``state`` (``COMPLETED``;
@@ -50,6 +51,7 @@ from models.records import EPOCHS_TRIAL_SCHEMA, TEST_LL_TRIAL_SCHEMA
 
 SCHEMA_VERSION = 2  # 2: test_kl_lse, the collapse diagnostics and ``collapsed`` (issue 8)
 RECORD_FILE = "trial.json"
+RUNNING_FILE = "running.json"  # a running attempt's marker, removed by its record
 EPOCHS_FILE = "epochs.parquet"
 TEST_LL_FILE = "test_ll.parquet"
 TRIALS_FILE = "trials.parquet"

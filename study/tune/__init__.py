@@ -13,10 +13,11 @@
 
 **The one lazy import.** Ray reads its loopback switch once, when it is first imported
 (`study.tune.session`), so it must not be imported before the session has set its
-environment, nor at all by the commands that never run a trial (a dry run, ``status`` without
-a saved Tune experiment, ``report``, the repair code). So this package imports none of its
-modules: ``study.tune.<module>`` is imported on first use of the attribute (`__getattr__`
-below), and only `session` (Ray-free at the top) is used before Ray is set up.
+environment, nor at all by the commands that never run a trial (a dry run, ``status``, which
+reads the trials' running markers instead of Tune's state, ``report``, the repair code). So
+this package imports none of its modules: ``study.tune.<module>`` is imported on first use of
+the attribute (`__getattr__` below), and only `session` (Ray-free at the top) is used before
+Ray is set up.
 """
 
 from __future__ import annotations

@@ -26,6 +26,7 @@ from collections.abc import Iterator
 
 from study import store, tune
 from study.errors import UsageError
+from study.logs import quiet_loggers
 from study.spec import StudySpec
 from study.spec.checks import check_sizes, resource_error
 
@@ -79,16 +80,9 @@ def quiet_tune(verbose: bool, study_dir: str | None = None) -> Iterator[None]:
     failures we handle: a lost node, a checkpoint already deleted) goes to
     ``STUDY/logs/driver.log`` instead of the terminal, for the duration of the block only."""
     env = {**_QUIET_TUNE_ENV, **({} if verbose else _SILENT_TUNE_ENV)}
-    loggers = [logging.getLogger(name) for name in _NOISY_LOGGERS]
-    levels = [lg.level for lg in loggers]
-    with scoped_environ(env), _logged_to_file(None if verbose else study_dir):
-        for lg in loggers:
-            lg.setLevel(logging.ERROR)
-        try:
-            yield
-        finally:
-            for lg, level in zip(loggers, levels, strict=True):
-                lg.setLevel(level)
+    with (scoped_environ(env), _logged_to_file(None if verbose else study_dir),
+          quiet_loggers(_NOISY_LOGGERS, logging.ERROR)):
+        yield
 
 
 @contextlib.contextmanager

@@ -16,6 +16,8 @@ It calls small helpers, in order:
 2. the trial function (`models.trial.run_trial` by default) trains and evaluates, calling back
    once per epoch: `_Reporter` reports the epoch's metrics to Tune with a checkpoint
    (``checkpoint.pt`` from the trainer plus ``meta.json``: first start, attempts, epoch rows);
+   the attempt's running marker (``running.json``, `study.store.running`: what ``gmmpvae
+   status`` reads instead of Tune's state) is written before and refreshed each epoch;
 3. the trial writes its record (``trial.json``, `study.store`) into its folder of the study's
    storage as it ends — ``COMPLETED``; or ``ERROR`` on a non-finite loss (recorded and returned:
    a deterministic NaN is not retried) or on an exception (recorded, then re-raised so that Tune
@@ -112,9 +114,13 @@ def train_trial(config: dict[str, Any]) -> None:
                   versions=versions(), git_rev=ctx["git_rev"],
                   trial_dir=store.join(ctx["storage"], store.TRIALS_DIR, key))
 
+    # The running marker (study.store.running): `gmmpvae status` reads it, not Tune's state;
+    # each epoch refreshes it and the record written as the trial ends removes it.
+    marker = store.running.start(fs, trial_dir, trial_key=key, node=record["node"],
+                                 attempt=meta["attempts"], first_started_at=meta["started_at"])
     trial_function = resolve_function(ctx["trial_function"])
     try:
-        metrics = trial_function(cfg, out_dir, callback=reporter, resume=resume)
+        metrics = trial_function(cfg, out_dir, callback=marker.beating(reporter), resume=resume)
     except (NonFiniteLossError, DataError) as exc:
         # Deterministic (a NaN loss; the dataset missing on this node): record it and end the
         # trial normally, so Tune does not retry it.

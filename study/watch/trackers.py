@@ -21,16 +21,15 @@ when that tracker is opened.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import logging
 import math
 import os
 import time
-from collections.abc import Iterator
 from typing import Any, Protocol
 
+from study.logs import quiet_loggers
 from study.watch import tracking
 
 # column of an epoch row / a trial's final result -> tracker tag
@@ -157,19 +156,8 @@ class TensorBoardTracker:
 
 # ----------------------------------------------------------------------------- MLflow
 
-@contextlib.contextmanager
-def _quiet(names: tuple[str, ...]) -> Iterator[None]:
-    """INFO lines of these loggers (MLflow's and Alembic's database set-up) off for the
-    block."""
-    loggers = [logging.getLogger(n) for n in names]
-    levels = [lg.level for lg in loggers]
-    for lg in loggers:
-        lg.setLevel(logging.WARNING)
-    try:
-        yield
-    finally:
-        for lg, level in zip(loggers, levels, strict=True):
-            lg.setLevel(level)
+# MLflow's and Alembic's INFO lines on setting up their database, off while a tracker opens.
+_MLFLOW_LOGGERS = ("mlflow", "mlflow.store.db.utils", "alembic")
 
 
 class MlflowTracker:
@@ -181,7 +169,7 @@ class MlflowTracker:
 
     def __init__(self, uri: str, study: str, artifacts: str | None = None,
                  flush_secs: float = 5.0) -> None:
-        with _quiet(("mlflow", "mlflow.store.db.utils", "alembic")):
+        with quiet_loggers(_MLFLOW_LOGGERS, logging.WARNING):
             from mlflow import MlflowClient
 
             self.client = MlflowClient(tracking_uri=uri)

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from study.errors import UsageError
+from study.store.layout import is_uri
 
 KEYS = ("tensorboard", "mlflow", "wandb")
 WANDB_KEYS = ("project", "mode")
@@ -117,8 +118,6 @@ def check_available(names: tuple[str, ...] | list[str]) -> None:
 
 def check_storage(section: TrackingSection, storage: str) -> None:
     """Trackers that write into the study folder need it to be a local folder."""
-    from study.store.layout import is_uri
-
     local = [n for n in ("tensorboard", "wandb") if n in section.enabled]
     if section.mlflow == "":
         local.append("mlflow")

@@ -1,13 +1,12 @@
 """Joining a cluster that will not have us: a token-protected head (`ray start --head`, token
 authentication on by default in Ray 2.60) refuses a driver without the token; the refusal is one
 line naming RAY_AUTH_MODE=token, exit status 2, nothing written. The head runs in its own
-process group and is stopped by its PID, never with `ray stop`."""
+process group and is stopped by its group's PID (`drivers.kill_group`), never with `ray stop`."""
 
 from __future__ import annotations
 
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -15,6 +14,12 @@ import time
 from pathlib import Path
 
 import pytest
+
+HERE = Path(__file__).resolve().parents[1]  # tests/study: the drivers' helpers
+if str(HERE) not in sys.path:
+    sys.path.insert(0, str(HERE))
+
+from drivers import kill_group  # noqa: E402
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[3]
@@ -27,21 +32,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def stop_group(process: subprocess.Popen) -> None:
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        try:
-            os.killpg(process.pid, sig)
-        except ProcessLookupError:
-            return
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                os.killpg(process.pid, 0)
-            except ProcessLookupError:
-                return
-            time.sleep(0.2)
 
 
 def test_a_token_protected_cluster_is_named_in_one_line(tmp_path):
@@ -68,7 +58,7 @@ def test_a_token_protected_cluster_is_named_in_one_line(tmp_path):
              f"127.0.0.1:{port}", "--storage", str(tmp_path / "s"), "--max-epochs", "1"],
             cwd=REPO, env=env, capture_output=True, text=True, timeout=180)
     finally:
-        stop_group(head)
+        kill_group(head)
         shutil.rmtree(temp_dir, ignore_errors=True)
     assert driver.returncode == 2, driver.stderr[-2000:]
     lines = driver.stderr.strip().splitlines()
