@@ -43,10 +43,15 @@ RESULTS_DIR = "results"
 FILE_SCHEME = "file://"
 
 
+def now_utc() -> datetime:
+    """The current time, in UTC (records' and markers' times, `utc_stamp`)."""
+    return datetime.now(UTC)
+
+
 def utc_stamp() -> str:
     """The current UTC time as it goes into file names (``.torn-``, ``.set-aside-``, ``.old-``
     suffixes): ``20261201T220000Z``."""
-    return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    return now_utc().strftime("%Y%m%dT%H%M%SZ")
 
 
 def one_line(text: object) -> str:

@@ -24,6 +24,7 @@ from study.store.layout import (
     StudyFolder,
     exists,
     join,
+    now_utc,
     read_json,
     write_json,
     write_table,
@@ -39,10 +40,6 @@ from study.store.schemas import (
     TEST_METRICS,
     TRAIN_COLUMNS,
 )
-
-
-def now_utc() -> datetime:
-    return datetime.now(UTC)
 
 
 def make_record(

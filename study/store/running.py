@@ -35,16 +35,12 @@ from typing import Any
 
 import pyarrow.fs as pafs
 
-from study.store.layout import join, read_json, write_json
+from study.store.layout import join, now_utc, read_json, write_json
 from study.store.schemas import RUNNING_FILE
 
 # What a marker says of its trial (not record states: a record has none of these).
 RUNNING, UNFINISHED = "RUNNING", "UNFINISHED"
 _log = logging.getLogger(__name__)
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat()  # to the microsecond: compared with the record's end
 
 
 def _time(value: Any) -> datetime | None:
@@ -67,7 +63,7 @@ class RunningMarker:
     failed: bool = field(default=False, repr=False)
 
     def write(self) -> None:
-        self.content["seen_at"] = _now()
+        self.content["seen_at"] = now_utc().isoformat()
         try:
             write_json(self.fs, join(self.trial_dir, RUNNING_FILE), self.content)
         except OSError as exc:
@@ -96,7 +92,8 @@ def start(fs: pafs.FileSystem, trial_dir: str, *, trial_key: str, node: str | No
           attempt: int, first_started_at: str | None) -> RunningMarker:
     """Write the marker of an attempt that starts now, and return it."""
     marker = RunningMarker(fs, trial_dir, {
-        "trial_key": trial_key, "node": node, "attempt": int(attempt), "started_at": _now(),
+        "trial_key": trial_key, "node": node, "attempt": int(attempt),
+        "started_at": now_utc().isoformat(),  # to the microsecond: compared with records' end
         "first_started_at": first_started_at, "epoch": None, "best_val_loss": None})
     marker.write()
     return marker
@@ -138,7 +135,7 @@ def judge(marker: dict[str, Any], record: dict[str, Any] | None,
 def describe(marker: dict[str, Any], state: str, now: datetime | None = None) -> str:
     """A few words on a marked trial: 'attempt 2 on host/10.0.0.1, started 2026-12-02 10:01:02
     UTC, last seen 2026-12-02 10:03:04 UTC (42 s ago)'."""
-    now = now or datetime.now(UTC)
+    now = now or now_utc()
     words = [f"attempt {marker.get('attempt', '?')} on {marker.get('node') or '?'}"]
     started, seen = _time(marker.get("started_at")), _time(marker.get("seen_at"))
     if started is not None:

@@ -12,13 +12,20 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 from conftest import subprocess_env
-from drivers import kill_group
-from test_cloud_study import REPO, check_each_key_once, cli, finish, optuna_complete, records, store
+from test_cloud_study import (
+    REPO,
+    check_each_key_once,
+    cli,
+    finish,
+    kill_after_records,
+    optuna_complete,
+    records,
+    store,
+)
 from test_runner import write_study
 
 pytestmark = pytest.mark.integration
@@ -53,14 +60,7 @@ def test_run_kill_resume_status_report_on_a_cluster(s3_env, s3_study, pg_url, tm
     assert len(planned) == 4
     address = loopback_cluster.address
     driver = cli(["run", str(path), "--address", address, "--quiet"], env)
-    try:
-        deadline = time.monotonic() + 240
-        while time.monotonic() < deadline and driver.poll() is None:
-            if len(records(s3_study)) >= 2:
-                break
-            time.sleep(0.3)
-    finally:
-        kill_group(driver)
+    kill_after_records(driver, s3_study, 2)
     out = driver.stdout.read()
     assert "2 slot(s) of 1 CPU" in out, out  # the two worker nodes, not this machine's CPUs
     assert 2 <= len(records(s3_study)) < len(planned), out

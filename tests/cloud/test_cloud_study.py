@@ -57,6 +57,19 @@ def records(uri: str) -> list[str]:
     return [i.path for i in found if i.path.endswith("/trial.json")]
 
 
+def kill_after_records(driver: subprocess.Popen, uri: str, n: int, timeout: float = 240) -> None:
+    """SIGKILL the driver (and its Ray) once ``n`` trial records are on the store (or it ended,
+    or ``timeout`` passed)."""
+    try:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and driver.poll() is None:
+            if len(records(uri)) >= n:
+                break
+            time.sleep(0.3)
+    finally:
+        kill_group(driver)
+
+
 def optuna_complete(pg_url: str, name: str) -> tuple[list[str], list]:
     import optuna
 
@@ -141,14 +154,7 @@ def test_a_killed_driver_is_resumed_with_each_key_once(s3_env, s3_study, pg_url,
 
     planned = sorted(t["trial_key"] for t in load_spec(str(path)).plan())
     driver = cli(["run", str(path)], env)
-    try:
-        deadline = time.monotonic() + 240
-        while time.monotonic() < deadline and driver.poll() is None:
-            if len(records(s3_study)) >= 2:
-                break
-            time.sleep(0.3)
-    finally:
-        kill_group(driver)
+    kill_after_records(driver, s3_study, 2)
     done = records(s3_study)
     assert 2 <= len(done) < len(planned), driver.stdout.read()
     start = time.monotonic()
