@@ -1,8 +1,11 @@
-"""The one exception the orchestrator raises for bad input.
+"""The orchestrator's two exceptions for the user: bad input, and a server that stays away.
 
-Every layer (spec, checks, runner, the analysis front-end) raises `UsageError`; only the
-command line (`study.cli`) catches it, prints its one line and exits with status 2. The command
-line is the top of the building, never its foundation: no module here imports `study.cli`.
+Every layer (spec, checks, runner, the analysis front-end) raises `UsageError` for bad input;
+`Unreachable` when the study's object store or Optuna database stays unreachable past the
+study's grace period (``[failure] outage_grace``). Only the command line (`study.cli`) catches
+them: it prints the one line and exits with status 2 (`UsageError`) or 3 (`Unreachable`: the
+study is intact and ``gmmpvae resume`` continues it). The command line is the top of the
+building, never its foundation: no module here imports `study.cli`.
 """
 
 from __future__ import annotations
@@ -13,3 +16,10 @@ class UsageError(ValueError):
 
     A ``ValueError`` too, so that code validating values (`study.spec`) and code calling it can
     treat both alike."""
+
+
+class Unreachable(RuntimeError):
+    """A server the study needs (its object store, its Optuna database) did not answer within
+    the grace period: printed as one line, exit status 3; the study is left resumable."""
+
+    exit_status = 3

@@ -4,7 +4,8 @@ Each sub-command lives in its own module with two functions, ``add_arguments(par
 ``run(args) -> int``, and is imported only when it is used (so ``gmmpvae --help`` stays fast and
 nothing heavy such as Ray is imported by commands that do not need it). Bad input is reported as
 one line on stderr with exit status 2: a sub-command raises ``study.errors.UsageError`` (or a
-``ValueError`` from config validation) and this module prints it. No module outside
+``ValueError`` from config validation) and this module prints it; a server that stays
+unreachable (``study.errors.Unreachable``) is one line too, with exit status 3. No module outside
 `study.cli` imports the command line.
 """
 
@@ -17,7 +18,7 @@ from collections.abc import Sequence
 from typing import NoReturn
 
 from models import __version__
-from study.errors import UsageError
+from study.errors import Unreachable, UsageError
 
 # name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -80,6 +81,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (UsageError, ValueError, FileNotFoundError) as exc:
         print(f"gmmpvae {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except Unreachable as exc:
+        print(f"gmmpvae {args.command}: error: {exc}", file=sys.stderr)
+        return Unreachable.exit_status
     except KeyboardInterrupt:
         print(f"gmmpvae {args.command}: interrupted", file=sys.stderr)
         return 130

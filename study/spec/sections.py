@@ -46,7 +46,7 @@ KEYS: dict[str, tuple[str, ...]] = {
     "budget": BUDGET_KEYS,
     "scheduler": ("kind", "grace_period", "reduction_factor", "max_t"),
     "resources": ("cpus_per_trial", "gpus_per_trial", "max_concurrent"),
-    "failure": ("retries", "stranded_grace"),
+    "failure": ("retries", "stranded_grace", "outage_grace"),
     "tracking": tracking_spec.KEYS,
     "claims": ("pi_margin",),
 }
@@ -164,6 +164,7 @@ class ResourcesSection:
 class FailureSection:
     retries: int
     stranded_grace: float = 600.0
+    outage_grace: float = 120.0
 
 
 @dataclass(frozen=True)
@@ -326,6 +327,8 @@ def parse(raw: dict[str, Any], origin: str, overridden: set[str] | None = None,
                     "an integer >= 0", 2)
     grace = _take(ctx, tables["failure"], "failure", "stranded_grace",
                   lambda v: _is_num(v) and v > 0, "a number of seconds > 0", 600.0)
+    outage = _take(ctx, tables["failure"], "failure", "outage_grace",
+                   lambda v: _is_num(v) and v > 0, "a number of seconds > 0", 120.0)
     pi_margin = _take(ctx, tables["claims"], "claims", "pi_margin",
                       lambda v: _is_num(v) and v > 0, "a number of nats > 0", 1.0)
     device = budget.get("device", "auto")
@@ -340,6 +343,6 @@ def parse(raw: dict[str, Any], origin: str, overridden: set[str] | None = None,
                         "data.dataset")
     return ctx, {"study": study, "data": data, "search": search, "model": model,
                  "budget": budget, "scheduler": scheduler, "resources": resources,
-                 "failure": FailureSection(retries, float(grace)),
+                 "failure": FailureSection(retries, float(grace), float(outage)),
                  "tracking": tracking_spec.parse(tables["tracking"], ctx.bad),
                  "claims": ClaimsSection(float(pi_margin))}

@@ -51,6 +51,7 @@ OVERRIDE_FLAGS: list[tuple[str, str, type]] = [
     ("--max-concurrent", "resources.max_concurrent", int),
     ("--retries", "failure.retries", int),
     ("--stranded-grace", "failure.stranded_grace", float),
+    ("--outage-grace", "failure.outage_grace", float),
 ]
 FIELD_HELP: dict[str, str] = {
     "study.name": "study name (folder-safe; default: the file stem)",
@@ -79,6 +80,8 @@ FIELD_HELP: dict[str, str] = {
     "failure.retries": "retries of a failed trial",
     "failure.stranded_grace": "seconds to wait while no node can hold a trial, then end the "
                               "study, resumable (default 600)",
+    "failure.outage_grace": "seconds to keep retrying an unreachable object store or Optuna "
+                            "database, then stop the study, resumable (default 120)",
 }
 
 

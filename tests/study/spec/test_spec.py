@@ -62,12 +62,14 @@ def test_overrides_apply(tmp_path):
         "budget.max_epochs": 3, "search.seeds": 1, "resources.gpus_per_trial": None,
         "study.storage": str(tmp_path / "s"), "study.name": "tiny",
         "resources.max_concurrent": 2, "failure.retries": 0, "scheduler.kind": "asha",
+        "failure.outage_grace": 30.0,
     })
     plan = spec.plan()
     assert len(plan) == 7 and spec.search.num_samples == 7
     assert all(t["max_epochs"] == 3 and t["seed"] == 0 for t in plan)
     assert spec.storage == str(tmp_path / "s") and spec.name == "tiny"
     assert spec.resources.max_concurrent == 2 and spec.failure.retries == 0
+    assert spec.failure.outage_grace == 30.0
     assert spec.scheduler.kind == "asha" and spec.scheduler.max_t == 3
     assert spec.scheduler.grace_period == 3  # the preset's warm-up (20), capped at max_t
     with pytest.raises(ValueError, match=r"^command line: budget.max_epochs=-1 is invalid"):
@@ -114,6 +116,7 @@ def test_defaults_and_fixed_fields(tmp_path, monkeypatch):
     assert spec.optuna_storage_url == os.path.join(spec.storage, "optuna.journal")
     assert spec.search.sampler == "grid" and spec.search.seeds == 3
     assert spec.scheduler.kind == "fifo" and spec.failure.retries == 2
+    assert (spec.failure.stranded_grace, spec.failure.outage_grace) == (600.0, 120.0)
     assert spec.fixed_trial_fields() == {"dataset": "digits", "latent_dim": 8}
     assert isinstance(make_sampler(spec), optuna.samplers.RandomSampler)  # never draws
     spec = load_spec(str(_write(tmp_path, OPEN + '[study]\noptuna_storage = "sqlite:///o.db"\n')))
@@ -160,6 +163,7 @@ BAD = [
     ("wrong_type", BASE.replace('"quickstart"\n', '"quickstart"\nseeds = "3"\n'),
      "search.seeds='3'"),
     ("bool_for_int", BASE + "[failure]\nretries = true\n", "failure.retries=True"),
+    ("outage_grace_zero", BASE + "[failure]\noutage_grace = 0\n", "failure.outage_grace=0"),
     ("pi_off_simplex", OPEN + "[model]\nM = 2\npi = [0.3, 0.3]\n", "model.pi=[0.3, 0.3]"),
     ("pi_wrong_length", OPEN + "[model]\nM = 3\npi = [0.5, 0.5]\n", "model.pi=[0.5, 0.5]"),
     ("grid_pi_off_simplex",
