@@ -15,7 +15,7 @@ from study import run as runner
 from study import summary
 from study.spec import FIELD_HELP, OVERRIDE_FLAGS, StudySpec, load_spec, validate
 from study.spec.checks import local_capacity
-from study.watch import tracking
+from study.watch.tracking import WANDB_MODES
 
 
 def _dest(field_name: str) -> str:
@@ -36,12 +36,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="show Ray's and Ray Tune's own output and the trials' logs")
     parser.add_argument("--quiet", action="store_true",
                         help="no live view of the running trials: a line per finished trial")
-    tracking.add_arguments(parser)
+    trackers = parser.add_argument_group(
+        "experiment trackers (pip install 'gmmpvae-study[tracking]')")
+    trackers.add_argument("--tensorboard", action="store_true", default=None,
+                          help="TensorBoard event files under STUDY/tensorboard/")
+    trackers.add_argument("--mlflow", nargs="?", const="", default=None, metavar="URI",
+                          help="one MLflow run per trial (no URI: sqlite:///STUDY/mlflow.db)")
+    trackers.add_argument("--wandb-project", default=None, metavar="PROJECT",
+                          help="one Weights & Biases run per trial in this project")
+    trackers.add_argument("--wandb-mode", default=None, choices=WANDB_MODES,
+                          help="W&B mode (default offline: run folders under STUDY/wandb/)")
 
 
 def overrides_of(args: argparse.Namespace) -> dict[str, object]:
+    """The flags as ``section.field`` overrides of the study file (None: not given); the
+    tracker flags override its ``[tracking]`` section (`study.watch.tracking`)."""
     return {**{f: getattr(args, _dest(f)) for _, f, _ in OVERRIDE_FLAGS},
-            **tracking.overrides_of(args)}
+            "tracking.tensorboard": args.tensorboard,
+            "tracking.mlflow": True if args.mlflow == "" else args.mlflow,
+            "tracking.wandb.project": args.wandb_project,
+            "tracking.wandb.mode": args.wandb_mode}
 
 
 def resources_text(spec: StudySpec, slots: int | None) -> str:

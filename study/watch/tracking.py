@@ -140,26 +140,3 @@ def mlflow_uri(section_uri: str | None, storage: str) -> str:
 
 def wandb_dir(storage: str) -> str:
     return os.path.join(storage, WANDB_DIR)
-
-
-# ----------------------------------------------------------------------------- flags
-
-def add_arguments(parser: Any) -> None:
-    """``gmmpvae run``'s tracking flags (they override the study file's ``[tracking]``)."""
-    group = parser.add_argument_group("experiment trackers (pip install 'gmmpvae-study[tracking]')")
-    group.add_argument("--tensorboard", action="store_true", default=None,
-                       help="TensorBoard event files under STUDY/tensorboard/")
-    group.add_argument("--mlflow", nargs="?", const="", default=None, metavar="URI",
-                       help="one MLflow run per trial (no URI: sqlite:///STUDY/mlflow.db)")
-    group.add_argument("--wandb-project", default=None, metavar="PROJECT",
-                       help="one Weights & Biases run per trial in this project")
-    group.add_argument("--wandb-mode", default=None, choices=WANDB_MODES,
-                       help="W&B mode (default offline: run folders under STUDY/wandb/)")
-
-
-def overrides_of(args: Any) -> dict[str, Any]:
-    """The flags as ``section.field`` overrides of a study file (None: not given)."""
-    return {"tracking.tensorboard": args.tensorboard,
-            "tracking.mlflow": True if args.mlflow == "" else args.mlflow,
-            "tracking.wandb.project": args.wandb_project,
-            "tracking.wandb.mode": args.wandb_mode}
