@@ -10,6 +10,8 @@ building, never its foundation: no module here imports `study.cli`.
 
 from __future__ import annotations
 
+RESUMABLE_EXIT = 3  # the study stopped but is intact: `gmmpvae resume` continues it
+
 
 class UsageError(ValueError):
     """Bad input from the user: printed as one line, exit status 2.
@@ -22,4 +24,4 @@ class Unreachable(RuntimeError):
     """A server the study needs (its object store, its Optuna database) did not answer within
     the grace period: printed as one line, exit status 3; the study is left resumable."""
 
-    exit_status = 3
+    exit_status = RESUMABLE_EXIT

@@ -10,6 +10,7 @@ from datetime import datetime
 from typing import Any
 
 from search_spaces import KEY_FIELD
+from study.errors import RESUMABLE_EXIT
 from study.outcome import Outcome
 from study.spec import StudySpec
 from study.store import COMPLETED, RESULTS_DIR, join
@@ -151,7 +152,7 @@ def best_records(records: Sequence[dict[str, Any]], metric: str = "best_val_loss
             "test_ll": pick("test_ll", -1.0)}
 
 
-STRANDED_EXIT = 3  # ended because no node could hold a trial: resumable, not bad input
+STRANDED_EXIT = RESUMABLE_EXIT  # no node could hold a trial: resumable, not bad input
 
 
 def stranded_exit(spec: Any, outcome: Any) -> int:
