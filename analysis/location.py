@@ -99,12 +99,16 @@ class Location:
         selector = pafs.FileSelector(self.path, allow_not_found=True, recursive=True)
         return any(i.path.endswith(suffix) for i in self.fs.get_file_info(selector))
 
+    def read_bytes(self) -> bytes:
+        """The file's bytes, locally or through the URI's filesystem."""
+        if not self.remote:
+            return Path(self.path).read_bytes()
+        with self.fs.open_input_stream(self.path) as stream:
+            return stream.read()
+
     def read_text(self) -> str:
         """The file's text (UTF-8), locally or through the URI's filesystem."""
-        if not self.remote:
-            return Path(self.path).read_text(encoding="utf-8")
-        with self.fs.open_input_stream(self.path) as stream:
-            return stream.read().decode("utf-8")
+        return self.read_bytes().decode("utf-8")
 
     def scan_parquet(self) -> pl.LazyFrame:
         """The Parquet file, lazily (locally) or read once through pyarrow (a URI)."""

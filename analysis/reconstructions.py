@@ -3,22 +3,23 @@
 Each trial folder holds ``reconstructions.png`` (test inputs above their reconstructions by the
 best checkpoint) and ``samples.png`` (images decoded from prior samples), written at the end of
 the trial; they are looked up in ``trial_dir``, then in ``STUDY/trials/<trial_key>`` (for a
-study folder copied from the machine that ran it). Per model the first completed seed (lowest
+study folder copied from the machine that ran it, and for a study on an object store: read
+through its URI, `analysis.location`). Per model the first completed seed (lowest
 seed, then trial key) is shown: its two images side by side, with the model as caption. The
 images are copied next to the report (``reconstructions/``) so the report folder can be moved.
-Models whose images cannot be found (object storage, another machine) are left out; none found
-at all skips the output. The composed figure shows at most ``MAX_ROWS`` models; every model's
-images are copied.
+Models whose images cannot be found are left out; none found at all skips the output. The
+composed figure shows at most ``MAX_ROWS`` models; every model's images are copied.
 """
 
 from __future__ import annotations
 
-import shutil
+import io
 from pathlib import Path
 
 import polars as pl
 
 from analysis.load import COMPLETED, Frames, arch_order, model_order
+from analysis.location import Location
 from analysis.registry import register
 from analysis.style import new_figure, save_figure, slug
 
@@ -27,8 +28,8 @@ MAX_ROWS = 24
 
 
 def _existing(*candidates: pl.Series) -> pl.Series:
-    """Per row, the first candidate path that is a file (null when none is)."""
-    found = [next((p for p in row if p is not None and Path(p).is_file()), None)
+    """Per row, the first candidate (a local path or a URI) that is a file (null when none is)."""
+    found = [next((p for p in row if p is not None and Location.of(p).is_file()), None)
              for row in zip(*candidates, strict=True)]
     return pl.Series(found, dtype=pl.String)
 
@@ -81,7 +82,8 @@ def draw(df: pl.DataFrame):  # -> matplotlib.figure.Figure
             ax = axes[2 * i + j]
             ax.set_axis_off()
             if row[name] is not None:
-                ax.imshow(matplotlib.image.imread(row[name]), cmap="gray", interpolation="nearest")
+                image = matplotlib.image.imread(io.BytesIO(Location.of(row[name]).read_bytes()))
+                ax.imshow(image, cmap="gray", interpolation="nearest")
             ax.set_title(f"{caption}\n{name}", fontsize="small")
     return fig
 
@@ -107,6 +109,6 @@ def render(df: pl.DataFrame, out_dir: Path) -> list[Path]:
                 stem = "_".join(slug(row[k].replace("π", "pi"))
                                 for k in ("study", "dataset", "label"))
                 target = folder / f"{stem}_{name}.png"
-                shutil.copyfile(row[name], target)
+                target.write_bytes(Location.of(row[name]).read_bytes())
                 paths.append(target)
     return paths

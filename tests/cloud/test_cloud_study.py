@@ -139,6 +139,8 @@ def test_a_quickstart_lives_on_s3_and_postgres(s3_env, s3_study, pg_url, tmp_pat
     assert (local / "index.html").is_file() and (local / "tables" / "table1.csv").is_file()
     rows = (local / "tables" / "table1.csv").read_text().splitlines()
     assert len(rows) == 1 + 7  # one model per trial (one seed each)
+    # Figures 5-9 from the trials' images on the store: both images of each of the 7 models
+    assert len(list((local / "reconstructions").glob("*.png"))) == 2 * 7
 
 
 def test_a_killed_driver_is_resumed_with_each_key_once(s3_env, s3_study, pg_url, tmp_path):
