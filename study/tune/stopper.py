@@ -6,6 +6,8 @@ cluster is *stranded* while its total resources (``ray.cluster_resources()``, al
 cannot hold one trial; after ``grace_seconds`` of that, ``stop_all`` says yes, Tune ends the
 experiment, and the runner records the unfinished trials, consolidates the results and prints
 how to resume. An autoscaling cluster that brings nodes back within the grace loses nothing.
+The same stopper ends the experiment when the searcher gave up on the Optuna database
+(`give_up`).
 Imported only by `study.tune.tuner` (it imports Ray).
 """
 

@@ -1,21 +1,14 @@
 """The searcher through an Optuna database that goes away (issue 17), no server needed: an
-in-memory Optuna storage behind `Flaky`, a public ``optuna.storages.BaseStorage`` that hands
-every call on and fails the ones a test picks with the error the RDB storage raises for a lost
-connection (``StorageInternalError`` from SQLAlchemy's ``OperationalError``) — before the call
-(nothing written) or after it (written, the answer lost: a commit cut in flight). Installed
-through our own seam, `study.optuna_study.open_storage`; Optuna's classes are not patched."""
+in-memory Optuna storage behind `flaky_storage.Flaky`, failing the calls each test picks."""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+import sys
 from pathlib import Path
-from typing import Any
 
 import optuna
 import pytest
-import sqlalchemy.exc as sa_exc
-from optuna.storages import BaseStorage
 from ray.tune.search import Searcher
 
 from study import optuna_study
@@ -25,49 +18,9 @@ from study.tune import stopper
 from study.tune.searcher import StudySearcher
 from study.tune.trainable import STATE_KEY
 
-WRITES = ("create_new_trial", "set_trial_param", "set_trial_state_values",
-          "set_trial_intermediate_value", "set_trial_user_attr", "set_trial_system_attr")
-PUBLIC = [m for m in dir(BaseStorage) if not m.startswith("_")]
-
-
-def lost_connection() -> Exception:
-    cause = sa_exc.OperationalError("UPDATE trials SET state=%s", {},
-                                    Exception("server closed the connection unexpectedly"))
-    try:
-        raise optuna.exceptions.StorageInternalError("An exception is raised during the "
-                                                     "commit.") from cause
-    except optuna.exceptions.StorageInternalError as exc:
-        return exc
-
-
-class Flaky(BaseStorage):
-    """``inner`` behind a switch: ``fail(name, call_number) -> "before" | "after" | None``."""
-
-    def __init__(self, inner: BaseStorage) -> None:
-        self.inner = inner
-        self.fail: Callable[[str, int], str | None] = lambda name, n: None
-        self.calls: dict[str, int] = {}
-        self.failures = 0
-
-
-def _delegate(name: str) -> Callable[..., Any]:
-    def call(self: Flaky, *args: Any, **kwargs: Any) -> Any:
-        n = self.calls[name] = self.calls.get(name, 0) + 1
-        when = self.fail(name, n)
-        if when == "before":
-            self.failures += 1
-            raise lost_connection()
-        out = getattr(self.inner, name)(*args, **kwargs)
-        if when == "after":
-            self.failures += 1
-            raise lost_connection()
-        return out
-    return call
-
-
-for _name in PUBLIC:
-    setattr(Flaky, _name, _delegate(_name))
-Flaky.__abstractmethods__ = frozenset()
+if str(Path(__file__).resolve().parents[1]) not in sys.path:  # tests/study: flaky_storage
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from flaky_storage import WRITES, Flaky  # noqa: E402
 
 
 @pytest.fixture
