@@ -9,6 +9,8 @@ its trials, in order:
 4. the results are consolidated (`study.store`) and the Optuna study told the results of
    re-run trials (`study.optuna_study`); the `Outcome` is returned for `study.summary`.
 
+Every call on the Optuna study waits out a database outage (`study.optuna_outage.patient`).
+
 Ray is imported only inside step 3 (see `study.tune`).
 """
 
@@ -26,6 +28,7 @@ import pyarrow.parquet as pq
 from study import optuna_study, store, summary, tune
 from study.console import say
 from study.errors import UsageError
+from study.optuna_outage import patient
 from study.optuna_study import finite
 from study.outcome import Outcome
 from study.provenance import DEFAULT_TRIAL_FUNCTION, chosen_function, git_revision, versions
@@ -91,7 +94,7 @@ def run_study(spec: StudySpec, *, trial_function: Any = None, verbose: bool = Fa
                 with tune.session.quiet_tune(verbose, spec.storage), \
                         tune.live.watching(quiet or verbose):
                     tune.tuner.new_tuner(spec, info, max_concurrent, verbose, stopper).fit()
-            finally:
+            finally:  # (raises the searcher's Unreachable: the Optuna database stayed away)
                 stranded = tune.tuner.stranded()
             return _finish(spec, folder, slots, max_concurrent, start, stranded)
 
@@ -119,8 +122,8 @@ def resume_study(study_dir: str, *, rerun_errored: bool = False, address: str | 
         with tune.session.session(spec, verbose) as slots:
             max_concurrent = spec.resources.max_concurrent or slots
             records = store.read_records(folder.fs, folder.root)
-            rerun = repair.reconcile_optuna(spec, records,
-                                            lambda r: _record_metric(spec, folder, r))
+            rerun = patient(spec, lambda: repair.reconcile_optuna(
+                spec, records, lambda r: _record_metric(spec, folder, r)))
             stopper = tune.tuner.new_stopper(spec)
             try:
                 with tune.session.quiet_tune(verbose, spec.storage), \
@@ -130,7 +133,7 @@ def resume_study(study_dir: str, *, rerun_errored: bool = False, address: str | 
                     else:
                         tune.tuner.resumed_tuner(spec, info, records, max_concurrent, verbose,
                                                  stopper, rerun, rerun_errored).fit()
-            finally:
+            finally:  # (raises the searcher's Unreachable: the Optuna database stayed away)
                 stranded = tune.tuner.stranded()
             return _finish(spec, folder, slots, max_concurrent, start, stranded)
 
@@ -152,10 +155,12 @@ def _finish(spec: StudySpec, folder: StudyFolder, slots: int, max_concurrent: in
     consolidated = store.consolidate(folder, spec.name)
     completed = {r["trial_key"]: r for r in consolidated.records
                  if r["state"] == store.COMPLETED}
-    optuna_study.record_reruns(spec, completed, lambda r: _record_metric(spec, folder, r))
+    patient(spec, lambda: optuna_study.record_reruns(
+        spec, completed, lambda r: _record_metric(spec, folder, r)))
     overlap = summary.max_overlap(summary.record_intervals(consolidated.records))
     return Outcome(spec.storage, consolidated, slots, max_concurrent, overlap,
-                   time.monotonic() - start, optuna_study.counts(spec), stranded, spec)
+                   time.monotonic() - start, patient(spec, lambda: optuna_study.counts(spec)),
+                   stranded, spec)
 
 
 def _record_metric(spec: StudySpec, folder: StudyFolder, record: dict[str, Any]

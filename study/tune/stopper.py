@@ -6,6 +6,8 @@ cluster is *stranded* while its total resources (``ray.cluster_resources()``, al
 cannot hold one trial; after ``grace_seconds`` of that, ``stop_all`` says yes, Tune ends the
 experiment, and the runner records the unfinished trials, consolidates the results and prints
 how to resume. An autoscaling cluster that brings nodes back within the grace loses nothing.
+The same stopper ends the experiment when the searcher gave up on the Optuna database
+(`give_up`).
 Imported only by `study.tune.tuner` (it imports Ray).
 """
 
@@ -27,14 +29,35 @@ DEFAULT_GRACE_SECONDS = 600.0
 _STOPPED = threading.Event()
 
 
+# The `Unreachable` the searcher gave up with (the Optuna database stayed away past the outage
+# grace): Tune cannot be told it by raising (it logs a searcher's exception with a traceback,
+# or fails the trial), so the searcher hands it here, every stopper's ``stop_all`` ends the
+# experiment, and the runner raises it once ``fit`` has returned (`study.tune.tuner.stranded`).
+_GAVE_UP: list[Exception] = []
+
+
 def stopped() -> bool:
-    """Whether the current experiment was ended by a `StrandedStopper`."""
+    """Whether the current experiment was ended by a `StrandedStopper` (or an outage)."""
     return _STOPPED.is_set()
+
+
+def give_up(error: Exception) -> None:
+    """End the experiment for ``error`` (an `Unreachable`) at Tune's next step; the trials in
+    flight are left unfinished, as for a stranded study."""
+    if not _GAVE_UP:
+        _GAVE_UP.append(error)
+    _STOPPED.set()
+
+
+def gave_up() -> Exception | None:
+    """The error `give_up` was called with in this experiment, else None."""
+    return _GAVE_UP[0] if _GAVE_UP else None
 
 
 def reset() -> None:
     """Forget a stop: called by the runner when its experiment has ended (and before)."""
     _STOPPED.clear()
+    _GAVE_UP.clear()
 
 
 def can_place(need: dict[str, float], resources: dict[str, float]) -> bool:
@@ -63,6 +86,8 @@ class StrandedStopper(Stopper):
         return False  # never stops a single trial
 
     def stop_all(self) -> bool:
+        if _GAVE_UP:
+            return True
         # Tune asks at every step of its loop: ask the cluster at most once per second.
         now = self._clock()
         if self._checked is not None and now - self._checked < self.check_interval:

@@ -51,9 +51,13 @@ def _trainable(spec: StudySpec) -> Any:
 
 def stranded() -> bool:
     """Whether the experiment that just ended was stopped as stranded; forgotten afterwards
-    (the flag is process-wide, see `study.tune.stopper`)."""
+    (the flag is process-wide, see `study.tune.stopper`). Raises the `Unreachable` the searcher
+    gave up with instead (the Optuna database stayed away: `study.tune.stopper.give_up`)."""
+    gave_up = stopper.gave_up()
     was = stopper.stopped()
     stopper.reset()
+    if gave_up is not None:
+        raise gave_up
     return was
 
 

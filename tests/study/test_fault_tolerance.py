@@ -304,3 +304,41 @@ def test_a_study_whose_workers_are_all_lost_ends_after_the_grace(tmp_path, capsy
     ostudy = optuna_study.existing_study(spec)
     assert not [t for t in ostudy.get_trials() if t.state == TrialState.PRUNED]
     print(f"stranded study ended {seconds:.1f} s after it started")
+
+
+def test_an_optuna_database_gone_past_the_grace_ends_the_run_and_resume_finishes(
+        tmp_path, monkeypatch):
+    """The study's Optuna storage stops answering mid-study (`flaky_storage.Flaky` around its
+    journal, through our own `open_storage` seam) for longer than ``outage_grace``: the run
+    ends with the searcher's `Unreachable` — raised by `run_study` after Tune stopped, not a
+    traceback inside Tune — leaving the trials in flight unfinished; once it answers again,
+    `resume_study` finishes the study with each key once (records and Optuna)."""
+    import optuna
+    from flaky_storage import Flaky
+    from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+    from study.errors import Unreachable
+
+    fake = {"FAKE_EPOCH_SECONDS": 0.3}
+    spec = load_spec(str(write_study(tmp_path, "dbgone", fake=fake,
+                                     budget={"max_epochs": 3, "patience": 3},
+                                     failure={"outage_grace": 2})))
+    planned = sorted(t["trial_key"] for t in spec.plan())
+    study = tmp_path / "dbgone"
+    storage = Flaky(JournalStorage(JournalFileBackend(spec.optuna_storage_url)))
+    monkeypatch.setattr(optuna_study, "open_storage", lambda spec: storage)
+    # down for good after seven reported epochs (two trials and a bit, of three epochs)
+    storage.fail = lambda name, n: "before" if storage.calls.get(
+        "set_trial_intermediate_value", 0) > 7 else None
+    with pytest.raises(Unreachable) as caught:
+        runner.run_study(spec, trial_function=fake_trials.fake_trial)
+    assert str(caught.value).startswith(f"the Optuna database {spec.optuna_storage_url} did "
+                                        "not answer for 2 s (last error: server closed the "
+                                        "connection unexpectedly); `gmmpvae resume")
+    assert len(list((study / "trials").glob("*/trial.json"))) < len(planned)
+    storage.fail = lambda name, n: None
+    runner.resume_study(str(study), trial_function=fake_trials.fake_trial)
+    check_complete(study, spec, max_epochs=3)
+    trials = optuna.load_study(study_name=spec.name, storage=storage).get_trials()
+    assert sorted(t.user_attrs["trial_key"] for t in trials) == planned  # no extra trial
+    assert {t.state.name for t in trials} == {"COMPLETE"}
