@@ -6,6 +6,8 @@ cluster is *stranded* while its total resources (``ray.cluster_resources()``, al
 cannot hold one trial; after ``grace_seconds`` of that, ``stop_all`` says yes, Tune ends the
 experiment, and the runner records the unfinished trials, consolidates the results and prints
 how to resume. An autoscaling cluster that brings nodes back within the grace loses nothing.
+The same stop ends a study whose driver lost its lease (`study.store.lock.lost`: the object
+store did not answer for ``outage_grace``), so that it never runs on beside a second driver.
 Imported only by `study.tune.tuner` (it imports Ray).
 """
 
@@ -17,6 +19,8 @@ from collections.abc import Callable
 
 import ray
 from ray.tune import Stopper
+
+from study.store import lock
 
 DEFAULT_GRACE_SECONDS = 600.0
 # Set when a stopper of this driver ended the experiment. Tune then stops the remaining trials
@@ -30,6 +34,11 @@ _STOPPED = threading.Event()
 def stopped() -> bool:
     """Whether the current experiment was ended by a `StrandedStopper`."""
     return _STOPPED.is_set()
+
+
+def why() -> str:
+    """Why the experiment was ended, in a few words (for the unfinished trials' lines)."""
+    return "the study's store does not answer" if lock.lost() else "no node can hold it"
 
 
 def reset() -> None:
@@ -63,6 +72,10 @@ class StrandedStopper(Stopper):
         return False  # never stops a single trial
 
     def stop_all(self) -> bool:
+        if lock.lost():  # the driver's lease could not be kept (an outage of the store)
+            self.stopped = True
+            _STOPPED.set()
+            return True
         # Tune asks at every step of its loop: ask the cluster at most once per second.
         now = self._clock()
         if self._checked is not None and now - self._checked < self.check_interval:

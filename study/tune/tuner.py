@@ -41,7 +41,8 @@ def _trial_dirname(trial: Any) -> str:
 def _context(spec: StudySpec, info: dict[str, Any]) -> dict[str, Any]:
     return study_context(name=spec.name, storage=spec.storage, git_rev=info["git_rev"],
                          trial_function=info["trial_function"], metric=spec.search.metric,
-                         cpus_per_trial=spec.resources.cpus_per_trial)
+                         cpus_per_trial=spec.resources.cpus_per_trial,
+                         outage_grace=spec.failure.outage_grace)
 
 
 def _trainable(spec: StudySpec) -> Any:
