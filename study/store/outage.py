@@ -15,7 +15,10 @@
 - `patient(fs, …)`: ``pafs.PyFileSystem`` (pyarrow's public way to wrap a filesystem) whose
   calls go through `study.retry.patiently`; a file is read whole and written whole (one upload
   on close, retried as a whole), so a retried call never resumes half a transfer. The first
-  wait of an outage is announced once (``announce``), and its end too.
+  wait of an outage is announced once per process (``announce``), and its end too. The grace
+  is the outage's, not each call's: once an outage has lasted ``grace`` seconds for a process,
+  its later calls try once and give up. It pickles (Ray ships it to the trials inside Tune's
+  storage settings).
 """
 
 from __future__ import annotations
@@ -33,10 +36,15 @@ from urllib.parse import urlsplit
 import pyarrow as pa
 import pyarrow.fs as pafs
 
+from study.console import warn
 from study.retry import patiently
 
 T = TypeVar("T")
 _log = logging.getLogger(__name__)
+# store name → when this process first waited on it in the current outage: every patient
+# filesystem of a process (the driver has several) announces an outage once, and its end.
+_OUTAGES: dict[str, float] = {}
+_OUTAGES_LOCK = threading.Lock()
 
 SDK_ATTEMPTS = 2  # the S3 client's own attempts per call (`bounded`)
 # Words of pyarrow's S3 errors (``AWS Error NAME during Operation: …``).
@@ -80,6 +88,18 @@ def log_warning(text: str) -> None:
     _log.warning("%s", text)
 
 
+class DriverWarning:
+    """An announcement for a filesystem that travels (Tune's storage settings go to every
+    trial): a ``gmmpvae: warning:`` line in the driver's process that made it, the log in
+    any other (the trials' lines would repeat the driver's)."""
+
+    def __init__(self) -> None:
+        self.pid = os.getpid()
+
+    def __call__(self, text: str) -> None:
+        (warn if os.getpid() == self.pid else log_warning)(text)
+
+
 class _Upload(io.BytesIO):
     """A file being written: kept in memory, uploaded whole (patiently) when closed."""
 
@@ -107,30 +127,27 @@ class PatientHandler(pafs.FileSystemHandler):
     def __init__(self, fs: pafs.FileSystem, what: str, grace: float,
                  announce: Callable[[str], None] = log_warning) -> None:
         self.fs, self.what, self.grace, self.announce = fs, what, float(grace), announce
-        self._since: float | None = None  # when the current outage was first waited on
-        self._lock = threading.Lock()
-
-    def __getstate__(self) -> dict[str, Any]:
-        return {"fs": self.fs, "what": self.what, "grace": self.grace,
-                "announce": self.announce}
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__init__(**state)
 
     def call(self, fn: Callable[[], T]) -> T:
-        out = patiently(fn, what=self.what, grace=self.grace, transient=transient,
+        """``fn()``, patiently: for what is left of the grace of the outage in course (one
+        wait per outage and process, not one per call: a driver or trial whose calls follow
+        one another gives up ``grace`` seconds after the outage began for it)."""
+        since = _OUTAGES.get(self.what)
+        left = self.grace if since is None else self.grace - (time.monotonic() - since)
+        out = patiently(fn, what=self.what, grace=max(0.0, left), transient=transient,
                         on_wait=self._waiting)
-        if self._since is not None:
-            with self._lock:
-                since, self._since = self._since, None
+        if self.what in _OUTAGES:
+            with _OUTAGES_LOCK:
+                since = _OUTAGES.pop(self.what, None)
             if since is not None:
                 self.announce(f"{self.what} answers again (after {time.monotonic() - since:.0f}"
                               " s)")
         return out
 
     def _waiting(self, exc: BaseException, seconds: float) -> None:
-        with self._lock:
-            first, self._since = self._since is None, self._since or time.monotonic()
+        with _OUTAGES_LOCK:
+            first = self.what not in _OUTAGES
+            _OUTAGES.setdefault(self.what, time.monotonic())
         if first:
             self.announce(f"{self.what} does not answer ({' '.join(str(exc).split())[:160]}); "
                           f"retrying for up to {self.grace:g} s")

@@ -5,7 +5,10 @@ outage announced once and its end, `Unreachable` after the grace, local folders 
 from __future__ import annotations
 
 import pickle
+import re
+import threading
 import time
+import uuid
 
 import pyarrow as pa
 import pyarrow.fs as pafs
@@ -97,10 +100,11 @@ class Flaky(pafs.FileSystemHandler):
     def open_append_stream(self, path, metadata): raise NotImplementedError
 
 
-def patient_over(flaky: Flaky, grace: float = 30.0):
+def patient_over(flaky: Flaky, grace: float = 30.0, what: str = ""):
+    """A patient store over ``flaky`` (its own name: outages are per store and process)."""
     lines: list[str] = []
-    return outage.patient(pafs.PyFileSystem(flaky), "the object store of s3://b/q", grace,
-                          lines.append), lines
+    what = what or f"the object store of s3://b/{uuid.uuid4().hex[:8]}"
+    return outage.patient(pafs.PyFileSystem(flaky), what, grace, lines.append), lines
 
 
 def test_writes_and_reads_wait_out_a_short_outage(tmp_path):
@@ -110,9 +114,10 @@ def test_writes_and_reads_wait_out_a_short_outage(tmp_path):
     store.write_json(fs, path, {"state": "COMPLETED"})  # create_dir fails twice, then works
     assert store.read_json(fs, path) == {"state": "COMPLETED"}
     assert len(lines) == 2, lines  # one line as the outage starts, one as it ends
-    assert lines[0].startswith("the object store of s3://b/q does not answer (When initiating")
+    assert re.match(r"the object store of s3://b/\w+ does not answer \(When initiating",
+                    lines[0]), lines
     assert lines[0].endswith("retrying for up to 30 s")
-    assert lines[1].startswith("the object store of s3://b/q answers again (after ")
+    assert re.match(r"the object store of s3://b/\w+ answers again \(after \d+ s\)$", lines[1])
 
 
 def test_an_upload_is_retried_whole(tmp_path):
@@ -149,10 +154,55 @@ def test_a_long_outage_ends_in_one_unreachable_line(tmp_path):
         store.write_json(fs, str(tmp_path / "x.json"), {})
     assert 2.0 <= time.monotonic() - start < 4.0
     text = str(err.value)
-    assert text.startswith("the object store of s3://b/q did not answer for 2 s (last error: "
-                           "When initiating multiple part upload"), text
+    assert re.match(r"the object store of s3://b/\w+ did not answer for 2 s \(last error: "
+                    r"When initiating multiple part upload", text), text
     assert "\n" not in text and len(lines) == 1
     assert not (tmp_path / "x.json").exists()
+    # The outage's grace is spent: a later call tries once and gives up, announced no more.
+    calls, start = flaky.calls, time.monotonic()
+    with pytest.raises(Unreachable):
+        fs.get_file_info(str(tmp_path))
+    assert flaky.calls == calls + 1 and time.monotonic() - start < 0.5 and len(lines) == 1
+    flaky.down = False  # back: it answers, and says so
+    assert fs.get_file_info(str(tmp_path)).type == pafs.FileType.Directory
+    assert len(lines) == 2 and "answers again" in lines[1]
+
+
+def test_an_outage_is_announced_once_per_process(tmp_path):
+    """The driver has several patient stores of one study (its own, Tune's, its callbacks'):
+    one line as the outage starts, one as it ends."""
+    flaky = Flaky(failures=4)
+    what = f"the object store of s3://b/{uuid.uuid4().hex[:8]}"
+    lines: list[str] = []
+    one = outage.patient(pafs.PyFileSystem(flaky), what, 30.0, lines.append)
+    two = outage.patient(pafs.PyFileSystem(flaky), what, 30.0, lines.append)
+    errors = []
+
+    def read(fs):
+        try:
+            fs.get_file_info(str(tmp_path))
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=read, args=(fs,)) for fs in (one, two)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert not errors and len(lines) == 2, lines
+    assert lines[0].startswith(f"{what} does not answer (")
+    assert lines[0].endswith("retrying for up to 30 s")
+    assert lines[1].startswith(f"{what} answers again (after "), lines
+
+
+def test_the_driver_warning_is_the_drivers_only(capsys, caplog):
+    announce = pickle.loads(pickle.dumps(outage.DriverWarning()))
+    announce("the object store of s3://b/q does not answer")
+    assert capsys.readouterr().err == ("gmmpvae: warning: the object store of s3://b/q does "
+                                       "not answer\n")
+    announce.pid = -1  # as in a trial's process
+    announce("elsewhere")
+    assert capsys.readouterr().err == "" and "elsewhere" in caplog.text
 
 
 def test_a_refusal_is_raised_at_once(tmp_path):
