@@ -22,6 +22,7 @@ from study.errors import Unreachable
 
 T = TypeVar("T")
 
+OUTAGE_GRACE = 120.0  # seconds: the default of ``[failure] outage_grace``
 FIRST_WAIT = 1.0  # seconds before the first retry
 MAX_WAIT = 16.0  # the longest single wait
 

@@ -26,8 +26,8 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from study import optuna_study, store, summary, tune
-from study.console import say
-from study.errors import UsageError
+from study.console import say, warn
+from study.errors import Unreachable, UsageError
 from study.optuna_outage import patient
 from study.optuna_study import finite
 from study.outcome import Outcome
@@ -46,15 +46,37 @@ def _locked(spec: StudySpec, new: bool, folder: StudyFolder | None = None) -> It
     folder = folder or StudyFolder.open(spec.storage)
     fs, root = folder.fs, folder.root
     created = new and not store.exists(fs, root)
+    grace = spec.failure.outage_grace
     try:
-        with lock.study_lock(fs, root, spec.storage):
+        with _outage_line(spec), lock.study_lock(
+                fs, root, spec.storage, lease_seconds=lock.lease_for(grace),
+                outage_grace=grace):
             try:
                 yield
             finally:
-                if created and not store.exists(fs, store.join(root, store.STUDY_FILE)):
-                    _remove_empty_study(fs, root)
+                with contextlib.suppress(OSError):  # a store away: the error above is the one
+                    if created and not store.exists(fs, store.join(root, store.STUDY_FILE)):
+                        _remove_empty_study(fs, root)
     except lock.StudyLockedError as exc:
         raise UsageError(str(exc)) from None
+
+
+@contextlib.contextmanager
+def _outage_line(spec: StudySpec) -> Iterator[None]:
+    """A server that stayed unreachable: its `Unreachable` line says how to continue."""
+    try:
+        yield
+    except Unreachable as exc:
+        if f"gmmpvae resume {spec.storage}" in str(exc):
+            raise  # it says how to continue already (the Optuna database's line)
+        raise Unreachable(f"{exc}; the study is left as it was: `gmmpvae resume "
+                          f"{spec.storage}` continues it once the store answers") from None
+
+
+def _patient(spec: StudySpec, folder: StudyFolder) -> StudyFolder:
+    """The driver's folder for everything but its lease (`study.store.lock` keeps that):
+    an outage of the object store waited out for ``outage_grace`` seconds, announced once."""
+    return folder.patient(spec.failure.outage_grace, warn)
 
 
 def _remove_empty_study(fs: Any, root: str) -> None:
@@ -78,6 +100,7 @@ def run_study(spec: StudySpec, *, trial_function: Any = None, verbose: bool = Fa
         # Again, under the lock: a driver started seconds earlier passed validation too and
         # has written study.json by now.
         check_new(spec, folder)
+        folder = _patient(spec, folder)
         with tune.session.session(spec, verbose) as slots:
             info = {"spec": spec.to_dict(), "git_rev": git_revision(), "versions": versions(),
                     "created_at": store.now_utc().isoformat(), "host": platform.node(),
@@ -96,6 +119,8 @@ def run_study(spec: StudySpec, *, trial_function: Any = None, verbose: bool = Fa
                     tune.tuner.new_tuner(spec, info, max_concurrent, verbose, stopper).fit()
             finally:  # (raises the searcher's Unreachable: the Optuna database stayed away)
                 stranded = tune.tuner.stranded()
+            if lock.lost():
+                raise Unreachable(lock.lost())  # nothing consolidated from a store gone away
             return _finish(spec, folder, slots, max_concurrent, start, stranded)
 
 
@@ -116,6 +141,7 @@ def resume_study(study_dir: str, *, rerun_errored: bool = False, address: str | 
         info["trial_function"] = name
     folder = validate(spec, new=False).folder
     with _locked(spec, new=False, folder=folder):
+        folder = _patient(spec, folder)
         repairs = repair.repair_study(spec, folder)  # before anything opens the journal
         for line in repairs.lines:
             say(spec.name, line)
@@ -135,6 +161,8 @@ def resume_study(study_dir: str, *, rerun_errored: bool = False, address: str | 
                                                  stopper, rerun, rerun_errored).fit()
             finally:  # (raises the searcher's Unreachable: the Optuna database stayed away)
                 stranded = tune.tuner.stranded()
+            if lock.lost():
+                raise Unreachable(lock.lost())  # nothing consolidated from a store gone away
             return _finish(spec, folder, slots, max_concurrent, start, stranded)
 
 

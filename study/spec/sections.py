@@ -22,6 +22,7 @@ from typing import Any
 
 import search_spaces
 from models.config import DATASETS, MODEL_FIELDS, TRAIN_FIELDS, ModelConfig, TrainConfig
+from study.retry import OUTAGE_GRACE
 from study.store.layout import is_uri, normalise, one_line
 from study.watch import tracking as tracking_spec
 
@@ -164,7 +165,7 @@ class ResourcesSection:
 class FailureSection:
     retries: int
     stranded_grace: float = 600.0
-    outage_grace: float = 120.0
+    outage_grace: float = OUTAGE_GRACE
 
 
 @dataclass(frozen=True)
@@ -328,7 +329,7 @@ def parse(raw: dict[str, Any], origin: str, overridden: set[str] | None = None,
     grace = _take(ctx, tables["failure"], "failure", "stranded_grace",
                   lambda v: _is_num(v) and v > 0, "a number of seconds > 0", 600.0)
     outage = _take(ctx, tables["failure"], "failure", "outage_grace",
-                   lambda v: _is_num(v) and v > 0, "a number of seconds > 0", 120.0)
+                   lambda v: _is_num(v) and v > 0, "a number of seconds > 0", OUTAGE_GRACE)
     pi_margin = _take(ctx, tables["claims"], "claims", "pi_margin",
                       lambda v: _is_num(v) and v > 0, "a number of nats > 0", 1.0)
     device = budget.get("device", "auto")

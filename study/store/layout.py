@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import os
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -33,6 +34,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from models.checkpoint import atomic_write
+from study.store.outage import bounded, log_warning, patient, store_name
 
 STUDY_FILE = "study.json"
 PLAN_FILE = "plan.parquet"
@@ -80,11 +82,14 @@ def normalise(location: str) -> str:
 def filesystem(location: str | os.PathLike[str]) -> tuple[pafs.FileSystem, str]:
     """The pyarrow filesystem and path of a local location or a URI.
 
+    An S3 client's single calls end within seconds when the server hangs
+    (`study.store.outage.bounded`): waiting out an outage is `StudyFolder.patient`'s.
     Raises ``ValueError`` (one line) for a URI pyarrow cannot open (unknown scheme, …)."""
     if not is_uri(location):
         return pafs.LocalFileSystem(), local_path(location)
     try:
-        return pafs.FileSystem.from_uri(str(location))
+        fs, path = pafs.FileSystem.from_uri(str(location))
+        return bounded(fs, str(location)), path
     except (pa.ArrowException, ValueError, OSError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ValueError(f"storage {str(location)!r} cannot be opened: {first}") from None
@@ -234,6 +239,16 @@ class StudyFolder:
     def is_remote(self) -> bool:
         """Whether the folder is on a remote filesystem (a URI, no shared POSIX file system)."""
         return is_uri(self.location)
+
+    def patient(self, grace: float, announce: Callable[[str], None] = log_warning
+                ) -> StudyFolder:
+        """The folder whose every store call waits out an outage of the object store for at
+        most ``grace`` seconds (``[failure] outage_grace``), then raises `study.errors.
+        Unreachable` naming it (`study.store.outage.patient`); a local folder as it is."""
+        if not self.is_remote:
+            return self
+        return StudyFolder(self.location, patient(self.fs, store_name(self.location), grace,
+                                                  announce), self.root)
 
     def path(self, *parts: str) -> str:
         """The filesystem path of ``parts`` inside the folder."""

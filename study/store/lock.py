@@ -18,6 +18,13 @@ Two mechanisms, chosen by where the study lives:
   that raced both read the last writer's token and only that one proceeds. Expiry compares the
   holder's clock with the reader's: keep hosts' clocks within a small fraction of the lease.
 
+**An outage of the object store** does not lose the lease silently: a renewal that fails is
+retried (`study.retry.patiently`) for at most ``outage_grace`` seconds and never past the point
+where a second driver could take the lease over (``lease_seconds`` since the last renewal, less
+a margin). Then the renewal stops, `lost` says why (one line: `study.errors.Unreachable`'s),
+and the driver stops its study (`study.tune.stopper` asks `lost`) rather than run on beside a
+driver that took over. `lease_for` sizes the lease so that it outlasts ``outage_grace``.
+
 A refusal is one line naming the holder (`StudyLockedError`). Nothing here imports Ray.
 """
 
@@ -40,11 +47,28 @@ from typing import Any
 
 import pyarrow.fs as pafs
 
+from study.retry import OUTAGE_GRACE, patiently
+from study.store.outage import store_name, transient
+
 LOCK_FILE = "driver.lock"
 LEASE_FILE = "driver.lease"
 LEASE_SECONDS = 60.0
 SETTLE_SECONDS = 2.0
 _NO_LOCKS = {errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS}
+# Why this process's lease was lost (one line), while it is; cleared by the next lease taken.
+_LOST: list[str] = []
+
+
+def lost() -> str | None:
+    """Why the lease of this process's driver could not be kept (its renewal gave up during
+    an outage, or another driver took it over), or None while it holds one (or none)."""
+    return _LOST[0] if _LOST else None
+
+
+def lease_for(outage_grace: float) -> float:
+    """A lease long enough for its renewal to wait out ``outage_grace`` seconds (renewed every
+    third of it): at least `LEASE_SECONDS`."""
+    return max(LEASE_SECONDS, 1.5 * float(outage_grace) + 30.0)
 
 
 class StudyLockedError(RuntimeError):
@@ -156,8 +180,10 @@ class _Lease:
     location: str
     lease_seconds: float
     holder: dict[str, Any]
+    outage_grace: float = OUTAGE_GRACE
     lost: threading.Event = field(default_factory=threading.Event)
     stop: threading.Event = field(default_factory=threading.Event)
+    renewed: float = field(default_factory=time.monotonic)  # the last renewal, this clock
 
     def read(self) -> dict[str, Any] | None:
         try:
@@ -175,13 +201,36 @@ class _Lease:
         with self.fs.open_output_stream(self.path) as out:
             out.write((json.dumps(self.holder) + "\n").encode())
 
+    def renew(self) -> None:
+        """Rewrite the lease, unless another driver holds it now (`_TakenOver`)."""
+        current = self.read()
+        if current is not None and current.get("token") != self.holder["token"]:
+            raise _TakenOver(f"the study's lease ({self.path}) was taken over by "
+                             f"{describe(current)}")
+        self.write()
+        self.renewed = time.monotonic()
+
+    def patience(self) -> float:
+        """How long a renewal may wait: at most the outage grace, and never past the moment
+        a second driver could take the lease over (less a margin for stopping)."""
+        margin = min(self.lease_seconds / 6, 15.0)
+        left = self.renewed + self.lease_seconds - margin - time.monotonic()
+        return max(0.0, min(self.outage_grace, left))
+
     def renew_forever(self) -> None:
         while not self.stop.wait(self.lease_seconds / 3):
-            current = self.read()
-            if current is not None and current.get("token") != self.holder["token"]:
-                self.lost.set()  # someone took over a lease we let expire: stop renewing
+            try:
+                patiently(self.renew, what=store_name(self.location), grace=self.patience(),
+                          transient=transient)
+            except Exception as exc:  # gave up, taken over, refused: the lease is not kept
+                if not self.stop.is_set():  # (not a driver that has ended meanwhile)
+                    _LOST[:] = [" ".join(str(exc).split()) or type(exc).__name__]
+                self.lost.set()
                 return
-            self.write()
+
+
+class _TakenOver(RuntimeError):
+    """Another driver holds the lease this driver let expire."""
 
 
 def lease_is_live(holder: dict[str, Any] | None, now: float | None = None) -> bool:
@@ -203,10 +252,10 @@ def lease_is_live(holder: dict[str, Any] | None, now: float | None = None) -> bo
 
 @contextlib.contextmanager
 def _lease_lock(fs: pafs.FileSystem, folder: str, location: str, lease_seconds: float,
-                settle_seconds: float) -> Iterator[dict[str, Any]]:
+                settle_seconds: float, outage_grace: float) -> Iterator[dict[str, Any]]:
     fs.create_dir(folder, recursive=True)
     lease = _Lease(fs, f"{folder.rstrip('/')}/{LEASE_FILE}", location, lease_seconds,
-                   _holder_info(uuid.uuid4().hex, lease_seconds))
+                   _holder_info(uuid.uuid4().hex, lease_seconds), outage_grace)
     current = lease.read()
     if lease_is_live(current):
         raise _refusal(location, current, lease.path)
@@ -215,6 +264,7 @@ def _lease_lock(fs: pafs.FileSystem, folder: str, location: str, lease_seconds: 
     current = lease.read()
     if current is None or current.get("token") != lease.holder["token"]:
         raise _refusal(location, current, lease.path)  # lost the race to another driver
+    lease.renewed = time.monotonic()
     thread = threading.Thread(target=lease.renew_forever, name="gmmpvae-lease", daemon=True)
     thread.start()
     try:
@@ -222,9 +272,19 @@ def _lease_lock(fs: pafs.FileSystem, folder: str, location: str, lease_seconds: 
     finally:
         lease.stop.set()
         thread.join(timeout=5)
+        if not lease.lost.is_set():
+            _release(lease)
+
+
+def _release(lease: _Lease) -> None:
+    """Delete our lease as the driver ends; a store that does not answer now leaves it to
+    expire (the error that ended the driver, if any, is the one the user sees)."""
+    try:
         current = lease.read()
         if current is not None and current.get("token") == lease.holder["token"]:
-            fs.delete_file(lease.path)
+            lease.fs.delete_file(lease.path)
+    except OSError:
+        pass
 
 
 # ----------------------------------------------------------------------------------------------
@@ -233,11 +293,15 @@ def _lease_lock(fs: pafs.FileSystem, folder: str, location: str, lease_seconds: 
 @contextlib.contextmanager
 def study_lock(fs: pafs.FileSystem, folder: str, location: str, *,
                lease_seconds: float = LEASE_SECONDS, settle_seconds: float = SETTLE_SECONDS,
-               force_lease: bool = False) -> Iterator[dict[str, Any]]:
+               force_lease: bool = False, outage_grace: float = OUTAGE_GRACE
+               ) -> Iterator[dict[str, Any]]:
     """Hold the study at ``folder`` on ``fs`` (``location`` is how the user named it) for the
     duration of the block; yields the holder's record. Raises `StudyLockedError` when another
-    live driver holds it. ``force_lease`` uses the lease on a local folder (tests)."""
+    live driver holds it. ``force_lease`` uses the lease on a local folder (tests). A lease's
+    renewal waits out an outage of the store for at most ``outage_grace`` seconds (`lost`)."""
+    _LOST.clear()
     with contextlib.ExitStack() as stack:
+        stack.callback(_LOST.clear)  # `lost` is about the driver holding the study now
         holder = None
         if isinstance(fs, pafs.LocalFileSystem) and not force_lease:
             try:
@@ -247,7 +311,8 @@ def study_lock(fs: pafs.FileSystem, folder: str, location: str, *,
                     raise
         if holder is None:
             holder = stack.enter_context(
-                _lease_lock(fs, folder, location, lease_seconds, settle_seconds))
+                _lease_lock(fs, folder, location, lease_seconds, settle_seconds,
+                            outage_grace))
         yield holder
 
 

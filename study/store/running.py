@@ -35,6 +35,7 @@ from typing import Any
 
 import pyarrow.fs as pafs
 
+from study.errors import Unreachable
 from study.store.layout import join, now_utc, read_json, write_json
 from study.store.schemas import RUNNING_FILE
 
@@ -66,7 +67,7 @@ class RunningMarker:
         self.content["seen_at"] = now_utc().isoformat()
         try:
             write_json(self.fs, join(self.trial_dir, RUNNING_FILE), self.content)
-        except OSError as exc:
+        except (OSError, Unreachable) as exc:  # advisory: an outage does not stop the trial
             if not self.failed:
                 _log.warning("the running marker of trial %s cannot be written: %s",
                              self.content["trial_key"], " ".join(str(exc).split())[:200])

@@ -13,6 +13,7 @@ from ray.tune import Callback
 
 from search_spaces import KEY_FIELD
 from study import store
+from study.console import warn
 from study.tune import stopper, trainable
 
 
@@ -40,10 +41,8 @@ class StudyCallback(Callback):
         print("  ".join(parts), flush=True)
 
     def _record(self, trial: Any) -> dict[str, Any] | None:
-        ctx = trial.config[trainable.CONTEXT_KEY]
-        fs, root = store.filesystem(ctx["storage"])
-        folder = store.join(root, store.TRIALS_DIR, trial.config[KEY_FIELD])
-        return store.read_record(fs, folder)
+        folder = trainable.study_folder(trial.config[trainable.CONTEXT_KEY], warn)
+        return store.read_record(folder.fs, folder.trial_dir(trial.config[KEY_FIELD]))
 
     def on_trial_recover(self, iteration: int, trials: list[Any], trial: Any,
                          **info: Any) -> None:
@@ -54,11 +53,11 @@ class StudyCallback(Callback):
                           **info: Any) -> None:
         record = self._record(trial)
         if record is None and stopper.stopped():  # not pruned: left for `gmmpvae resume`
-            print(f"  unfinished {trial.config.get(KEY_FIELD)} (no node can hold it)",
-                  flush=True)
+            print(f"  unfinished {trial.config.get(KEY_FIELD)} ({stopper.why()})", flush=True)
             return
         if record is None:
-            record = trainable.driver_record(trial.config, trial.checkpoint, store.PRUNED)
+            record = trainable.driver_record(trial.config, trial.checkpoint, store.PRUNED,
+                                             announce=warn)
         self._line(trials, trial, record)
 
     def on_trial_error(self, iteration: int, trials: list[Any], trial: Any,
@@ -67,5 +66,6 @@ class StudyCallback(Callback):
         if record is None:
             error = trial.get_error()
             text = " ".join(str(error).split())[:500] if error else "the trial failed"
-            record = trainable.driver_record(trial.config, trial.checkpoint, store.ERROR, text)
+            record = trainable.driver_record(trial.config, trial.checkpoint, store.ERROR, text,
+                                             announce=warn)
         self._line(trials, trial, record)

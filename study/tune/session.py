@@ -45,7 +45,9 @@ _LOOPBACK_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
 # epoch), and the classic reporter (the new one prints a header even when silent).
 _QUIET_TUNE_ENV = {"TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1",
                    "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "0"}
-_SILENT_TUNE_ENV = {"RAY_AIR_NEW_OUTPUT": "0"}
+# Without ``verbose``, no traceback of a trial that failed while Tune was busy (Ray prints the
+# error of a result nobody fetched; Tune records and retries the trial: its line says so).
+_SILENT_TUNE_ENV = {"RAY_AIR_NEW_OUTPUT": "0", "RAY_IGNORE_UNHANDLED_ERRORS": "1"}
 # Without per-result loggers, reading a saved experiment warns that it finds no metrics: fine.
 _NOISY_LOGGERS = ("ray.tune.analysis.experiment_analysis",)
 

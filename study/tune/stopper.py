@@ -7,7 +7,8 @@ cannot hold one trial; after ``grace_seconds`` of that, ``stop_all`` says yes, T
 experiment, and the runner records the unfinished trials, consolidates the results and prints
 how to resume. An autoscaling cluster that brings nodes back within the grace loses nothing.
 The same stopper ends the experiment when the searcher gave up on the Optuna database
-(`give_up`).
+(`give_up`), and when the driver lost its lease (`study.store.lock.lost`: the object store did
+not answer for ``outage_grace``), so that it never runs on beside a second driver.
 Imported only by `study.tune.tuner` (it imports Ray).
 """
 
@@ -19,6 +20,8 @@ from collections.abc import Callable
 
 import ray
 from ray.tune import Stopper
+
+from study.store import lock
 
 DEFAULT_GRACE_SECONDS = 600.0
 # Set when a stopper of this driver ended the experiment. Tune then stops the remaining trials
@@ -54,6 +57,13 @@ def gave_up() -> Exception | None:
     return _GAVE_UP[0] if _GAVE_UP else None
 
 
+def why() -> str:
+    """Why the experiment was ended, in a few words (for the unfinished trials' lines)."""
+    if lock.lost():
+        return "the study's store does not answer"
+    return "the Optuna database does not answer" if _GAVE_UP else "no node can hold it"
+
+
 def reset() -> None:
     """Forget a stop: called by the runner when its experiment has ended (and before)."""
     _STOPPED.clear()
@@ -86,7 +96,9 @@ class StrandedStopper(Stopper):
         return False  # never stops a single trial
 
     def stop_all(self) -> bool:
-        if _GAVE_UP:
+        if _GAVE_UP or lock.lost():  # a server stayed away (the Optuna database, the store)
+            self.stopped = True
+            _STOPPED.set()
             return True
         # Tune asks at every step of its loop: ask the cluster at most once per second.
         now = self._clock()

@@ -25,7 +25,10 @@ It calls small helpers, in order:
    a final result (``trial_state``, test metrics) that the Optuna searcher reads.
 
 A trial whose study storage is a URI (no shared file system) trains in a local scratch folder
-and copies it to ``STUDY/trials/<trial_key>/`` as it ends.
+and copies it to ``STUDY/trials/<trial_key>/`` as it ends. Every call to that store waits out an
+outage for at most the study's ``outage_grace`` (`study_folder`); one that gives up raises
+`study.errors.Unreachable`, so that Tune retries the trial from its last checkpoint (the record
+is written last: a half-uploaded folder is never taken for a result).
 """
 
 from __future__ import annotations
@@ -52,6 +55,7 @@ from models.training import NonFiniteLossError
 from search_spaces import KEY_FIELD
 from study import store
 from study.provenance import resolve_function, versions
+from study.retry import OUTAGE_GRACE
 from study.store import COMPLETED, ERROR, PRUNED
 
 CONTEXT_KEY = "_study"
@@ -65,11 +69,21 @@ STATE_KEY = "trial_state"
 
 
 def study_context(*, name: str, storage: str, git_rev: str, trial_function: str, metric: str,
-                  cpus_per_trial: float) -> dict[str, Any]:
+                  cpus_per_trial: float, outage_grace: float = OUTAGE_GRACE) -> dict[str, Any]:
     """What every trial of a study shares (the ``_study`` entry of its config)."""
     return {"name": name, "storage": storage, "git_rev": git_rev,
             "trial_function": trial_function, "metric": metric,
-            "threads": max(1, int(cpus_per_trial))}
+            "threads": max(1, int(cpus_per_trial)), "outage_grace": float(outage_grace)}
+
+
+def study_folder(ctx: dict[str, Any], announce: Callable[[str], None] | None = None
+                 ) -> store.StudyFolder:
+    """The study's folder as trials and the driver's callbacks write it: on an object store,
+    every call waits out an outage for at most the study's ``outage_grace``
+    (`study.store.StudyFolder.patient`; announced in the log, or by ``announce``)."""
+    folder = store.StudyFolder.open(ctx["storage"])
+    grace = float(ctx.get("outage_grace", OUTAGE_GRACE))  # a context saved before it existed
+    return folder.patient(grace) if announce is None else folder.patient(grace, announce)
 
 
 def node_name() -> str:
@@ -91,7 +105,8 @@ def train_trial(config: dict[str, Any]) -> None:
     _set_threads(ctx["threads"])
 
     cfg = TrialConfig.from_flat(flat)
-    fs, root = store.filesystem(ctx["storage"])
+    folder = study_folder(ctx)
+    fs, root = folder.fs, folder.root
     trial_dir = store.join(root, store.TRIALS_DIR, key)
     remote = store.is_uri(ctx["storage"])
     out_dir = _scratch_dir(key) if remote else Path(trial_dir)
@@ -279,7 +294,8 @@ def _finish(fs: Any, trial_dir: str, out_dir: Path, remote: bool,
 
 
 def driver_record(config: dict[str, Any], checkpoint: Any, state: str,
-                  error: str | None = None) -> dict[str, Any]:
+                  error: str | None = None, announce: Callable[[str], None] | None = None
+                  ) -> dict[str, Any]:
     """The record the driver writes for a trial that could not write its own: stopped by the
     scheduler (PRUNED) or lost with its node after its last retry (ERROR). Its epochs are the
     ones of its latest checkpoint, also written as the trial folder's epochs.parquet."""
@@ -293,7 +309,8 @@ def driver_record(config: dict[str, Any], checkpoint: Any, state: str,
                     meta = json.loads(path.read_text(encoding="utf-8"))
         except Exception:  # a checkpoint that cannot be read: the record says what is known
             pass
-    fs, root = store.filesystem(ctx["storage"])
+    folder = study_folder(ctx, announce)
+    fs, root = folder.fs, folder.root
     trial_dir = store.join(root, store.TRIALS_DIR, key)
     if meta["epochs"]:
         store.write_epochs(fs, trial_dir, meta["epochs"])

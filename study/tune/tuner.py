@@ -5,7 +5,8 @@ Tune allows as many pending trials as the limiter's bound (1 without it), so the
 **Scheduler**: FIFO, or ASHA (time attribute: the epoch; it never stops a trial at its last
 epoch, which is about to be evaluated). **Failures**: ``FailureConfig(max_failures=retries)``;
 a retried trial resumes from its last per-epoch checkpoint. **Storage**:
-``RunConfig(storage_path=STUDY, name="tune")``. **Stopping**: `StrandedStopper` ends a study
+``RunConfig(storage_path=STUDY, name="tune")``, on an object store through the study's patient
+filesystem (`tune_storage`). **Stopping**: `StrandedStopper` ends a study
 no node can hold a trial of. **Callbacks**: `LiveProgress` (the live view), `StudyCallback`
 (progress lines, driver-side records), `TrackerCallback` (the study's ``[tracking]``); Tune's
 own loggers are off (`study.tune.session.quiet_tune`).
@@ -24,6 +25,7 @@ from search_spaces import KEY_FIELD
 from study import store
 from study.console import say
 from study.spec import StudySpec
+from study.store.outage import DriverWarning
 from study.tune import stopper
 from study.tune.callback import StudyCallback
 from study.tune.live import LiveProgress
@@ -41,7 +43,8 @@ def _trial_dirname(trial: Any) -> str:
 def _context(spec: StudySpec, info: dict[str, Any]) -> dict[str, Any]:
     return study_context(name=spec.name, storage=spec.storage, git_rev=info["git_rev"],
                          trial_function=info["trial_function"], metric=spec.search.metric,
-                         cpus_per_trial=spec.resources.cpus_per_trial)
+                         cpus_per_trial=spec.resources.cpus_per_trial,
+                         outage_grace=spec.failure.outage_grace)
 
 
 def _trainable(spec: StudySpec) -> Any:
@@ -72,6 +75,7 @@ def new_tuner(spec: StudySpec, info: dict[str, Any], max_concurrent: int, verbos
     budget = spec.search.num_samples
     searcher = StudySearcher({"spec": spec.to_dict(), "budget": budget, "rerun": rerun or {}},
                              spec)
+    storage_path, filesystem = tune_storage(spec)
     s = spec.scheduler
     if s.kind == "asha":
         scheduler = ASHAScheduler(time_attr=TIME_ATTR, metric=spec.search.metric,
@@ -88,13 +92,27 @@ def new_tuner(spec: StudySpec, info: dict[str, Any], max_concurrent: int, verbos
             scheduler=scheduler, num_samples=budget, reuse_actors=True,
             trial_dirname_creator=_trial_dirname, trial_name_creator=_trial_dirname),
         run_config=tune.RunConfig(
-            name=store.TUNE_DIR, storage_path=spec.storage, verbose=1 if verbose else 0,
+            name=store.TUNE_DIR, storage_path=storage_path, storage_filesystem=filesystem,
+            verbose=1 if verbose else 0,
             failure_config=tune.FailureConfig(max_failures=spec.failure.retries),
             # The last two checkpoints of a trial; Tune saves its state before deleting one,
             # so a restored experiment always finds the checkpoint it names.
             checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
             stop=stopper, callbacks=callbacks(spec, budget)),
     )
+
+
+def tune_storage(spec: StudySpec) -> tuple[str, Any]:
+    """Tune's ``storage_path`` and ``storage_filesystem`` (public ``RunConfig`` settings): the
+    study folder; on an object store, through the study's patient filesystem
+    (`study.store.StudyFolder.patient`), so that Tune's checkpoint uploads in the trials and
+    its state saves in the driver wait out an outage for ``outage_grace`` as our own writes do,
+    each call bounded (pyarrow's own S3 client hangs ~99 s per call on a frozen server)."""
+    if not store.is_uri(spec.storage):
+        return spec.storage, None
+    folder = store.StudyFolder.open(spec.storage).patient(spec.failure.outage_grace,
+                                                          DriverWarning())
+    return folder.root, folder.fs
 
 
 def callbacks(spec: StudySpec, budget: int) -> list[Any]:
@@ -117,13 +135,17 @@ def resumed_tuner(spec: StudySpec, info: dict[str, Any], records: list[dict[str,
     resume; a later trial may still be due), or when finished trials must run again (their
     records were lost: Tune would not re-run a TERMINATED trial)."""
     path = store.join(spec.storage, store.TUNE_DIR)
-    states = tune_states(spec.storage) if tune.Tuner.can_restore(path) else {}
+    storage_path, filesystem = tune_storage(spec)
+    tune_path = store.join(storage_path, store.TUNE_DIR)
+    restorable = tune.Tuner.can_restore(tune_path, storage_filesystem=filesystem)
+    states = tune_states(spec.storage) if restorable else {}
     unfinished = [s for s in states.values() if s not in ("TERMINATED", "ERROR")]
     errored = rerun_errored and any(s == "ERROR" for s in states.values())
     if states and not rerun and (unfinished or errored):
         say(spec.name, f"resuming from {path}")
         return tune.Tuner.restore(
-            path, trainable=_trainable(spec), param_space={CONTEXT_KEY: _context(spec, info)},
+            tune_path, trainable=_trainable(spec), storage_filesystem=filesystem,
+            param_space={CONTEXT_KEY: _context(spec, info)},
             resume_unfinished=True, resume_errored=False, restart_errored=rerun_errored)
     if rerun_errored:
         rerun = {**rerun, **_errored_keys(records)}
