@@ -54,6 +54,18 @@ def complete(s: StudySearcher, tid: str, value: float) -> None:
     s.on_trial_complete(tid, {STATE_KEY: "COMPLETED", "val_loss": value})
 
 
+def run_all(s: StudySearcher, prefix: str, value=lambda i: 1.0) -> list[str]:
+    """Suggest and complete trials as Tune would until the searcher is FINISHED: their keys."""
+    keys = []
+    for i in range(100):
+        config = s.suggest(f"{prefix}{i}")
+        if config == Searcher.FINISHED:
+            break
+        keys.append(config["trial_key"])
+        complete(s, f"{prefix}{i}", value(i))
+    return keys
+
+
 def check_each_key_once(spec, storage: Flaky) -> None:
     storage.fail = lambda name, n: None
     trials = optuna_study.open_study(spec).get_trials(deepcopy=False)
@@ -81,13 +93,7 @@ def test_calls_cut_before_or_after_their_commit_are_retried_without_a_lost_or_do
         return "after" if writes["n"] % 18 else "before"
 
     storage.fail = fail
-    keys = []
-    for i in range(100):
-        config = s.suggest(f"t{i}")
-        if config == Searcher.FINISHED:
-            break
-        keys.append(config["trial_key"])
-        complete(s, f"t{i}", float(i))
+    keys = run_all(s, "t", float)
     assert storage.failures >= 8 and stopper.gave_up() is None
     assert sorted(keys) == sorted(t["trial_key"] for t in spec.plan())
     check_each_key_once(spec, storage)
@@ -157,13 +163,7 @@ def test_past_the_grace_the_searcher_gives_up_in_one_line(tmp_path, flaky):
     stopper.reset()
     storage.fail = lambda name, n: None
     again = new_searcher(spec)  # the resumed driver: adopts t0's trial, runs the rest
-    keys = []
-    for i in range(100):
-        config = again.suggest(f"r{i}")
-        if config == Searcher.FINISHED:
-            break
-        keys.append(config["trial_key"])
-        complete(again, f"r{i}", 1.0)
+    keys = run_all(again, "r")
     assert sorted(keys) == sorted(t["trial_key"] for t in spec.plan())
     check_each_key_once(spec, storage)
 
