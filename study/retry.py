@@ -32,12 +32,13 @@ def patiently(call: Callable[[], T], *, what: str, grace: float,
               on_wait: Callable[[BaseException, float], None] | None = None,
               sleep: Callable[[float], None] = time.sleep,
               clock: Callable[[], float] = time.monotonic,
-              max_wait: float = MAX_WAIT) -> T:
+              max_wait: float = MAX_WAIT, since: float | None = None) -> T:
     """``call()``; while it raises an error that ``transient`` accepts, call it again after a
     growing wait, for at most ``grace`` seconds in all. Then `Unreachable`: "``what`` did not
     answer for N s (last error: …)". ``on_wait(error, seconds)`` is told before each wait (a
-    driver's warning line, a log)."""
-    start = clock()
+    driver's warning line, a log). ``since``: when the outage began (``clock`` time), if
+    earlier calls waited on it already: the grace, and the N of the line, count from then."""
+    start = clock() if since is None else since
     wait = FIRST_WAIT
     while True:
         try:

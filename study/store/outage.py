@@ -132,10 +132,8 @@ class PatientHandler(pafs.FileSystemHandler):
         """``fn()``, patiently: for what is left of the grace of the outage in course (one
         wait per outage and process, not one per call: a driver or trial whose calls follow
         one another gives up ``grace`` seconds after the outage began for it)."""
-        since = _OUTAGES.get(self.what)
-        left = self.grace if since is None else self.grace - (time.monotonic() - since)
-        out = patiently(fn, what=self.what, grace=max(0.0, left), transient=transient,
-                        on_wait=self._waiting)
+        out = patiently(fn, what=self.what, grace=self.grace, transient=transient,
+                        on_wait=self._waiting, since=_OUTAGES.get(self.what))
         if self.what in _OUTAGES:
             with _OUTAGES_LOCK:
                 since = _OUTAGES.pop(self.what, None)

@@ -61,6 +61,16 @@ def test_waits_are_capped_and_the_grace_is_kept():
     assert isinstance(info.value.__cause__, ConnectionError)
 
 
+def test_an_outage_that_began_earlier_counts_from_its_start():
+    clock = Clock()
+    clock.now = 50.0
+    call, calls = flaky(10**6, ConnectionError("timeout"))
+    with pytest.raises(Unreachable, match=r"did not answer for 60 s \(last error: timeout\)"):
+        patiently(call, what="the store", grace=60, transient=transient, sleep=clock.sleep,
+                  clock=clock, since=-10.0)
+    assert len(calls) == 1 and clock.waits == []  # the grace was spent: one try
+
+
 def test_other_errors_are_raised_at_once():
     clock = Clock()
     call, calls = flaky(1, PermissionError("access denied"))
