@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -42,6 +43,7 @@ OPTUNA_JOURNAL = "optuna.journal"
 TUNE_DIR = "tune"
 TRIALS_DIR = "trials"
 RESULTS_DIR = "results"
+LOG_DIR = "logs"
 FILE_SCHEME = "file://"
 
 
@@ -150,6 +152,23 @@ def move_folder(fs: pafs.FileSystem, source: str, dest: str) -> None:
         return
     pafs.copy_files(source, dest, source_filesystem=fs, destination_filesystem=fs)
     fs.delete_dir(source)
+
+
+def scratch(*parts: str) -> Path:
+    """A path in this machine's scratch space (``$GMMPVAE_SCRATCH``, default the system's temp
+    folder): where a trial of a study on an object store trains before it uploads its folder,
+    and where the driver of such a study keeps Ray's log (`log_folder`)."""
+    return Path(os.environ.get("GMMPVAE_SCRATCH", tempfile.gettempdir()), *parts)
+
+
+def log_folder(location: str) -> str:
+    """Where the driver's log of Ray's own lines goes: ``STUDY/logs`` for a local study; for a
+    study on an object store, a local folder named after its URI under `scratch`
+    (``gmmpvae-logs/<bucket>_<path>``): a log file is appended to, which object stores cannot."""
+    if not is_uri(location):
+        return os.path.join(local_path(location), LOG_DIR)
+    name = "_".join(p for p in str(location).split("://", 1)[1].split("/") if p)
+    return str(scratch("gmmpvae-logs", name or "study"))
 
 
 def check_store(location: str) -> None:

@@ -69,7 +69,6 @@ def scoped_environ(values: dict[str, str]) -> Iterator[None]:
                 os.environ[name] = old
 
 
-LOG_DIR = "logs"
 DRIVER_LOG = "driver.log"
 _LOGGED = ("ray",)  # Ray's and Tune's loggers (ray.tune, ray.train, … are its children)
 
@@ -78,9 +77,10 @@ _LOGGED = ("ray",)  # Ray's and Tune's loggers (ray.tune, ray.train, … are its
 def quiet_tune(verbose: bool, study_dir: str | None = None) -> Iterator[None]:
     """Tune's console output and per-result loggers off while a Tuner runs or a saved
     experiment is read (all of it on with ``verbose``, except the per-result files). With a
-    local ``study_dir`` and without ``verbose``, what Ray and Tune log (the tracebacks of
-    failures we handle: a lost node, a checkpoint already deleted) goes to
-    ``STUDY/logs/driver.log`` instead of the terminal, for the duration of the block only."""
+    ``study_dir`` and without ``verbose``, what Ray and Tune log (the tracebacks of failures we
+    handle: a lost node, a checkpoint already deleted, a store that does not answer) goes to
+    ``driver.log`` in `study.store.log_folder` (``STUDY/logs/``; a local folder for a study on
+    an object store) instead of the terminal, for the duration of the block only."""
     env = {**_QUIET_TUNE_ENV, **({} if verbose else _SILENT_TUNE_ENV)}
     with (scoped_environ(env), _logged_to_file(None if verbose else study_dir),
           quiet_loggers(_NOISY_LOGGERS, logging.ERROR)):
@@ -91,10 +91,10 @@ def quiet_tune(verbose: bool, study_dir: str | None = None) -> Iterator[None]:
 def _logged_to_file(study_dir: str | None) -> Iterator[None]:
     """Ray's loggers write to the study's log file instead of the terminal for the block: a
     file handler added and propagation off, then both put back."""
-    if study_dir is None or store.is_uri(study_dir):
+    if study_dir is None:
         yield
         return
-    folder = os.path.join(store.local_path(study_dir), LOG_DIR)
+    folder = store.log_folder(study_dir)
     os.makedirs(folder, exist_ok=True)
     handler = logging.FileHandler(os.path.join(folder, DRIVER_LOG), encoding="utf-8")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))

@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import shutil
 import socket
 import tempfile
@@ -217,8 +216,7 @@ def _set_threads(threads: int) -> None:
 
 
 def _scratch_dir(key: str) -> Path:
-    base = Path(os.environ.get("GMMPVAE_SCRATCH", tempfile.gettempdir()), "gmmpvae-trials")
-    return base / key
+    return store.scratch("gmmpvae-trials", key)
 
 
 def _restore(checkpoint: Any, out_dir: Path, allow_local: bool) -> tuple[dict[str, Any], bool]:

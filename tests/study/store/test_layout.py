@@ -52,3 +52,12 @@ def test_plan_round_trips_every_planned_trial(tmp_path):
     for row, planned in zip(rows, spec.plan(), strict=True):
         assert row["M"] == planned["M"] and row["pi"] == pytest.approx(planned["pi"])
         assert row["device_requested"] == planned["device"]
+
+
+def test_the_drivers_log_folder_is_local_also_for_a_study_on_an_object_store(tmp_path,
+                                                                              monkeypatch):
+    monkeypatch.setenv("GMMPVAE_SCRATCH", str(tmp_path / "scratch"))
+    assert store.log_folder(str(tmp_path / "s")) == str(tmp_path / "s" / "logs")
+    assert store.log_folder("s3://studies/team/q/") == str(
+        tmp_path / "scratch" / "gmmpvae-logs" / "studies_team_q")
+    assert store.scratch("gmmpvae-trials", "k") == tmp_path / "scratch" / "gmmpvae-trials" / "k"
