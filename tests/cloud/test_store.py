@@ -125,3 +125,19 @@ def test_a_wrong_postgresql_password_is_one_line_without_the_password(pg_url, s3
     assert "password authentication failed" in err and "not-the-password" not in err, err
     assert "postgresql+psycopg://gmmpvae:***@127.0.0.1" in err
     assert listing() == before
+
+
+def test_the_bounded_s3_client_is_the_one_from_uri_gives_with_fewer_retries(s3_env, s3_study):
+    """`study.store.outage.bounded` rebuilds pyarrow's S3 client from the environment (public
+    constructor arguments) to cap its retries: it must still reach the same endpoint, region and
+    bucket as `FileSystem.from_uri`'s. If a pyarrow release changes what ``from_uri`` reads,
+    this fails here rather than in a user's study."""
+    plain, path = pafs.FileSystem.from_uri(s3_study)
+    fs, root = store.filesystem(s3_study)
+    assert isinstance(fs, pafs.S3FileSystem) and fs is not plain and root == path
+    assert fs.region == plain.region
+    probe = store.join(root, "bounded-probe.json")
+    store.write_json(fs, probe, {"ok": True})
+    assert store.read_json(plain, probe) == {"ok": True}  # the same store, seen both ways
+    fs.delete_file(probe)
+    assert not store.exists(plain, probe)
