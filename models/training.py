@@ -9,7 +9,7 @@ CPU), because a checkpoint holds the model, the optimiser, the epoch, the early-
 with the best weights, the history, and the state of every random source (torch CPU and CUDA,
 numpy, Python ``random``, and the data generator that shuffles and binarises the batches).
 
-Protocol (DESIGN.md "The model", paper §IV):
+Protocol (docs/MATH.md#objective, paper §IV):
 - the training loss of a batch is mean(RE + β_t·KL), β_t = min(1, epoch / warmup_epochs)
   (`TrainConfig.beta`, epochs counted from 1), KL the configured estimator (eq. 23);
 - the validation loss is the mean over the validation images of RE + KL with β = 1, i.e. the
