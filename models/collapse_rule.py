@@ -35,7 +35,8 @@ perplexity 0.115. `mc` (docs/RESULTS.md's reproduce_fashion table, epoch 12): sp
 and by almost the whole range in the perplexity; COLLAPSE_SPREAD = 0.05 and COLLAPSE_PERPLEXITY
 = 0.5 sit in both gaps (every greedy epoch after the warm-up is flagged, no lse epoch is, and
 no epoch of either had a spread below 0.05 with a perplexity below 0.5). During the warm-up an
-lse prior still reads perplexity up to 0.43: hence no decision before it ends. """
+lse prior still reads perplexity up to 0.43: hence no decision before it ends.
+"""
 
 from __future__ import annotations
 
