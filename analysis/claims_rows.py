@@ -290,6 +290,7 @@ def claim_f(t: pl.DataFrame, epochs: pl.LazyFrame) -> list[dict]:
         k, n = int(per_seed["k"].sum()), int(per_seed["n"].sum())
         rate, deff, low, high = cs.clustered_rate(per_seed["k"].to_numpy(),
                                                   per_seed["n"].to_numpy())
+        iid = cs.wilson(k, n)
         spread = judged["spread_ratio"].median()
         perplexity = judged["resp_perplexity"].median()
         budget, run = _budget(part, part["row"].to_numpy())
@@ -304,8 +305,10 @@ def claim_f(t: pl.DataFrame, epochs: pl.LazyFrame) -> list[dict]:
             difference=rate if n else None, ci_low=low if n else None,
             ci_high=high if n else None,
             method=f"Wilson 95% interval of the rate over training runs, clustered by seed "
-                   f"(Rao–Scott design effect {deff:.2g}); supported when its upper end < "
-                   f"{cs.LOW_RATE:.0%}, contradicted when its lower end > {cs.LOW_RATE:.0%}",
+                   f"(the {per_seed.height} seeds are the sample: design effect {deff:.3g}; "
+                   f"were the {n} runs independent: [{iid[0]:.3g}, {iid[1]:.3g}]); supported "
+                   f"when its upper end < {cs.LOW_RATE:.0%}, contradicted when its lower end > "
+                   f"{cs.LOW_RATE:.0%}",
             verdict=cs.VERDICTS[int(cs.fraction_verdict(low, high))], pairs=f"{n} trials",
             rows=", ".join(sorted(judged["trial_key"].to_list()))))
     return rows
