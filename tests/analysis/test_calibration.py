@@ -24,8 +24,14 @@ from analysis import claims_noise as cn
 from analysis import claims_stats as cs
 from analysis.claims_design import design_frame
 from analysis.load import load
-from analysis.simulate import (IMAGE_SD, INTER_SD, INTER_SD_HIGH, RUN_IMAGE_SD, Simulation,
-                               claim_codes)
+from analysis.simulate import (
+    IMAGE_SD,
+    INTER_SD,
+    INTER_SD_HIGH,
+    RUN_IMAGE_SD,
+    Simulation,
+    claim_codes,
+)
 
 N = 2000
 IMAGES = 500
