@@ -124,7 +124,7 @@ def test_pi_that_matters_little_with_three_seeds_is_supported_by_tost(tmp_path):
     trials = pl.read_parquet(tmp_path / "s" / "results" / "trials.parquet")
     table = images.join(trials.select("trial_key", "seed", "pi"), on="trial_key")
     delta = np.zeros((3, 20))
-    for (key, seed, pi), part in table.group_by("trial_key", "seed", "pi"):
+    for (_key, seed, pi), part in table.group_by("trial_key", "seed", "pi"):
         sign = 1.0 if pi[0] != pi[1] else -1.0  # π = (0.8, 0.2) − uniform
         delta[seed] += sign * part.sort("image")["log_likelihood"].to_numpy()
     var, df_sat = two_way_variance(delta)

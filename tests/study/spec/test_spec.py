@@ -221,6 +221,8 @@ BAD = [
     ("unknown_precision", BASE + '[budget]\nprecision = "fp16"\n', "budget.precision='fp16'"),
     ("section_not_table", 'search = 3\n[data]\ndataset = "digits"\n', "[search] must be a table"),
     ("bad_pi_margin", BASE + "[claims]\npi_margin = 0\n", "claims.pi_margin=0"),
+    ("bad_smallest_effect", BASE + "[claims]\nsmallest_effect = -1\n",
+     "claims.smallest_effect=-1"),
 ]
 
 
