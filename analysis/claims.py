@@ -175,8 +175,11 @@ def noise_lines(df: pl.DataFrame) -> list[str]:
                 f"{_number(r['image_effect_sd'])}; IS noise not recorded apart: inside the "
                 "per-image residual)")
         if r["claim"] in cr.MIN_EFFECT_CLAIMS:
-            line += (f"; paper's effect {_number(r['paper_effect'], '+.3g')} "
-                     f"({r['paper_source']}); minimum-effect test: {r['min_effect']}")
+            paper = ("not reported" if r["paper_effect"] is None else
+                     f"{r['paper_effect']:+.3g} ({r['paper_source']})")
+            line += f"; paper's effect {paper}; minimum-effect test: {r['min_effect']}"
+        if r["smallest_margin"] is not None:
+            line += f"; the smallest margin the TOST would support: {r['smallest_margin']:.3g} nat"
         if r["verdict"] not in (cs.SUPPORTED, cs.CONTRADICTED) and r["power"] is not None:
             line += (f"; power {r['power']:.0%} for {r['power_at']}; seeds for 80% power: "
                      f"{r['seeds_needed']}")
