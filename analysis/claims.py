@@ -79,7 +79,7 @@ def prep(frames: Frames) -> pl.DataFrame:
         rows += cr.family_rows(family, frame, values, found, images, margin,
                                _study_setting(frames, scope, "smallest_effect", None))
     rows += cr.claim_d(frame)
-    rows += cr.claim_f(frame.filter(pl.col("state") == COMPLETED), frames.epochs)
+    rows += cr.claim_f(frame.filter(pl.col("state") == COMPLETED))
     for claim in STATEMENTS:
         if not any(r["claim"] == claim for r in rows):
             rows.append(cr.row(claim, "", "the study has no trials for this comparison",

@@ -15,7 +15,7 @@ from analysis import claims_design as cd
 from analysis import claims_noise as cn
 from analysis import claims_paper as cp
 from analysis import claims_stats as cs
-from models.collapse_rule import COLLAPSED, NOT_YET_SPREAD, collapse_state
+from models.collapse_rule import COLLAPSED, HEALTHY, NOT_YET_SPREAD
 
 RANK_AGREEMENT = 0.5  # Spearman's ρ between bound and IS LL rankings
 MIN_EFFECT_CLAIMS = {"a", "b", "g", "g*"}  # directional claims with a minimum-effect test
@@ -258,29 +258,12 @@ def claim_d(frame: pl.DataFrame) -> list[dict]:
     return rows
 
 
-def collapse_states(trials: pl.DataFrame, epochs: pl.LazyFrame) -> pl.Series:
-    """`models.collapse_rule.collapse_state` of each trial at its best epoch, with the largest
-    spread ratio of its earlier epochs from epochs.parquet (None without a record)."""
-    peaks = (epochs.select("study", "trial_key", "epoch", "spread_ratio")
-             .join(trials.lazy().select("study", "trial_key", "best_epoch"),
-                   on=["study", "trial_key"], how="inner")
-             .filter(pl.col("epoch") < pl.col("best_epoch"))
-             .group_by("study", "trial_key").agg(pl.col("spread_ratio").max().alias("peak"))
-             .collect())
-    joined = trials.select("study", "trial_key", "spread_ratio", "resp_perplexity",
-                           "best_epoch", "warmup_epochs").join(
-        peaks, on=["study", "trial_key"], how="left", maintain_order="left")
-    return pl.Series("collapse_state", [collapse_state(*r) for r in joined.select(
-        "spread_ratio", "resp_perplexity", "best_epoch", "warmup_epochs", "peak").iter_rows()],
-        pl.String)
-
-
-def claim_f(t: pl.DataFrame, epochs: pl.LazyFrame) -> list[dict]:
+def claim_f(t: pl.DataFrame) -> list[dict]:
+    """Claim (f) per estimator and budget from ``collapse_state`` (`analysis.load`)."""
     rows = []
     mixtures = t.filter(pl.col("prior") == "pseudo_mixture")
-    mixtures = mixtures.with_columns(collapse_states(mixtures, epochs))
     for scope, part in cd.scopes(mixtures, [*cd.SCOPE, "kl_estimator"]):
-        judged = part.filter(pl.col("collapse_state").is_in([COLLAPSED, "healthy"]))
+        judged = part.filter(pl.col("collapse_state").is_in([COLLAPSED, HEALTHY]))
         not_yet = int((part["collapse_state"] == NOT_YET_SPREAD).sum())
         early = int((part["collapse_state"].is_null() & part["spread_ratio"].is_not_null()).sum())
         if judged.is_empty() and not not_yet:

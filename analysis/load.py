@@ -28,9 +28,12 @@ Derived trial columns used by every output: ``model`` ("VAE" for the standard pr
 (null for the standard prior: it has no pseudo-inputs), ``pi_label``/``pi_uniform``, ``variant``
 (settings that vary between trials besides the paper's keys), ``label`` (one readable name per
 model) and ``trial_path`` (``trial_dir`` resolved against the study folder). ``collapsed`` is
-not read as stored: it is re-derived from the recorded spread_ratio, resp_perplexity,
-best_epoch and warmup_epochs by `models.collapse_rule.is_collapsed`, so a study written under
-an older rule is judged by the current one.
+not read as stored: ``collapse_state`` (collapsed, healthy, not yet spread, or null:
+undecided) is re-derived from the recorded spread_ratio, resp_perplexity, best_epoch and
+warmup_epochs and the largest spread ratio of the earlier epochs (epochs.parquet) by
+`models.collapse_rule.collapse_state`, and ``collapsed`` is True / False for collapsed /
+healthy (null otherwise), so a study written under an older rule is judged by the current
+one.
 """
 
 from __future__ import annotations
@@ -43,7 +46,7 @@ from pathlib import Path
 import polars as pl
 
 from analysis.location import Location
-from models.collapse_rule import is_collapsed
+from models.collapse_rule import COLLAPSED, HEALTHY, collapse_state
 
 COMPLETED = "COMPLETED"
 NOT_STARTED = "NOT STARTED"  # planned in plan.parquet, no row in trials.parquet yet
@@ -375,7 +378,7 @@ def _load(dirs: list[Location]) -> Frames:
         # a column missing from one study's schema (all null there) is not a variation
         if trials.filter(pl.col("state") == COMPLETED)[k].drop_nulls().n_unique() > 1
     )
-    trials = _text_labels(trials, extra).with_columns(_collapsed(trials))
+    trials = _text_labels(trials, extra)
 
     def optional(results: Location, stem: str, schema: dict[str, pl.DataType]
                  ) -> pl.LazyFrame:
@@ -390,6 +393,7 @@ def _load(dirs: list[Location]) -> Frames:
         [tag(optional(r, "epochs", EPOCHS), lab) for r, lab in zip(results, labels, strict=True)],
         how="diagonal_relaxed",
     )
+    trials = _with_collapse(trials, epochs)
     test_ll = pl.concat(
         [tag(optional(r, "test_ll", TEST_LL), lab)
          for r, lab in zip(results, labels, strict=True)],
@@ -437,12 +441,25 @@ def claims_setting(study_dir: Location, key: str) -> float | None:
     return float(value)
 
 
-def _collapsed(trials: pl.DataFrame) -> pl.Series:
-    """The collapse rule applied to the recorded columns (see the module docstring)."""
-    columns = [trials[c].to_list() for c in ("spread_ratio", "resp_perplexity", "best_epoch",
-                                             "warmup_epochs")]
-    return pl.Series("collapsed", [is_collapsed(*row) for row in zip(*columns, strict=True)],
-                     pl.Boolean)
+def _with_collapse(trials: pl.DataFrame, epochs: pl.LazyFrame) -> pl.DataFrame:
+    """``collapse_state`` and ``collapsed``: the collapse rule applied to the recorded columns
+    at the best epoch, with the largest spread ratio of the trial's earlier epochs from
+    epochs.parquet (see the module docstring)."""
+    peaks = (epochs.select("study", "trial_key", "epoch", "spread_ratio")
+             .join(trials.lazy().select("study", "trial_key", "best_epoch"),
+                   on=["study", "trial_key"], how="inner")
+             .filter(pl.col("epoch") < pl.col("best_epoch"))
+             .group_by("study", "trial_key").agg(pl.col("spread_ratio").max().alias("peak"))
+             .collect())
+    rows = trials.select("study", "trial_key", "spread_ratio", "resp_perplexity", "best_epoch",
+                         "warmup_epochs").join(peaks, on=["study", "trial_key"], how="left",
+                                               maintain_order="left")
+    states = [collapse_state(*r) for r in rows.select(
+        "spread_ratio", "resp_perplexity", "best_epoch", "warmup_epochs", "peak").iter_rows()]
+    return trials.with_columns(
+        pl.Series("collapse_state", states, pl.String),
+        pl.Series("collapsed", [{COLLAPSED: True, HEALTHY: False}.get(x) for x in states],
+                  pl.Boolean))
 
 
 def _single_name(trials: pl.DataFrame) -> str | None:

@@ -205,7 +205,11 @@ def test_claim_f_counts_not_yet_spread_as_neither_and_needs_the_low_rate(tmp_pat
     epochs = epochs.with_columns(pl.when(pl.col("trial_key").is_in(flat)).then(0.001)
                                  .otherwise(pl.col("spread_ratio")).alias("spread_ratio"))
     epochs.write_parquet(root / "results" / "epochs.parquet")
-    f = claims.prep(load([root])).filter(pl.col("claim") == "f").row(0, named=True)
+    frames = load([root])
+    flagged = frames.trials.filter(pl.col("trial_key").is_in(flat))
+    assert flagged["collapse_state"].to_list() == [NOT_YET_SPREAD] * 2
+    assert flagged["collapsed"].null_count() == 2  # neither collapsed nor healthy
+    f = claims.prep(frames).filter(pl.col("claim") == "f").row(0, named=True)
     assert f["comparison"].startswith("4 of 4 collapsed") and "2 not yet spread" in f[
         "comparison"]
     low, high = cs.wilson(1.0 * 2, 2)  # 4 of 4 over 2 seeds (the seeds are the sample)
