@@ -22,9 +22,11 @@ again finds what is done and plans the rest. New seeds pass through every budget
 smaller budgets cost one evaluation each), so every budget holds every seed.
 
 Refused, in one line (`UsageError`, exit 2, before anything is written): no request; a
-``max_epochs`` below the study's largest budget; ``--seeds`` for an open search or fewer seeds
-than the study has; a planned trial without a result (finish the study with ``gmmpvae
-resume`` first); a trial to continue whose last checkpoint is gone (named). No Ray, no
+``max_epochs`` below the study's largest budget; ``--seeds`` for an open search, fewer seeds
+than the study has, or a grid that is not the study's; a planned trial without a result
+(finish the study with ``gmmpvae resume`` first — unless ``resuming`` the same extension
+after a crash: its planned trials are planned again, by the same keys); a trial to continue
+whose last checkpoint is gone (named, before the first step). No Ray, no
 Optuna, no torch: the caller reads the records (`study.store.read_records`), the plan rows
 and which checkpoints are left (`checkpoints_left`).
 """
@@ -103,12 +105,15 @@ def plan_extend(
     seeds: int | None = None,
     grid: Callable[[int], list[dict[str, Any]]] | None = None,
     checkpoints: Collection[str] = (),
+    resuming: bool = False,
 ) -> ExtendPlan:
     """The plan that brings the study to ``max_epochs`` and/or ``seeds`` (module doc).
 
     ``records``: the study's trial records (trial.json, or trials.parquet rows); ``plan_rows``:
     its plan.parquet rows; ``grid(seeds)``: the grid's complete configs at that many seeds
-    (None for an open search); ``checkpoints``: the trial keys whose last checkpoint is left.
+    (None for an open search); ``checkpoints``: the trial keys whose last checkpoint is left;
+    ``resuming``: the same request again after a crash, whose planned trials without a result
+    are planned again (without it they are refused: finish the study first).
     Raises `UsageError` (one line) for what cannot be done."""
     if max_epochs is None and seeds is None:
         raise UsageError("extend needs --max-epochs N and/or --seeds S: nothing to extend")
@@ -120,51 +125,60 @@ def plan_extend(
         raise UsageError("the study has no finished trial to extend: run it first")
     by_key = {r["trial_key"]: r for r in records}
     unfinished = [row["trial_key"] for row in plan_rows if row["trial_key"] not in by_key]
-    if unfinished:
+    if unfinished and not resuming:
         raise UsageError(
             f"{len(unfinished)} planned trials have no result yet (first: {unfinished[0]}): "
             "finish the study with `gmmpvae resume` before extending it")
 
     held: dict[str, dict[int, dict[str, Any]]] = {}  # config_key → budget → record
     configs: dict[str, dict[str, Any]] = {}  # config_key → its complete config (any budget)
-    for record in records:
-        config = complete_config(store.record_config(record))
+    budgets = set() if max_epochs is None else {max_epochs}
+    for row in [*records, *plan_rows]:
+        config = complete_config(store.record_config(row))
         ckey = config_key(config)
-        held.setdefault(ckey, {})[int(config["max_epochs"])] = record
         configs.setdefault(ckey, config)
-    largest = max(b for budgets in held.values() for b in budgets)
+        budgets.add(int(config["max_epochs"]))
+        if row["trial_key"] in by_key:
+            held.setdefault(ckey, {})[int(config["max_epochs"])] = by_key[row["trial_key"]]
+    largest = max(b for budgets_ in held.values() for b in budgets_)
     if max_epochs is not None and max_epochs < largest:
         raise UsageError(
             f"--max-epochs {max_epochs} is smaller than the study's largest budget, {largest} "
             "epochs: a study's budgets only grow")
+    total_seeds = _add_seeds(configs, held, seeds, grid)
+    chain = tuple(sorted(budgets))
+    _check_checkpoints(held, chain, checkpoints)
+    return ExtendPlan(chain, len(configs), total_seeds, _next_step(held, configs, chain))
 
-    total_seeds = None  # an open search's trials have no seed axis
-    if grid is not None:
-        total_seeds = 1 + max(int(c["seed"]) for c in configs.values())
-    if seeds is not None:
-        if grid is None:
+
+def _add_seeds(configs: dict[str, dict[str, Any]], held: dict[str, dict[int, dict[str, Any]]],
+               seeds: int | None, grid: Callable[[int], list[dict[str, Any]]] | None
+               ) -> int | None:
+    """Add the grid's configurations at ``seeds`` seeds to ``configs``; the grid's seeds after
+    the extension (None for an open search, whose trials have no seed axis)."""
+    if grid is None:
+        if seeds is not None:
             raise UsageError(
                 "--seeds adds seeds to a grid, and this study's search is open (Optuna chooses "
                 "its trials): extend it with --max-epochs only")
-        if seeds < total_seeds:
-            raise UsageError(f"--seeds {seeds} is fewer than the study's {total_seeds} seeds: "
-                             "a study's seeds only grow")
-        total_seeds = seeds
-        planned = {config_key(c): complete_config(c) for c in grid(seeds)}
-        foreign = sorted(set(configs) - set(planned))
-        if foreign:
-            raise UsageError(
-                f"the study's grid at {seeds} seeds has no configuration of trial "
-                f"{held[foreign[0]][min(held[foreign[0]])]['trial_key']}: the grid is not "
-                "this study's (extend a study with its own study.json)")
-        for ckey, config in planned.items():
-            configs.setdefault(ckey, config)
-
-    chain = tuple(sorted({b for budgets in held.values() for b in budgets}
-                         | ({max_epochs} if max_epochs is not None else set())))
-    _check_checkpoints(held, chain, checkpoints)
-    step = _next_step(held, configs, chain)
-    return ExtendPlan(chain, len(configs), total_seeds, step)
+        return None
+    have = 1 + max(int(c["seed"]) for c in configs.values())
+    if seeds is None:
+        return have
+    if seeds < have:
+        raise UsageError(f"--seeds {seeds} is fewer than the study's {have} seeds: a study's "
+                         "seeds only grow")
+    planned = {config_key(c): complete_config(c) for c in grid(seeds)}
+    foreign = sorted(set(configs) - set(planned))
+    if foreign:
+        example = next(iter(held.get(foreign[0], {}).values()), {"trial_key": foreign[0]})
+        raise UsageError(
+            f"the study's grid at {seeds} seeds has no configuration of trial "
+            f"{example['trial_key']}: the grid is not this study's (extend a study with its "
+            "own study.json)")
+    for ckey, config in planned.items():
+        configs.setdefault(ckey, config)
+    return seeds
 
 
 def _next_step(held: dict[str, dict[int, dict[str, Any]]],

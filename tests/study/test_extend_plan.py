@@ -53,12 +53,18 @@ def study() -> dict[str, dict]:
     }
 
 
+def plan_row(cfg: dict) -> dict:
+    """A plan.parquet row of ``cfg`` (its key and config columns)."""
+    return store.make_record(study="s", trial_key=trial_key(cfg), state=store.COMPLETED,
+                             config=cfg)
+
+
 def plan_of(records, **request):
+    """Plan with the records' own plan rows (every trial planned has a result)."""
     records = list(records)
-    keys = {r["trial_key"] for r in records}
     request.setdefault("grid", grid)
-    request.setdefault("checkpoints", keys)
-    return plan_extend(records, [{"trial_key": k} for k in sorted(keys)], **request)
+    request.setdefault("checkpoints", {r["trial_key"] for r in records})
+    return plan_extend(records, records, **request)
 
 
 def run_step(records: list[dict], step, checkpoints: set[str]) -> list[dict]:
@@ -154,11 +160,27 @@ def test_what_cannot_be_done_is_refused_in_one_line(study, request_, match):
 
 def test_a_study_with_unfinished_or_no_trials_is_refused(study):
     records = list(study.values())
-    rows = [{"trial_key": r["trial_key"]} for r in records] + [{"trial_key": "lost-key"}]
-    with pytest.raises(UsageError, match=r"1 planned trials .*first: lost-key.*gmmpvae resume"):
-        plan_extend(records, rows, max_epochs=20, grid=grid)
+    lost = plan_row(config(2, 2))
+    with pytest.raises(UsageError, match=rf"1 planned trials .*first: {lost['trial_key']}.*"
+                                         "gmmpvae resume"):
+        plan_extend(records, [*records, lost], max_epochs=20, grid=grid)
     with pytest.raises(UsageError, match="no finished trial"):
         plan_extend([], [], max_epochs=20, grid=grid)
+
+
+def test_resuming_an_extension_plans_its_unfinished_trials_again(study):
+    """A crash during the 20-epoch step: its trials are in the plan, two have no result.
+    Planned again, they keep their keys and sources (the trainable finds a continued trial's
+    own checkpoint first)."""
+    records, checkpoints = list(study.values()), {r["trial_key"] for r in study.values()}
+    step = plan_of(records, max_epochs=20).step
+    done = run_step(records, type(step)(20, step.trials[:2]), checkpoints)
+    rows = [*done, *(plan_row(t.config) for t in step.trials[2:])]
+    with pytest.raises(UsageError, match="planned trials have no result"):
+        plan_extend(done, rows, max_epochs=20, grid=grid, checkpoints=checkpoints)
+    again = plan_extend(done, rows, max_epochs=20, grid=grid, checkpoints=checkpoints,
+                        resuming=True)
+    assert again.budgets == (10, 20) and again.step.trials == step.trials[2:]
 
 
 def test_a_trial_whose_checkpoint_is_gone_is_named_before_any_step(study):
