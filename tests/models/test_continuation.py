@@ -136,6 +136,19 @@ def test_best_weights_from_the_first_part_and_early_stopping_carry_over(
     assert_same_trial(tmp_path / "continued", tmp_path / "scratch")
 
 
+def test_a_new_folder_continues_from_another_trials_checkpoint(digits, natural, tmp_path):
+    """A study's way (docs/BUDGETS.md): the larger budget's trial gets its own folder and
+    continues from the smaller budget's checkpoint, which it only reads."""
+    source = tmp_path / "short"
+    run_trial(config(SHORT), source, data=digits)
+    before = {p.name: p.read_bytes() for p in source.rglob("*") if p.is_file()}
+    run_trial(config(LONG), tmp_path / "long", data=digits,
+              resume_from=source / CHECKPOINT_DIR)
+    assert_same_trial(tmp_path / "long", natural[0] / "scratch")
+    assert {p.name: p.read_bytes() for p in source.rglob("*") if p.is_file()} == before
+    assert not (tmp_path / "long" / BUDGETS_DIR).exists()
+
+
 def test_a_continuation_interrupted_resumes_to_the_same_result(digits, natural, tmp_path):
     class Interrupt(Exception):
         pass
