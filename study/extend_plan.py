@@ -28,14 +28,18 @@ than the study has, or a grid that is not the study's; a planned trial without a
 after a crash: its planned trials are planned again, by the same keys); a trial to continue
 whose last checkpoint is gone (named, before the first step). No Ray, no
 Optuna, no torch: the caller reads the records (`study.store.read_records`), the plan rows
-and which checkpoints are left (`checkpoints_left`).
+and which checkpoints are left (`checkpoints_left`); a continued trial starts from its source's
+checkpoint with `start_from_source`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
+
+import pyarrow.fs as pafs
 
 from search_spaces import KEY_FIELD, complete_config, config_key, trial_key
 from study import store
@@ -250,6 +254,21 @@ def checkpoints_left(folder: store.StudyFolder, keys: Collection[str]) -> set[st
     """The trial keys among ``keys`` whose folder still holds its last checkpoint."""
     return {k for k in keys
             if store.exists(folder.fs, store.join(folder.root, store.TRIALS_DIR, k, CHECKPOINT))}
+
+
+def start_from_source(folder: store.StudyFolder, source: str, checkpoint_dir: Path) -> bool:
+    """Put trial ``source``'s last checkpoint where a continued trial resumes from
+    (``checkpoint_dir``: its local ``checkpoint/`` folder), unless the trial has its own there
+    (an earlier attempt's: its progress wins). True when copied. The source is only read; on an
+    object store it is downloaded. `models.trial.run_trial` then continues it to the trial's
+    larger ``max_epochs``."""
+    target = Path(checkpoint_dir) / Path(CHECKPOINT).name
+    if target.is_file():
+        return False
+    data = store.read_bytes(folder.fs, store.join(folder.root, store.TRIALS_DIR, source,
+                                                  CHECKPOINT))
+    store.write_bytes(pafs.LocalFileSystem(), str(target), data)
+    return True
 
 
 def plan_rows_of(step: Step) -> list[dict[str, Any]]:

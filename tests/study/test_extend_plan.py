@@ -17,6 +17,7 @@ from study.extend_plan import (
     checkpoints_left,
     plan_extend,
     plan_rows_of,
+    start_from_source,
 )
 
 BUDGET = 10
@@ -212,3 +213,17 @@ def test_checkpoints_left_reads_the_trial_folders(tmp_path):
     (tmp_path / store.TRIALS_DIR / "a" / CHECKPOINT).write_bytes(b"x")
     (tmp_path / store.TRIALS_DIR / "b").mkdir()
     assert checkpoints_left(folder, ["a", "b", "c"]) == {"a"}
+
+
+def test_a_continued_trial_starts_from_its_sources_checkpoint_unless_it_has_its_own(tmp_path):
+    folder = store.StudyFolder.of(str(tmp_path / "study"))
+    source = tmp_path / "study" / store.TRIALS_DIR / "src" / CHECKPOINT
+    source.parent.mkdir(parents=True)
+    source.write_bytes(b"epoch 10")
+    mine = tmp_path / "trial" / "checkpoint"
+    assert start_from_source(folder, "src", mine)
+    assert (mine / "checkpoint.pt").read_bytes() == b"epoch 10"
+    (mine / "checkpoint.pt").write_bytes(b"epoch 14")  # an attempt of the trial got further
+    assert not start_from_source(folder, "src", mine)
+    assert (mine / "checkpoint.pt").read_bytes() == b"epoch 14"
+    assert source.read_bytes() == b"epoch 10"
