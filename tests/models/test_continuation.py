@@ -136,6 +136,22 @@ def test_best_weights_from_the_first_part_and_early_stopping_carry_over(
     assert_same_trial(tmp_path / "continued", tmp_path / "scratch")
 
 
+def test_a_trial_that_stopped_early_trains_no_more_at_a_larger_budget(
+        digits, tmp_path, monkeypatch):
+    real = training.validation_loss
+    monkeypatch.setattr(training, "validation_loss", lambda model, x, epoch=0, mc_elbo=True: {
+        **(out := real(model, x, epoch, mc_elbo)), "val_loss": out["val_loss"] + 100.0 * (
+            epoch > 2)})
+    short = run_trial(config(SHORT, patience=2), tmp_path, data=digits)
+    assert (short["epochs_run"], short["stopped_early"]) == (4, True)
+    monkeypatch.setattr(training, "_train_epoch", lambda *a, **k: pytest.fail("trained again"))
+    longer = run_trial(config(LONG, patience=2), tmp_path, data=digits)
+    assert metrics_of(tmp_path / BUDGETS_DIR / str(SHORT)) == short
+    evaluated_again = {"eval_seconds"}  # the one wall-clock figure of the evaluation
+    assert {k: v for k, v in longer.items() if k not in evaluated_again} \
+        == {k: v for k, v in short.items() if k not in evaluated_again}
+
+
 def test_a_new_folder_continues_from_another_trials_checkpoint(digits, natural, tmp_path):
     """A study's way (docs/BUDGETS.md): the larger budget's trial gets its own folder and
     continues from the smaller budget's checkpoint, which it only reads."""

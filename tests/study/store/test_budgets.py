@@ -12,6 +12,7 @@ import pyarrow.parquet as pq
 
 from search_spaces import complete_config, config_key, trial_key
 from study import store
+from study.extend_plan import CARRY, checkpoints_left, plan_extend
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # --import-mode=importlib
 from trial_folders import flat, write_trial  # noqa: E402
@@ -112,3 +113,39 @@ def test_record_config_is_the_flat_config_back():
     back = store.record_config(record)
     assert back == {k: v for k, v in config.items() if v is not None}
     assert complete_config(back) == config
+
+
+def test_an_extension_planned_from_the_folders_and_consolidated_holds_each_budget_once(tmp_path):
+    """The store and the plan together, no Ray: a 3-epoch study (one full trial, one stopped
+    early) extended to 6 — continued trials as the trainable would write them, carried records
+    as `extend` writes them — then planned again: nothing left, every (configuration, budget)
+    once in trials.parquet."""
+    a3, b3 = flat(max_epochs=3), flat(max_epochs=3, seed=1)
+    write_trial(tmp_path, a3)
+    write_trial(tmp_path, b3, epochs=2, stopped_early=True)
+    for key in (trial_key(a3), trial_key(b3)):  # their last checkpoints, as run_trial leaves
+        path = tmp_path / store.TRIALS_DIR / key / "checkpoint" / "checkpoint.pt"
+        path.parent.mkdir()
+        path.write_bytes(b"x")
+    folder = store.StudyFolder.of(str(tmp_path))
+
+    def plan():
+        records = store.read_records(folder.fs, folder.root)
+        keys = [r["trial_key"] for r in records]
+        return plan_extend(records, records, max_epochs=6,
+                           checkpoints=checkpoints_left(folder, keys))
+
+    step = plan().step
+    for t in step.trials:
+        if t.how == CARRY:
+            carry(tmp_path, t.source, t.config)
+        else:
+            write_trial(tmp_path, t.config, epochs=6, continued_from=t.source)
+    assert plan().step is None
+    store.consolidate(str(tmp_path), "s")
+    rows = tables(tmp_path)["trials"]
+    pairs = sorted((r["config_key"], r["max_epochs"]) for r in rows)
+    assert pairs == sorted({(config_key(c), b) for c in (a3, b3) for b in (3, 6)})
+    by_budget = {(r["seed"], r["max_epochs"]): r for r in rows}
+    assert by_budget[(0, 6)]["continued_from"] == trial_key(a3)
+    assert by_budget[(1, 6)]["carried_from"] == trial_key(b3)
