@@ -76,6 +76,18 @@ def assert_same_trial(continued, scratch) -> None:
     assert test_a.equals(test_b)
 
 
+def worse_after(monkeypatch, last_good: int) -> None:
+    """Validation losses 100 nats worse after epoch ``last_good`` (the same in every run): the
+    best epoch and the early stop fall where a test wants them."""
+    real = training.validation_loss
+
+    def validation_loss(model, x_val, epoch=0, mc_elbo=True):
+        out = real(model, x_val, epoch, mc_elbo)
+        return {**out, "val_loss": out["val_loss"] + 100.0 * (epoch > last_good)}
+
+    monkeypatch.setattr(training, "validation_loss", validation_loss)
+
+
 @pytest.fixture(scope="module")
 def natural(digits, tmp_path_factory):
     """The same config run to 12 epochs from scratch, and run to 6 then continued to 12.
@@ -121,13 +133,7 @@ def test_best_weights_from_the_first_part_and_early_stopping_carry_over(
     """Validation losses made worse from epoch 4 on (the same for both runs): the best epoch
     (3) lies in the first part and patience 5 stops the run at epoch 8, inside the second —
     so the continued run must carry the best weights and the count of bad epochs."""
-    real = training.validation_loss
-
-    def worse_after_three(model, x_val, epoch=0, mc_elbo=True):
-        out = real(model, x_val, epoch, mc_elbo)
-        return {**out, "val_loss": out["val_loss"] + 100.0 * (epoch > 3)}
-
-    monkeypatch.setattr(training, "validation_loss", worse_after_three)
+    worse_after(monkeypatch, 3)
     run_trial(config(LONG, patience=5), tmp_path / "scratch", data=digits)
     run_trial(config(SHORT, patience=5), tmp_path / "continued", data=digits)
     run_trial(config(LONG, patience=5), tmp_path / "continued", data=digits)
@@ -138,10 +144,7 @@ def test_best_weights_from_the_first_part_and_early_stopping_carry_over(
 
 def test_a_trial_that_stopped_early_trains_no_more_at_a_larger_budget(
         digits, tmp_path, monkeypatch):
-    real = training.validation_loss
-    monkeypatch.setattr(training, "validation_loss", lambda model, x, epoch=0, mc_elbo=True: {
-        **(out := real(model, x, epoch, mc_elbo)), "val_loss": out["val_loss"] + 100.0 * (
-            epoch > 2)})
+    worse_after(monkeypatch, 2)
     short = run_trial(config(SHORT, patience=2), tmp_path, data=digits)
     assert (short["epochs_run"], short["stopped_early"]) == (4, True)
     monkeypatch.setattr(training, "_train_epoch", lambda *a, **k: pytest.fail("trained again"))
