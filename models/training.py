@@ -16,9 +16,10 @@ depends on ``max_epochs`` — β_t and the learning rate depend on the epoch onl
 carries its counters and best weights in the checkpoint, the validation and evaluation noise
 are seeded from the trial's seed — so epochs n+1 … N, the best weights and the test metrics
 are bit-identical on CPU (fp32) to a run of the N-epoch config from scratch
-(tests/models/test_continuation.py). A run that stopped early stays stopped: it trains no more.
+(tests/models/test_continuation.py; docs/BUDGETS.md). A run that stopped early stays stopped:
+it trains no more.
 
-Protocol (DESIGN.md "The model", paper §IV):
+Protocol (docs/MATH.md#objective, paper §IV):
 - the training loss of a batch is mean(RE + β_t·KL), β_t = min(1, epoch / warmup_epochs)
   (`TrainConfig.beta`, epochs counted from 1), KL the configured estimator (eq. 23);
 - the validation loss is the mean over the validation images of RE + KL with β = 1, i.e. the
