@@ -1,0 +1,380 @@
+"""Effects over training: every comparison of the claims section followed epoch by epoch on the
+validation MC ELBO, and whether its sign and verdict at the budget were reached earlier.
+
+**What is drawn** (descriptive: the validation MC ELBO, not the test IS LL the claims judge).
+Nothing an epoch computes depends on ``max_epochs`` (docs/BUDGETS.md), so epoch *e* of a run
+is the *e*-epoch run, and what an *e*-epoch run returns is its weights of the epoch b(e) ≤ e
+with the lowest validation loss (the first strictly lowest: `models.training.EarlyStopping`).
+Its value at *e* is ``val_elbo_mc`` of epoch b(e) — the estimator-free −(RE + KL_MC) on the
+fixed validation images, at noise fixed per trial seed (`models.training`). A run that stopped
+early returns the same at every later epoch of its budget. At the budget's last epoch b(N) is
+the trial's best epoch: the model the claims section scored.
+
+Each comparison of `claims_design.design` (claims a, b, c, e, e*, g, g*; claim d, a rank
+correlation of the test bound with the test IS LL, has no validation counterpart) pairs the
+same trials as the claims section; per epoch, its per-seed difference (`Comparison.
+seed_differences`) gives the mean, the t interval over seeds (95%; 90% for claim c's TOST; the
+range with fewer than 3 seeds) and a verdict by the claims' own rules (`claims_stats`: Holm
+over the claim's comparisons in the scope, the TOST at the study's margin for c) — with the
+noise of the seeds only, since no per-image validation values are recorded.
+
+Claim (f) (the prior does not collapse): per epoch, every completed pseudo-mixture trial of the
+scope is judged by `models.collapse_rule.collapse_state` on its diagnostics of epoch b(e) (the
+largest spread ratio before b(e) as the earlier peak, as the claims section does at the best
+epoch), giving the collapse rate with its interval clustered by seed and its verdict
+(`claims_stats.clustered_rate`, `fraction_verdict`); the drawn line is the spread ratio, its
+geometric mean over the seed's trials, with the t interval over seeds of its log.
+
+**Stable since epoch E** (`stability`), per comparison and budget N: the state of an epoch is
+(the sign of the mean difference, the verdict) — the verdict alone for claim (f). E is the
+first epoch from which every epoch up to N has the state of epoch N. "stable since epoch E of
+N" when E < N; "still moving" when E = N (epoch N − 1 had another sign or verdict); "no data"
+when epoch N has no difference. A study holding several budgets (``gmmpvae extend``) has one
+line per budget, each judged on its own trials' epochs 1 … N; the figure draws each comparison
+at its largest budget, with the smaller budgets marked.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from analysis import claims
+from analysis import claims_design as cd
+from analysis import claims_stats as cs
+from analysis.budget_keys import configuration
+from analysis.load import COMPLETED, DEFAULT_PI_MARGIN, Frames
+from analysis.registry import register
+from analysis.style import new_figure, save_figure
+from analysis.tables import write_table
+from models.collapse_rule import COLLAPSE_SPREAD, COLLAPSED, HEALTHY, collapse_state
+
+STILL_MOVING = "still moving"
+NO_DATA = "no data"
+DIAGNOSTICS = ("val_elbo_mc", "spread_ratio", "resp_perplexity", "peak_before")
+SCHEMA = {"series": pl.Int64, "claim": pl.String, "comparison": pl.String,
+          "where": pl.String, "scope": pl.String, "budget": pl.String,
+          "max_epochs": pl.Int64, "largest": pl.Boolean, "epoch": pl.Int64, "seeds": pl.Int64,
+          "difference": pl.Float64, "ci_low": pl.Float64, "ci_high": pl.Float64,
+          "level": pl.String, "sign": pl.Int64, "verdict": pl.String, "margin": pl.Float64,
+          "spread": pl.Float64, "spread_low": pl.Float64, "spread_high": pl.Float64,
+          "claims_verdict": pl.String}
+
+
+def returned(epochs: pl.LazyFrame, frame: pl.DataFrame) -> pl.DataFrame:
+    """Per completed trial row of ``frame`` and epoch e = 1 … its max_epochs: ``best_epoch``
+    b(e) and `DIAGNOSTICS` at b(e) (``peak_before``: the largest spread ratio of the epochs
+    before b(e)) — what the e-epoch run returns (module docstring); after its last recorded
+    epoch a run that stopped early keeps its values. Null where the trial has no record."""
+    recorded = (
+        epochs.select("study", "trial_key", "epoch", "val_loss", "val_elbo_mc", "spread_ratio",
+                      "resp_perplexity")
+        .join(frame.lazy().select("study", "trial_key", "row"), on=["study", "trial_key"])
+        .unique(["row", "epoch"], keep="last").sort("row", "epoch")
+        .with_columns(
+            # a new best: strictly below every earlier validation loss (EarlyStopping)
+            (pl.col("val_loss") < pl.col("val_loss").cum_min().shift(1)).fill_null(
+                pl.col("val_loss").is_not_null()).over("row").alias("new_best"),
+            pl.col("spread_ratio").cum_max().shift(1).over("row").alias("peak_before"),
+            pl.col("epoch").alias("best_epoch"))
+        .with_columns(pl.when("new_best").then(pl.col(c)).otherwise(None).forward_fill()
+                      .over("row") for c in ("best_epoch", *DIAGNOSTICS))
+        .select("row", "epoch", "best_epoch", *DIAGNOSTICS)
+    )
+    budget = (frame.lazy().filter(pl.col("state") == COMPLETED)
+              .select("row", pl.int_ranges(1, pl.col("max_epochs") + 1).alias("epoch"))
+              .explode("epoch").drop_nulls("epoch"))
+    return (budget.join(recorded, on=["row", "epoch"], how="left").sort("row", "epoch")
+            .with_columns(pl.col("best_epoch", *DIAGNOSTICS).forward_fill().over("row"))
+            .collect())
+
+
+def _matrix(values: pl.DataFrame, column: str, n_epochs: int, n_rows: int) -> np.ndarray:
+    """(n_epochs, n_rows) of ``column`` (NaN where none)."""
+    out = np.full((n_epochs, n_rows), np.nan)
+    part = values.filter(pl.col(column).is_not_null() & (pl.col("epoch") <= n_epochs))
+    out[part["epoch"].to_numpy() - 1, part["row"].to_numpy()] = part[column].to_numpy()
+    return out
+
+
+def _where(scope: str, budget: str) -> str:
+    """The scope without its budget: the same for every budget of a comparison."""
+    return scope.replace(f" · {budget}", "")
+
+
+def _base(claim: str, name: str, scope: str, rows: pl.DataFrame, margin: float | None,
+          configs: pl.Series) -> dict:
+    budget = rows["budget"][0]
+    return {"claim": claim, "comparison": name, "scope": scope, "budget": budget,
+            "where": _where(scope, budget), "max_epochs": int(rows["max_epochs"].max()),
+            "margin": margin, "configs": "\n".join(sorted(set(configs.to_list())))}
+
+
+def _family_rows(family: list[cd.Comparison], frame: pl.DataFrame, configs: pl.Series,
+                 values: np.ndarray, found: np.ndarray, margin: float | None) -> list[dict]:
+    """Per comparison of one claim and scope, per epoch 1 … N: mean, interval, sign, verdict."""
+    rows_of = [np.unique(np.concatenate([c.pairs["row_a"].to_numpy(),
+                                         c.pairs["row_b"].to_numpy()])) for c in family]
+    n_epochs = int(frame["max_epochs"].to_numpy()[rows_of[0]].max())
+    d = np.full((n_epochs, len(family), max(len(c.seeds) for c in family)), np.nan)
+    for i, c in enumerate(family):
+        d[:, i, : len(c.seeds)] = c.seed_differences(values[:n_epochs], found[:n_epochs])
+    if margin is None:
+        res = cs.one_sided_family(d, np.array([c.expected for c in family]))
+        level = 0.95
+    else:
+        res = cs.equivalence_family(d, margin)
+        level = 0.90
+    low, high = cs.t_interval(res["mean"], res["se"], res["df"], level)
+    few = res["n"] < cs.MIN_SEEDS
+    finite = np.isfinite(d)
+    low = np.where(few, np.where(finite, d, np.inf).min(-1), low)
+    high = np.where(few, np.where(finite, d, -np.inf).max(-1), high)
+    out = []
+    for i, c in enumerate(family):
+        base = _base(c.claim, c.name, c.scope, frame[rows_of[i].tolist()], margin,
+                     configs[rows_of[i].tolist()])
+        for e in range(n_epochs):
+            n, code = int(res["n"][e, i]), int(res["code"][e, i])
+            verdict = cs.VERDICTS[code]
+            if c.claim == "e*" and code in (cs.CODE_SUPPORTED, cs.CODE_CONTRADICTED):
+                verdict = "lse better" if code == cs.CODE_SUPPORTED else "mc better"
+            mean = float(res["mean"][e, i]) if n else None
+            out.append({**base, "epoch": e + 1, "seeds": n, "difference": mean,
+                        "ci_low": float(low[e, i]) if n else None,
+                        "ci_high": float(high[e, i]) if n else None,
+                        "level": "range" if 0 < n < cs.MIN_SEEDS else f"{level:.0%}",
+                        "sign": None if mean is None else int(np.sign(mean)),
+                        "verdict": verdict})
+    return out
+
+
+def _collapse_rows(frame: pl.DataFrame, configs: pl.Series, values: pl.DataFrame) -> list[dict]:
+    """Claim (f) per scope (as the claims section) and epoch: the collapse rate's verdict and
+    the spread ratio drawn (module docstring)."""
+    mixtures = frame.filter((pl.col("state") == COMPLETED) & cd.PM)
+    judged = values.join(mixtures.select("row", "seed", "warmup_epochs"), on="row")
+    states = [collapse_state(s, p, b, w, k) for s, p, b, w, k in judged.select(
+        "spread_ratio", "resp_perplexity", "best_epoch", "warmup_epochs", "peak_before"
+    ).iter_rows()]
+    judged = judged.with_columns(pl.Series("state", states, pl.String),
+                                 pl.col("spread_ratio").log().alias("log_spread"))
+    out = []
+    for scope, part in cd.scopes(mixtures, [*cd.SCOPE, "kl_estimator"]):
+        base = _base("f", "collapse rate (spread ratio drawn)", scope, part, None,
+                     configs[part["row"].to_list()])
+        per_epoch = judged.filter(pl.col("row").is_in(part["row"].implode()))
+        for e in range(1, base["max_epochs"] + 1):
+            at = per_epoch.filter(pl.col("epoch") == e)
+            seeds = at.group_by("seed").agg(
+                (pl.col("state") == COLLAPSED).sum().alias("k"),
+                pl.col("state").is_in([COLLAPSED, HEALTHY]).sum().alias("n"),
+                pl.col("log_spread").filter(pl.col("log_spread").is_finite()).mean())
+            rate, _, low, high = cs.clustered_rate(seeds["k"].to_numpy(), seeds["n"].to_numpy())
+            log_s = seeds["log_spread"].drop_nulls().to_numpy()
+            n_s, mean_s, se_s = cs.seed_summary(log_s)
+            s_low, s_high = cs.t_interval(mean_s, se_s, n_s - 1.0)
+            judged_seeds = int((seeds["n"] > 0).sum())
+            out.append({**base, "epoch": e, "seeds": judged_seeds,
+                        "difference": None if math.isnan(rate) else rate,
+                        "ci_low": None if math.isnan(low) else low,
+                        "ci_high": None if math.isnan(high) else high,
+                        "level": "95% (clustered by seed)", "sign": None,
+                        "verdict": cs.VERDICTS[int(cs.fraction_verdict(low, high))],
+                        **{k: float(np.exp(v)) if n_s and np.isfinite(v) else None
+                           for k, v in (("spread", mean_s), ("spread_low", s_low),
+                                        ("spread_high", s_high))}})
+    return out
+
+
+def _margin(frames: Frames, study: str) -> float:
+    match = frames.studies.filter(pl.col("study") == study)
+    value = match["pi_margin"][0] if match.height and "pi_margin" in match.columns else None
+    return DEFAULT_PI_MARGIN if value is None else float(value)
+
+
+def prep(frames: Frames) -> pl.DataFrame:
+    """One row per comparison, budget and epoch (``SCHEMA``); ``series`` numbers a comparison
+    across budgets (the same claim, name, scope without the budget and configurations less
+    their budget), ``largest`` marks its largest budget. Empty without any validation MC
+    ELBO. Raises `claims_design.DesignError` as the claims section does."""
+    frame = cd.design_frame(frames.trials)
+    values = returned(frames.epochs, frame)
+    if values.is_empty() or values["val_elbo_mc"].is_null().all():
+        return pl.DataFrame(schema=SCHEMA)
+    configs = configuration(frame)
+    n_epochs = int(values["epoch"].max())
+    elbo = _matrix(values, "val_elbo_mc", n_epochs, frame.height)
+    found = np.isfinite(elbo) & frame["found"].to_numpy()[None, :]
+    families: dict[tuple[str, str], list[cd.Comparison]] = {}
+    for c in cd.design(frame):
+        families.setdefault((c.claim, c.scope), []).append(c)
+    rows = []
+    for (claim, _), family in families.items():
+        study = frame["study"][int(family[0].pairs["row_a"][0])]
+        margin = _margin(frames, study) if claim == "c" else None
+        rows += _family_rows(family, frame, configs, elbo, found, margin)
+    rows += _collapse_rows(frame, configs, values)
+    if not rows:
+        return pl.DataFrame(schema=SCHEMA)
+    df = pl.DataFrame(rows, infer_schema_length=None)
+    series = df.select("claim", "comparison", "where", "configs").unique(maintain_order=True)
+    df = df.join(series.with_row_index("series").with_columns(pl.col("series").cast(pl.Int64)),
+                 on=["claim", "comparison", "where", "configs"], how="left",
+                 maintain_order="left", nulls_equal=True)
+    df = with_claims_verdict(df.with_columns(
+        (pl.col("max_epochs") == pl.col("max_epochs").max().over("series")).alias("largest")),
+        frames)
+    return df.select([pl.col(c).cast(t) if c in df.columns else pl.lit(None, t).alias(c)
+                      for c, t in SCHEMA.items()])
+
+
+def stable_since(states: list[tuple]) -> int:
+    """The first epoch (from 1) from which every state up to the last equals the last."""
+    since = len(states)
+    while since > 1 and states[since - 2] == states[-1]:
+        since -= 1
+    return since
+
+
+def stability(df: pl.DataFrame) -> pl.DataFrame:
+    """One line per comparison and budget: its numbers at the budget's last epoch and whether
+    the sign and verdict there were reached earlier (module docstring)."""
+    out = []
+    for _, part in df.group_by(["series", "max_epochs"], maintain_order=True):
+        part = part.sort("epoch")
+        last = part.row(-1, named=True)
+        states = list(zip(part["sign"].to_list(), part["verdict"].to_list(), strict=True))
+        n = last["max_epochs"]
+        if last["seeds"] == 0 or last["difference"] is None:
+            since, status = None, NO_DATA
+        else:
+            since = stable_since(states)
+            status = (STILL_MOVING if since == n and n > 1 else
+                      f"stable since epoch {since} of {n}")
+        at = part.row(since - 1, named=True) if since else None
+        out.append({k: last[k] for k in ("series", "claim", "comparison", "scope", "budget",
+                                         "max_epochs", "largest", "seeds", "difference",
+                                         "ci_low", "ci_high", "level", "sign", "verdict",
+                                         "claims_verdict")}
+                   | {"stable_since": since, "status": status,
+                      "difference_then": at["difference"] if at else None})
+    return pl.DataFrame(out, schema_overrides={"stable_since": pl.Int64,
+                                               "difference_then": pl.Float64,
+                                               "sign": pl.Int64})
+
+
+def with_claims_verdict(table: pl.DataFrame, frames: Frames) -> pl.DataFrame:
+    """``claims_verdict``: the claims section's verdict on the test IS LL of the same
+    comparison and budget (claim f: of the scope), beside the validation one."""
+    verdicts = claims.prep(frames).select(
+        "claim", "scope", pl.when(pl.col("claim") == "f").then(pl.lit(""))
+        .otherwise(pl.col("comparison")).alias("key"), pl.col("verdict").alias("claims_verdict"))
+    return table.with_columns(pl.when(pl.col("claim") == "f").then(pl.lit(""))
+                              .otherwise(pl.col("comparison")).alias("key")).join(
+        verdicts, on=["claim", "scope", "key"], how="left", maintain_order="left").drop("key")
+
+
+def _fmt(col: str, digits: int = 3) -> pl.Expr:
+    return pl.col(col).round(digits).cast(pl.String)
+
+
+def shown(table: pl.DataFrame) -> pl.DataFrame:
+    return table.select(
+        "claim", "comparison", "scope", "seeds",
+        pl.format("{} [{}, {}] ({})", _fmt("difference"), _fmt("ci_low"), _fmt("ci_high"),
+                  "level").fill_null("").alias("Δ val MC ELBO at the budget's last epoch"),
+        pl.col("verdict").alias("verdict (validation MC ELBO)"), "status",
+        _fmt("difference_then").fill_null("").alias("Δ at the stable epoch"),
+        pl.col("claims_verdict").fill_null("").alias("claims section (test IS LL)"))
+
+
+def draw(df: pl.DataFrame):  # -> matplotlib.figure.Figure
+    drawn = df.filter(pl.col("largest"))
+    table = stability(df)
+    series = drawn["series"].unique(maintain_order=True).to_list()
+    fig, axes = new_figure(len(series), ncols=4)
+    for ax, s in zip(axes, series, strict=True):
+        part = drawn.filter(pl.col("series") == s).sort("epoch")
+        first = part.row(0, named=True)
+        x = part["epoch"].to_numpy()
+        collapse = first["claim"] == "f"
+        y, low, high = (("spread", "spread_low", "spread_high") if collapse
+                        else ("difference", "ci_low", "ci_high"))
+        as_float = [part[c].cast(pl.Float64).fill_null(np.nan).to_numpy() for c in (y, low, high)]
+        ax.plot(x, as_float[0], color="C0", marker=".")
+        ax.fill_between(x, as_float[1], as_float[2], color="C0", alpha=0.2, linewidth=0)
+        if collapse:
+            ax.set_yscale("log")
+            ax.axhline(COLLAPSE_SPREAD, color="0.5", linestyle="--", linewidth=0.8)
+            ax.set_ylabel("spread ratio (geometric mean)")
+        else:
+            ax.axhline(0.0, color="0.3", linewidth=0.8)
+            if first["margin"] is not None:
+                for m in (-first["margin"], first["margin"]):
+                    ax.axhline(m, color="0.5", linestyle="--", linewidth=0.8)
+            ax.set_ylabel("Δ validation MC ELBO (nats)")
+        for n in df.filter((pl.col("series") == s) & ~pl.col("largest"))["max_epochs"].unique():
+            ax.axvline(n, color="0.6", linestyle=":", linewidth=0.8)
+        status = table.filter((pl.col("series") == s) & pl.col("largest"))["status"][0]
+        ax.set_title(f"({first['claim']}) {first['comparison']}\n{first['where']}\n{status}",
+                     fontsize="x-small")
+        ax.set_xlabel("epoch")
+    return fig
+
+
+def notes(df: pl.DataFrame) -> list[str]:
+    table = stability(df)
+    counts = table.group_by("status").len()
+    moving = int(counts.filter(pl.col("status") == STILL_MOVING)["len"].sum())
+    stable = int(counts.filter(pl.col("status").str.starts_with("stable"))["len"].sum())
+    budgets = sorted(df["max_epochs"].unique().to_list())
+    return [
+        "Validation MC ELBO, not IS LL: each comparison of the claims section (claim d "
+        "excepted) on the estimator-free validation MC ELBO of the model an e-epoch run "
+        "returns (its best epoch by validation loss up to e), paired by seed as the claims "
+        "pair them; interval over seeds only (no per-image validation values), verdict by the "
+        "claims' rules. Claim (f): the collapse rate per epoch (drawn: the spread ratio). "
+        "'stable since epoch E of N': from epoch E on, the sign and the verdict are those of "
+        "the budget's last epoch N; 'still moving': epoch N − 1 had another sign or verdict "
+        "(docs/OVER_TRAINING.md).",
+        f"Budgets held: {', '.join(f'max {b} epochs' for b in budgets)}"
+        + ("; each comparison drawn at its largest, the smaller budgets dotted."
+           if len(budgets) > 1 else "."),
+        f"{stable} of {table.height} comparison-budget lines stable before their last epoch, "
+        f"{moving} still moving.",
+        *[f"({r['claim']}) {r['comparison']} — {r['scope']}: {r['status']} "
+          f"(validation: {r['verdict']}; claims section on the test IS LL: "
+          f"{r['claims_verdict'] or '–'})." for r in table.iter_rows(named=True)],
+    ]
+
+
+@register(
+    "over_training",
+    title="Effects over training — the claims' comparisons on the validation MC ELBO, epoch "
+          "by epoch",
+    caption=(
+        "Descriptive, on the validation MC ELBO (not the test IS LL): per comparison of the "
+        "claims section, the mean over seeds of the paired per-seed difference at each epoch, "
+        "for the model an e-epoch run returns (its best epoch so far by validation loss), with "
+        "its interval over seeds (95%, 90% for claim c, the range with fewer than 3 seeds); "
+        "dashed lines: claim c's margin. Claim (f): the spread ratio of the pseudo-inputs "
+        "(geometric mean, interval over seeds; dashed: the collapse threshold). Each panel's "
+        "title says whether the sign and verdict at the budget were reached earlier; the "
+        "table has one line per comparison and budget, beside the claims section's verdict."
+    ),
+    prep=prep,
+    absent="no per-epoch validation MC ELBO (a study written before it was recorded, or no "
+           "completed trial)",
+    notes=notes,
+)
+def render(df: pl.DataFrame, out_dir: Path) -> list[Path]:
+    table = stability(df)
+    paths = save_figure(draw(df), out_dir, "over_training")
+    paths += write_table(table, shown(table), out_dir, "over_training")
+    per_epoch = Path(out_dir) / "tables" / "over_training_epochs.csv"
+    df.write_csv(per_epoch)
+    return [*paths, per_epoch]
