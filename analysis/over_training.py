@@ -354,7 +354,7 @@ def notes(df: pl.DataFrame) -> list[str]:
 
 @register(
     "over_training",
-    title="Effects over training — the claims' comparisons on the validation MC ELBO, epoch "
+    title="Effects over training — every claim comparison on the validation MC ELBO, epoch "
           "by epoch",
     caption=(
         "Descriptive, on the validation MC ELBO (not the test IS LL): per comparison of the "
