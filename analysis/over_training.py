@@ -293,7 +293,9 @@ def shown(table: pl.DataFrame) -> pl.DataFrame:
 
 
 def draw(df: pl.DataFrame):  # -> matplotlib.figure.Figure
-    drawn = df.filter(pl.col("largest"))
+    # a comparison without any difference is a table line ("no data"), not an empty panel
+    drawn = df.filter(pl.col("largest") & (pl.col("difference").is_not_null().any()
+                                           | pl.col("spread").is_not_null().any()).over("series"))
     table = stability(df)
     series = drawn["series"].unique(maintain_order=True).to_list()
     fig, axes = new_figure(len(series), ncols=4)
@@ -319,7 +321,8 @@ def draw(df: pl.DataFrame):  # -> matplotlib.figure.Figure
             ax.set_ylabel("Δ validation MC ELBO (nats)")
         for n in df.filter((pl.col("series") == s) & ~pl.col("largest"))["max_epochs"].unique():
             ax.axvline(n, color="0.6", linestyle=":", linewidth=0.8)
-        status = table.filter((pl.col("series") == s) & pl.col("largest"))["status"][0]
+        line = table.filter((pl.col("series") == s) & pl.col("largest")).row(0, named=True)
+        status = f"{line['status']} ({line['verdict']})"
         ax.set_title(f"({first['claim']}) {first['comparison']}\n{first['where']}\n{status}",
                      fontsize="x-small")
         ax.set_xlabel("epoch")
@@ -345,10 +348,13 @@ def notes(df: pl.DataFrame) -> list[str]:
         + ("; each comparison drawn at its largest, the smaller budgets dotted."
            if len(budgets) > 1 else "."),
         f"{stable} of {table.height} comparison-budget lines stable before their last epoch, "
-        f"{moving} still moving.",
+        f"{moving} still moving; listed below: those still moving and those whose validation "
+        "verdict is not the claims section's.",
         *[f"({r['claim']}) {r['comparison']} — {r['scope']}: {r['status']} "
           f"(validation: {r['verdict']}; claims section on the test IS LL: "
-          f"{r['claims_verdict'] or '–'})." for r in table.iter_rows(named=True)],
+          f"{r['claims_verdict'] or '–'})." for r in table.filter(
+              (pl.col("status") == STILL_MOVING)
+              | (pl.col("verdict") != pl.col("claims_verdict"))).iter_rows(named=True)],
     ]
 
 
@@ -373,7 +379,8 @@ def notes(df: pl.DataFrame) -> list[str]:
 )
 def render(df: pl.DataFrame, out_dir: Path) -> list[Path]:
     table = stability(df)
-    paths = save_figure(draw(df), out_dir, "over_training")
+    drawn = df["difference"].is_not_null().any() or df["spread"].is_not_null().any()
+    paths = save_figure(draw(df), out_dir, "over_training") if drawn else []
     paths += write_table(table, shown(table), out_dir, "over_training")
     per_epoch = Path(out_dir) / "tables" / "over_training_epochs.csv"
     df.write_csv(per_epoch)
