@@ -190,12 +190,6 @@ def _collapse_rows(frame: pl.DataFrame, configs: pl.Series, values: pl.DataFrame
     return out
 
 
-def _margin(frames: Frames, study: str) -> float:
-    match = frames.studies.filter(pl.col("study") == study)
-    value = match["pi_margin"][0] if match.height and "pi_margin" in match.columns else None
-    return DEFAULT_PI_MARGIN if value is None else float(value)
-
-
 def prep(frames: Frames) -> pl.DataFrame:
     """One row per comparison, budget and epoch (``SCHEMA``); ``series`` numbers a comparison
     across budgets (the same claim, name, scope without the budget and configurations less
@@ -213,9 +207,9 @@ def prep(frames: Frames) -> pl.DataFrame:
     for c in cd.design(frame):
         families.setdefault((c.claim, c.scope), []).append(c)
     rows = []
-    for (claim, _), family in families.items():
-        study = frame["study"][int(family[0].pairs["row_a"][0])]
-        margin = _margin(frames, study) if claim == "c" else None
+    for (claim, scope), family in families.items():
+        margin = claims._study_setting(frames, scope, "pi_margin", DEFAULT_PI_MARGIN) \
+            if claim == "c" else None  # the claims section's margin of the study
         rows += _family_rows(family, frame, configs, elbo, found, margin)
     rows += _collapse_rows(frame, configs, values)
     if not rows:

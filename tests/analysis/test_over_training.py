@@ -258,3 +258,24 @@ def test_report_draws_both_outputs_for_a_two_budget_study(two_budgets, tmp_path)
     assert sorted(per_epoch["max_epochs"].unique().to_list()) == [4, 8]
     md = (tmp_path / "report.md").read_text(encoding="utf-8")
     assert "stable since epoch 4 of 8" in md and "Validation MC ELBO, not IS LL" in md
+
+
+def test_claim_c_is_the_tost_at_the_study_margin_with_its_90_percent_interval(tmp_path):
+    specs = [dict(kl_estimator="greedy", prior="pseudo_mixture", M=2, K=100, pi=pi, seed=seed)
+             for pi in (None, [0.7, 0.3]) for seed in (0, 1, 2)]
+
+    def elbo_pi(s, e):  # π = (0.7, 0.3): 0.5 nat worse at epoch 1, 0.05 + 0.01·seed from 3
+        skew = (0.5 if e == 1 else 0.05 + 0.01 * s["seed"]) if s.get("pi") else 0.0
+        return -300.0 + e + 0.02 * s["seed"] * e - skew
+
+    df = ot.prep(load([write_budget_study(tmp_path / "c", specs, elbo_pi, ll, budgets=(4,))]))
+    rows = df.filter(pl.col("claim") == "c").sort("epoch")
+    assert rows["level"].unique().to_list() == ["90%"] and rows["margin"][0] == 0.3
+    d = np.array([-(0.05 + 0.01 * seed) for seed in (0, 1, 2)])
+    low, high = stats.t.interval(0.90, 2, loc=d.mean(), scale=stats.sem(d))
+    last = rows.row(-1, named=True)
+    assert last["difference"] == pytest.approx(d.mean())
+    assert (last["ci_low"], last["ci_high"]) == pytest.approx((low, high))
+    # epoch 1: −0.5 for every seed, outside ±0.3 → π matters; from epoch 2 inside → supported
+    assert rows["verdict"].to_list() == ["contradicted"] + ["supported"] * 3
+    assert ot.stability(rows)["status"][0] == "stable since epoch 2 of 4"
