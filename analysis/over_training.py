@@ -25,6 +25,10 @@ epoch), giving the collapse rate with its interval clustered by seed and its ver
 (`claims_stats.clustered_rate`, `fraction_verdict`); the drawn line is the spread ratio, its
 geometric mean over the seed's trials, with the t interval over seeds of its log.
 
+**The effect's last moves** (`last_slope`): the least-squares slope of the mean difference
+per epoch over the last quarter of the budget's epochs (at least 2), beside the difference at
+epoch E — a stable verdict is not a settled effect size.
+
 **Stable since epoch E** (`stability`), per comparison and budget N: the state of an epoch is
 (the sign of the mean difference, the verdict) — the verdict alone for claim (f). E is the
 first epoch from which every epoch up to N has the state of epoch N. "stable since epoch E of
@@ -255,10 +259,25 @@ def stability(df: pl.DataFrame) -> pl.DataFrame:
                                          "ci_low", "ci_high", "level", "sign", "verdict",
                                          "claims_verdict")}
                    | {"stable_since": since, "status": status,
-                      "difference_then": at["difference"] if at else None})
+                      "difference_then": at["difference"] if at else None,
+                      "slope_last": last_slope(part["epoch"].to_numpy(),
+                                               part["difference"].cast(pl.Float64)
+                                               .fill_null(np.nan).to_numpy())})
     return pl.DataFrame(out, schema_overrides={"stable_since": pl.Int64,
                                                "difference_then": pl.Float64,
-                                               "sign": pl.Int64})
+                                               "slope_last": pl.Float64, "sign": pl.Int64})
+
+
+def last_slope(epochs: np.ndarray, values: np.ndarray) -> float | None:
+    """The least-squares slope (per epoch) of ``values`` over the last quarter of the epochs
+    (at least the last 2 with a value): how fast the effect still moved at the budget's end,
+    None with fewer than 2 values."""
+    ok = np.isfinite(values)
+    x, y = epochs[ok], values[ok]
+    k = max(2, math.ceil(len(epochs) / 4))
+    if len(x) < 2:
+        return None
+    return float(np.polyfit(x[-k:], y[-k:], 1)[0])
 
 
 def with_claims_verdict(table: pl.DataFrame, frames: Frames) -> pl.DataFrame:
@@ -283,6 +302,7 @@ def shown(table: pl.DataFrame) -> pl.DataFrame:
                   "level").fill_null("").alias("Δ val MC ELBO at the budget's last epoch"),
         pl.col("verdict").alias("verdict (validation MC ELBO)"), "status",
         _fmt("difference_then").fill_null("").alias("Δ at the stable epoch"),
+        _fmt("slope_last").fill_null("").alias("Δ per epoch, last quarter"),
         pl.col("claims_verdict").fill_null("").alias("claims section (test IS LL)"))
 
 

@@ -109,6 +109,8 @@ def test_verdicts_per_epoch_and_stable_since(one_budget):
     # Mix1 − VAE at epoch 3: 0.15 + 0.04·seed (K = 500's term halved): supported already
     assert status["Mix1 − VAE"] == "stable since epoch 3 of 6"
     assert status["K=500 − K=100"] == "stable since epoch 1 of 6"  # 0.1·e + 0.02·seed > 0
+    slopes = dict(zip(table["comparison"], table["slope_last"], strict=True))
+    assert slopes["Mix2 − Mix1"] == pytest.approx(1.0)  # (e − 3) + 0.03·seed: 1 nat per epoch
     row = table.filter(pl.col("comparison") == "Mix2 − Mix1").row(0, named=True)
     assert row["difference_then"] == pytest.approx(by_hand(grid(), mix(2), mix(1), 4).mean())
     # the claims section's verdict on the test IS LL beside it (ll: Mix2 − Mix1 = 2 + …)
@@ -279,3 +281,14 @@ def test_claim_c_is_the_tost_at_the_study_margin_with_its_90_percent_interval(tm
     # epoch 1: −0.5 for every seed, outside ±0.3 → π matters; from epoch 2 inside → supported
     assert rows["verdict"].to_list() == ["contradicted"] + ["supported"] * 3
     assert ot.stability(rows)["status"][0] == "stable since epoch 2 of 4"
+
+
+def test_last_slope_is_the_least_squares_slope_over_the_last_quarter():
+    epochs = np.arange(1, 9)
+    values = np.array([5.0, 4, 3, 2, 2.5, 3.0, 3.9, 5.1])  # last quarter: epochs 7, 8
+    assert ot.last_slope(epochs, values) == pytest.approx(1.2)
+    epochs = np.arange(1, 13)  # last quarter: 10, 11, 12 → SciPy's regression slope
+    values = np.sin(epochs)
+    assert ot.last_slope(epochs, values) == pytest.approx(
+        stats.linregress(epochs[-3:], values[-3:]).slope)
+    assert ot.last_slope(np.array([1, 2]), np.array([np.nan, 1.0])) is None
