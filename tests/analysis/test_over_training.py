@@ -16,7 +16,7 @@ import polars as pl
 import pytest
 from scipy import stats
 
-from analysis import budget_keys, claims
+from analysis import budget_keys, claims, epoch_effects
 from analysis import claims_design as cd
 from analysis import over_training as ot
 from analysis.load import load
@@ -145,7 +145,7 @@ def test_an_early_stopped_run_returns_its_best_epoch_at_every_later_epoch(tmp_pa
     root = write_budget_study(tmp_path / "s", specs, elbo, ll, loss=loss, patience=2)
     frames = load([root])
     frame = cd.design_frame(frames.trials)
-    values = ot.returned(frames.epochs, frame)
+    values = epoch_effects.returned(frames.epochs, frame)
     stopped = frame.filter((pl.col("M") == 2) & (pl.col("seed") == 2)
                            & (pl.col("prior") == "pseudo_mixture"))
     assert stopped["epochs_run"].to_list() == [5, 5] and stopped["best_epoch"].to_list() == [3, 3]
