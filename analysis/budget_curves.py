@@ -134,6 +134,7 @@ def draw(df: pl.DataFrame):  # -> matplotlib.figure.Figure
             ax.annotate(f"{ref['name']} converged {ref['value']:.2f}",
                         (0.01, ref["value"]), xycoords=("axes fraction", "data"),
                         fontsize="xx-small", va="bottom")
+        ax.set_xticks(budgets(part))
         ax.set_title(" · ".join(str(v) for v in key), fontsize="small")
         ax.set_xlabel("max epochs (budget)")
         ax.set_ylabel("test IS LL (nats)")
