@@ -53,6 +53,9 @@ CODE_NO_DATA, CODE_FEW, CODE_INCONCLUSIVE, CODE_SUPPORTED, CODE_CONTRADICTED = -
 VERDICTS = {CODE_NO_DATA: NO_DATA, CODE_FEW: FEW_SEEDS, CODE_INCONCLUSIVE: INCONCLUSIVE,
             CODE_SUPPORTED: SUPPORTED, CODE_CONTRADICTED: CONTRADICTED}
 Z95 = 1.959963984540054
+# the minimum-effect test beside a directional comparison's sign verdict
+MIN_NONE, MIN_INCONCLUSIVE, MIN_CONSISTENT, MIN_EXCLUDED = 0, 1, 2, 3
+LOW_RATE = 0.10  # claim (f): "does not collapse" needs the rate's upper end below this
 
 
 def partial_claim(claim_code: np.ndarray, present: int, required: int) -> np.ndarray:
@@ -93,12 +96,26 @@ def _t(mean: np.ndarray, se: np.ndarray, shift: float) -> np.ndarray:
         return (mean - shift) / se
 
 
-def t_interval(mean: np.ndarray, se: np.ndarray, n: np.ndarray,
+def t_interval(mean: np.ndarray, se: np.ndarray, df: np.ndarray,
                level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
-    """Student's t interval of the mean (NaN where n < 2)."""
+    """Student's t interval of the mean with ``df`` degrees of freedom (n − 1 over seeds, or
+    `noise_summary`'s Satterthwaite df; NaN where se is)."""
     with np.errstate(invalid="ignore"):
-        half = stats.t.ppf(0.5 + level / 2, np.maximum(n - 1, 1)) * se
+        half = stats.t.ppf(0.5 + level / 2, np.maximum(df, 1)) * se
     return mean - half, mean + half
+
+
+def noise_summary(d: np.ndarray, image: tuple[np.ndarray, np.ndarray] | None = None
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """n, mean, se and df of the mean over seeds: the t over seeds (df n − 1), or with
+    ``image`` = (var_image, df) from `analysis.claims_noise.components` the test-image part of
+    the variance added and its Satterthwaite df."""
+    n, mean, se = seed_summary(d)
+    if image is None:
+        return n, mean, se, (n - 1).astype(float)
+    var_image, df = image
+    return n, mean, np.sqrt(se**2 + np.nan_to_num(var_image)), np.where(np.isfinite(df), df,
+                                                                        n - 1.0)
 
 
 def holm(p: np.ndarray, tested: np.ndarray) -> np.ndarray:
@@ -129,32 +146,53 @@ def _family(sup: np.ndarray, con: np.ndarray, n: np.ndarray) -> tuple[np.ndarray
     return code, claim
 
 
-def one_sided_family(d: np.ndarray, expected: np.ndarray | int) -> dict[str, np.ndarray]:
-    """Verdicts of one-sided comparisons (d: (..., k, seeds); ``expected`` ±1 per comparison):
-    n, mean, se, p_sup, p_con_holm, the comparison codes (..., k) and the claim code (...)."""
-    n, mean, se = seed_summary(d)
+def one_sided_family(d: np.ndarray, expected: np.ndarray | int,
+                     image: tuple[np.ndarray, np.ndarray] | None = None,
+                     reference: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """Verdicts of one-sided comparisons (d: (..., k, seeds); ``expected`` ±1 per comparison;
+    ``image`` as in `noise_summary`): n, mean, se, df, p_sup, p_con_holm, the comparison codes
+    (..., k) and the claim code (...). With ``reference`` (> 0 nats in the expected direction,
+    per comparison) also the minimum-effect test's p_excluded_holm and codes ``min_code``
+    (`MIN_EFFECT`)."""
+    n, mean, se, df = noise_summary(d, image)
     sign = np.broadcast_to(np.asarray(expected, dtype=float), mean.shape)
     tested = n >= MIN_SEEDS
-    p_sup = _sf(sign * _t(mean, se, 0.0), n - 1)
-    p_con = _sf(-sign * _t(mean, se, 0.0), n - 1)
+    p_sup = _sf(sign * _t(mean, se, 0.0), df)
+    p_con = _sf(-sign * _t(mean, se, 0.0), df)
     p_con_holm = holm(p_con, tested)
     code, claim = _family(tested & (p_sup < ALPHA / 2), tested & (p_con_holm < ALPHA / 2), n)
-    return {"n": n, "mean": mean, "se": se, "p_sup": np.where(tested, p_sup, np.nan),
-            "p_con_holm": np.where(tested, p_con_holm, np.nan), "code": code, "claim": claim}
+    out = {"n": n, "mean": mean, "se": se, "df": df, "p_sup": np.where(tested, p_sup, np.nan),
+           "p_con_holm": np.where(tested, p_con_holm, np.nan), "code": code, "claim": claim}
+    if reference is not None:
+        ref = np.broadcast_to(np.asarray(reference, dtype=float), mean.shape)
+        has = tested & np.isfinite(ref)
+        # H0: the true gain ≥ reference; excluded when the gain's upper end lies below it
+        p_excl = holm(_sf(_t(np.nan_to_num(ref), se, sign * mean), df), has)
+        excluded = has & (p_excl < ALPHA / 2)
+        out["p_excluded_holm"] = np.where(has, p_excl, np.nan)
+        out["min_code"] = np.where(~has, MIN_NONE, np.where(excluded, MIN_EXCLUDED, np.where(
+            p_sup < ALPHA / 2, MIN_CONSISTENT, MIN_INCONCLUSIVE)))
+    return out
 
 
-def equivalence_family(d: np.ndarray, margin: float) -> dict[str, np.ndarray]:
-    """Verdicts of equivalence comparisons |Δ| < ``margin`` (d: (..., k, seeds)): n, mean, se,
-    p_eq (TOST), p_out_holm, the comparison codes and the claim code."""
-    n, mean, se = seed_summary(d)
+def equivalence_family(d: np.ndarray, margin: float,
+                       image: tuple[np.ndarray, np.ndarray] | None = None
+                       ) -> dict[str, np.ndarray]:
+    """Verdicts of equivalence comparisons |Δ| < ``margin`` (d: (..., k, seeds); ``image`` as
+    in `noise_summary`): n, mean, se, df, p_eq (TOST), p_out_holm, the comparison codes, the
+    claim code and ``smallest_margin``: the smallest margin the TOST would support (the
+    larger end of the 90% interval's absolute values)."""
+    n, mean, se, df = noise_summary(d, image)
     tested = n >= MIN_SEEDS
-    p_eq = np.maximum(_sf(_t(mean, se, -margin), n - 1), _sf(-_t(mean, se, margin), n - 1))
-    p_out = np.minimum(1.0, 2 * np.minimum(_sf(_t(mean, se, margin), n - 1),
-                                           _sf(-_t(mean, se, -margin), n - 1)))
+    p_eq = np.maximum(_sf(_t(mean, se, -margin), df), _sf(-_t(mean, se, margin), df))
+    p_out = np.minimum(1.0, 2 * np.minimum(_sf(_t(mean, se, margin), df),
+                                           _sf(-_t(mean, se, -margin), df)))
     p_out_holm = holm(p_out, tested)
     code, claim = _family(tested & (p_eq < ALPHA), tested & (p_out_holm < ALPHA), n)
-    return {"n": n, "mean": mean, "se": se, "p_eq": np.where(tested, p_eq, np.nan),
-            "p_out_holm": np.where(tested, p_out_holm, np.nan), "code": code, "claim": claim}
+    low, high = t_interval(mean, se, df, 1 - 2 * ALPHA)
+    return {"n": n, "mean": mean, "se": se, "df": df, "p_eq": np.where(tested, p_eq, np.nan),
+            "p_out_holm": np.where(tested, p_out_holm, np.nan), "code": code, "claim": claim,
+            "smallest_margin": np.where(tested, np.maximum(np.abs(low), np.abs(high)), np.nan)}
 
 
 def fisher_z(rho: np.ndarray) -> np.ndarray:
@@ -180,7 +218,7 @@ def rank_agreement(rho_seeds: np.ndarray, threshold: float) -> dict[str, np.ndar
     below (two-sided 95%). Codes as in `one_sided_family` (one comparison)."""
     z = fisher_z(rho_seeds)
     n, mean, se = seed_summary(z)
-    low, high = t_interval(mean, se, n)
+    low, high = t_interval(mean, se, n - 1)
     tested = n >= MIN_SEEDS
     z0 = math.atanh(threshold)
     sup, con = tested & (low > z0), tested & (high < z0)
@@ -199,10 +237,36 @@ def wilson(successes: np.ndarray | int, n: np.ndarray | int) -> tuple[np.ndarray
     return centre - half, centre + half
 
 
-def fraction_verdict(k: np.ndarray | int, n: np.ndarray | int, below: float = 0.5) -> np.ndarray:
-    """Claim (f): supported when the Wilson interval of k/n lies below ``below``,
-    contradicted when above (codes; NO_DATA for n = 0)."""
-    low, high = wilson(k, n)
+def clustered_rate(k: np.ndarray, n: np.ndarray) -> tuple[float, float, float, float]:
+    """A rate over trials that cluster by seed (``k`` successes of ``n`` trials per seed):
+    the rate p̂ = Σk / Σn, the design effect used and a 95% interval that holds however
+    strongly the trials of a seed resemble each other.
+
+    The interval is Wilson's at the effective sample size C (the number of seeds), i.e. for
+    p̂·C successes of C: each seed's rate lies in [0, 1], so its variance is at most p(1 − p)
+    (Bhatia–Davis), that of one Bernoulli trial — treating the seeds as the sample is the worst
+    case of the clustering (design effect Σn / C, the mean cluster size). An estimated design
+    effect (Rao & Scott) was tried and rejected: with 3 seeds its between-seed variance has 2
+    df, and on simulated clustered studies (true rate 10%, intra-seed correlation 0.2–0.5) the
+    interval's upper end fell below 10% in up to 40% of them (tests/analysis/
+    test_calibration.py measures this interval instead). The cost: "below 10%" needs at least
+    35 seeds without a collapse."""
+    k, n = np.asarray(k, dtype=float), np.asarray(n, dtype=float)
+    total = n.sum()
+    if total == 0:
+        return math.nan, math.nan, math.nan, math.nan
+    p = k.sum() / total
+    c = len(n)
+    low, high = wilson(p * c, c)
+    return float(p), total / c, float(low), float(high)
+
+
+def fraction_verdict(low: np.ndarray | float, high: np.ndarray | float,
+                     below: float = LOW_RATE) -> np.ndarray:
+    """Claim (f) from the rate's interval: supported ("does not collapse") when its upper end
+    lies below ``below``, contradicted when its lower end lies above (codes; NO_DATA for a
+    NaN interval)."""
+    low, high = np.asarray(low, dtype=float), np.asarray(high, dtype=float)
     code = np.where(high < below, CODE_SUPPORTED, np.where(low > below, CODE_CONTRADICTED,
                                                            CODE_INCONCLUSIVE))
-    return np.where(np.asarray(n) == 0, CODE_NO_DATA, code)
+    return np.where(np.isnan(high), CODE_NO_DATA, code)

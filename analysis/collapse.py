@@ -7,7 +7,9 @@ estimator the models were trained with; in each panel one line per pseudo-mixtur
 and study / dataset / arch where several), the mean over seeds at each epoch. Completed trials
 only; the VAE has no pseudo-inputs and no diagnostics. The dashed lines are the collapse rule's
 thresholds (`models.collapse_rule`, torch-free: spread ratio < COLLAPSE_SPREAD and perplexity
-> COLLAPSE_PERPLEXITY, after the warm-up). Version-1 studies have no diagnostics: skipped.
+> COLLAPSE_PERPLEXITY, after the warm-up); the notes count a model collapsed only when its
+spread also fell below FELL × its largest earlier value, "not yet spread" when it did not.
+Version-1 studies have no diagnostics: skipped.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import polars as pl
 from analysis.load import COMPLETED, Frames
 from analysis.registry import register
 from analysis.style import model_colour, new_figure, save_figure
-from models.collapse_rule import COLLAPSE_PERPLEXITY, COLLAPSE_SPREAD
+from models.collapse_rule import COLLAPSE_PERPLEXITY, COLLAPSE_SPREAD, FELL
 
 DRAWN = ("spread_ratio", "resp_perplexity", "members_used", "bound_gap")
 Y_LABELS = {
@@ -90,18 +92,23 @@ def draw(df: pl.DataFrame):  # -> matplotlib.figure.Figure
 
 
 def notes(df: pl.DataFrame) -> list[str]:
-    last = (df.filter(pl.col("diagnostic").is_in(["spread_ratio", "resp_perplexity"]))
-            .sort("epoch").group_by([*SERIES, "kl_estimator", "diagnostic"])
-            .agg(pl.col("mean").last())
-            .pivot("diagnostic", index=[*SERIES, "kl_estimator"], values="mean"))
+    keys = [*SERIES, "kl_estimator"]
+    spread = (df.filter(pl.col("diagnostic") == "spread_ratio").sort("epoch").group_by(keys)
+              .agg(pl.col("mean").last().alias("spread_ratio"),
+                   pl.col("mean").head(pl.len() - 1).max().alias("peak")))
+    perplexity = (df.filter(pl.col("diagnostic") == "resp_perplexity").sort("epoch")
+                  .group_by(keys).agg(pl.col("mean").last().alias("resp_perplexity")))
+    last = spread.join(perplexity, on=keys, how="left", nulls_equal=True)
     lines = []
     for (estimator,), part in last.group_by(["kl_estimator"], maintain_order=True):
-        collapsed = part["spread_ratio"] < THRESHOLD
-        if "resp_perplexity" in part.columns:
-            collapsed = collapsed & (part["resp_perplexity"] > COLLAPSE_PERPLEXITY)
-        lines.append(f"KL={estimator}: {int(collapsed.sum())} of {part.height} models end "
-                     f"collapsed (last epoch, mean over seeds: spread ratio < {THRESHOLD:g} "
-                     f"and perplexity/K > {COLLAPSE_PERPLEXITY:g}).")
+        small = (part["spread_ratio"] < THRESHOLD) & (
+            part["resp_perplexity"].fill_null(1.0) > COLLAPSE_PERPLEXITY)
+        fell = part["spread_ratio"] < FELL * part["peak"].fill_null(float("inf"))
+        lines.append(f"KL={estimator}: {int((small & fell).sum())} of {part.height} models end "
+                     f"collapsed, {int((small & ~fell).sum())} not yet spread (last epoch, "
+                     f"mean over seeds: spread ratio < {THRESHOLD:g} and perplexity/K > "
+                     f"{COLLAPSE_PERPLEXITY:g}; collapsed when the spread fell below "
+                     f"{FELL:g} × its largest earlier value, models.collapse_rule).")
     return sorted(lines)
 
 

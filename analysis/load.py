@@ -28,9 +28,12 @@ Derived trial columns used by every output: ``model`` ("VAE" for the standard pr
 (null for the standard prior: it has no pseudo-inputs), ``pi_label``/``pi_uniform``, ``variant``
 (settings that vary between trials besides the paper's keys), ``label`` (one readable name per
 model) and ``trial_path`` (``trial_dir`` resolved against the study folder). ``collapsed`` is
-not read as stored: it is re-derived from the recorded spread_ratio, resp_perplexity,
-best_epoch and warmup_epochs by `models.collapse_rule.is_collapsed`, so a study written under
-an older rule is judged by the current one.
+not read as stored: ``collapse_state`` (collapsed, healthy, not yet spread, or null:
+undecided) is re-derived from the recorded spread_ratio, resp_perplexity, best_epoch and
+warmup_epochs and the largest spread ratio of the earlier epochs (epochs.parquet) by
+`models.collapse_rule.collapse_state`, and ``collapsed`` is True / False for collapsed /
+healthy (null otherwise), so a study written under an older rule is judged by the current
+one.
 """
 
 from __future__ import annotations
@@ -43,7 +46,7 @@ from pathlib import Path
 import polars as pl
 
 from analysis.location import Location
-from models.collapse_rule import is_collapsed
+from models.collapse_rule import COLLAPSED, HEALTHY, collapse_state
 
 COMPLETED = "COMPLETED"
 NOT_STARTED = "NOT STARTED"  # planned in plan.parquet, no row in trials.parquet yet
@@ -52,7 +55,10 @@ NOT_STARTED = "NOT STARTED"  # planned in plan.parquet, no row in trials.parquet
 PLAN_FILE = "plan.parquet"
 RESULTS_DIR = "results"
 STUDY_FILE = "study.json"
-DEFAULT_PI_MARGIN = 1.0  # nats: claim (c)'s equivalence margin when the study sets none
+# nats: claim (c)'s equivalence margin when the study sets none — the paper's smallest reported
+# gain (Table 1, K 100 → 500, pixel, M = 1: +0.30 nats): a π effect below every gain the paper
+# reports as one counts as "little" (docs/VERDICTS.md)
+DEFAULT_PI_MARGIN = 0.3
 
 TRIALS: dict[str, pl.DataType] = {
     "study": pl.String(),
@@ -372,7 +378,7 @@ def _load(dirs: list[Location]) -> Frames:
         # a column missing from one study's schema (all null there) is not a variation
         if trials.filter(pl.col("state") == COMPLETED)[k].drop_nulls().n_unique() > 1
     )
-    trials = _text_labels(trials, extra).with_columns(_collapsed(trials))
+    trials = _text_labels(trials, extra)
 
     def optional(results: Location, stem: str, schema: dict[str, pl.DataType]
                  ) -> pl.LazyFrame:
@@ -387,6 +393,7 @@ def _load(dirs: list[Location]) -> Frames:
         [tag(optional(r, "epochs", EPOCHS), lab) for r, lab in zip(results, labels, strict=True)],
         how="diagonal_relaxed",
     )
+    trials = _with_collapse(trials, epochs)
     test_ll = pl.concat(
         [tag(optional(r, "test_ll", TEST_LL), lab)
          for r, lab in zip(results, labels, strict=True)],
@@ -398,7 +405,9 @@ def _load(dirs: list[Location]) -> Frames:
             "path": [str(d) for d in dirs],
             "name": [n or "" for n in names],
             "pi_margin": [pi_margin(d) for d in dirs],
-        }
+            "smallest_effect": [claims_setting(d, "smallest_effect") for d in dirs],
+        },
+        schema_overrides={"smallest_effect": pl.Float64},
     )
     return Frames(trials=trials, epochs=epochs, test_ll=test_ll, studies=studies,
                   extra_keys=extra, warnings=tuple(warnings))
@@ -408,27 +417,49 @@ def pi_margin(study_dir: Location) -> float:
     """Claim (c)'s margin: ``spec.claims.pi_margin`` of the study's study.json (the study
     file's ``[claims] pi_margin``), else `DEFAULT_PI_MARGIN`; a malformed value is a
     `ResultsError` (one line)."""
+    value = claims_setting(study_dir, "pi_margin")
+    return DEFAULT_PI_MARGIN if value is None else value
+
+
+def claims_setting(study_dir: Location, key: str) -> float | None:
+    """``spec.claims.<key>`` (a number of nats > 0) of the study's study.json, None when the
+    study sets none; a malformed value is a `ResultsError` (one line)."""
     path = study_dir.child(STUDY_FILE)
     try:
         if not path.is_file():
-            return DEFAULT_PI_MARGIN
+            return None
         info = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
         raise ResultsError(f"cannot read {path}: {_one_line(exc)}") from exc
     spec = info.get("spec") if isinstance(info, dict) else None
-    value = ((spec or {}).get("claims") or {}).get("pi_margin", DEFAULT_PI_MARGIN)
+    value = ((spec or {}).get("claims") or {}).get(key)
+    if value is None:
+        return None
     if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
-        raise ResultsError(f"{path}: claims.pi_margin={value!r} is invalid: expected a number "
+        raise ResultsError(f"{path}: claims.{key}={value!r} is invalid: expected a number "
                            "of nats > 0")
     return float(value)
 
 
-def _collapsed(trials: pl.DataFrame) -> pl.Series:
-    """The collapse rule applied to the recorded columns (see the module docstring)."""
-    columns = [trials[c].to_list() for c in ("spread_ratio", "resp_perplexity", "best_epoch",
-                                             "warmup_epochs")]
-    return pl.Series("collapsed", [is_collapsed(*row) for row in zip(*columns, strict=True)],
-                     pl.Boolean)
+def _with_collapse(trials: pl.DataFrame, epochs: pl.LazyFrame) -> pl.DataFrame:
+    """``collapse_state`` and ``collapsed``: the collapse rule applied to the recorded columns
+    at the best epoch, with the largest spread ratio of the trial's earlier epochs from
+    epochs.parquet (see the module docstring)."""
+    peaks = (epochs.select("study", "trial_key", "epoch", "spread_ratio")
+             .join(trials.lazy().select("study", "trial_key", "best_epoch"),
+                   on=["study", "trial_key"], how="inner")
+             .filter(pl.col("epoch") < pl.col("best_epoch"))
+             .group_by("study", "trial_key").agg(pl.col("spread_ratio").max().alias("peak"))
+             .collect())
+    rows = trials.select("study", "trial_key", "spread_ratio", "resp_perplexity", "best_epoch",
+                         "warmup_epochs").join(peaks, on=["study", "trial_key"], how="left",
+                                               maintain_order="left")
+    states = [collapse_state(*r) for r in rows.select(
+        "spread_ratio", "resp_perplexity", "best_epoch", "warmup_epochs", "peak").iter_rows()]
+    return trials.with_columns(
+        pl.Series("collapse_state", states, pl.String),
+        pl.Series("collapsed", [{COLLAPSED: True, HEALTHY: False}.get(x) for x in states],
+                  pl.Boolean))
 
 
 def _single_name(trials: pl.DataFrame) -> str | None:

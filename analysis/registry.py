@@ -33,6 +33,8 @@ Notes = Callable[[pl.DataFrame], list[str]]
 OUTPUT_MODULES = (
     "status",
     "claims",
+    "over_training",
+    "budget_curves",
     "table1",
     "paper",
     "bound_gap",

@@ -23,15 +23,16 @@ p(z) = (1/K) Σ_k q(z|a_k), mean(·) = Σ_m π_m μ_m(·) the mean of a posterio
   over the N images). A collapsed prior makes U "tight" (gap ≈ 0) — a small gap is not
   evidence of a good bound.
 
-A trial is *collapsed* by the rule of `models.collapse_rule.is_collapsed` (re-exported here):
-spread ratio < 0.05 **and** responsibility perplexity > 0.5, undecided before the warm-up ends
-— the thresholds and the measured distributions behind them are in that module. Caveat: the
-pseudo-inputs start as near-identical noise images (VampPrior's N(0.05, 0.01²)), so every
-prior starts with a spread ratio near 0.02; an `mc` / `lse` prior spreads out over the first
-epochs, a `greedy` one shrinks. The trial writes ``collapsed`` from its best epoch's
-diagnostics, and the analysis re-applies the rule to the recorded columns (spread_ratio,
-resp_perplexity, best_epoch, warmup_epochs), so a study written by an older rule is judged by
-this one. The
+A trial is *collapsed* by the rule of `models.collapse_rule.collapse_state` (`is_collapsed` is
+re-exported here): spread ratio < 0.05 **and** responsibility perplexity > 0.5, undecided before
+the warm-up ends, and the spread must have *fallen* below half its largest earlier value — a
+prior whose small spread never fell has "not yet spread" (the pseudo-inputs start as
+near-identical noise images, VampPrior's N(0.05, 0.01²), so every prior starts with a spread
+ratio near 0.02; an `mc` / `lse` prior spreads out over the first epochs, a `greedy` one
+shrinks). The thresholds and the measured per-epoch spreads behind them are in that module.
+The trial writes ``collapsed`` from its best epoch's diagnostics, and the analysis re-applies
+the rule to the recorded columns (with the per-epoch record of epochs.parquet in the claims
+section), so a study written by an older rule is judged by this one. The
 standard-prior VAE has no pseudo-inputs: every diagnostic is None for it.
 
 Cost: one encoder pass over the images and the K pseudo-inputs, a (N, M, K, M) KL matrix and

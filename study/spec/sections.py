@@ -49,7 +49,7 @@ KEYS: dict[str, tuple[str, ...]] = {
     "resources": ("cpus_per_trial", "gpus_per_trial", "max_concurrent"),
     "failure": ("retries", "stranded_grace", "outage_grace"),
     "tracking": tracking_spec.KEYS,
-    "claims": ("pi_margin",),
+    "claims": ("pi_margin", "smallest_effect"),
 }
 
 MAX_NAME = 200  # a folder name (NAME_MAX is 255 bytes), with room for suffixes such as .torn-…
@@ -170,9 +170,12 @@ class FailureSection:
 
 @dataclass(frozen=True)
 class ClaimsSection:
-    """Settings of the report's claims (analysis.claims): claim (c)'s equivalence margin."""
+    """Settings of the report's claims (analysis.claims): claim (c)'s equivalence margin and
+    the smallest effect of interest of the minimum-effect tests and the power (None: the
+    published effect where there is one, else analysis.claims_paper's default)."""
 
-    pi_margin: float = 1.0
+    pi_margin: float = 0.3
+    smallest_effect: float | None = None
 
 
 def _study_section(ctx: Context, t: dict[str, Any], default_name: str | None) -> StudySection:
@@ -331,7 +334,9 @@ def parse(raw: dict[str, Any], origin: str, overridden: set[str] | None = None,
     outage = _take(ctx, tables["failure"], "failure", "outage_grace",
                    lambda v: _is_num(v) and v > 0, "a number of seconds > 0", OUTAGE_GRACE)
     pi_margin = _take(ctx, tables["claims"], "claims", "pi_margin",
-                      lambda v: _is_num(v) and v > 0, "a number of nats > 0", 1.0)
+                      lambda v: _is_num(v) and v > 0, "a number of nats > 0", 0.3)
+    smallest_effect = _take(ctx, tables["claims"], "claims", "smallest_effect",
+                            lambda v: _is_num(v) and v > 0, "a number of nats > 0", None)
     device = budget.get("device", "auto")
     if resources.gpus_per_trial == 0 and device not in ("auto", "cpu"):
         raise ctx.bad("budget.device", device, "auto or cpu when resources.gpus_per_trial = 0 "
@@ -346,4 +351,5 @@ def parse(raw: dict[str, Any], origin: str, overridden: set[str] | None = None,
                  "budget": budget, "scheduler": scheduler, "resources": resources,
                  "failure": FailureSection(retries, float(grace), float(outage)),
                  "tracking": tracking_spec.parse(tables["tracking"], ctx.bad),
-                 "claims": ClaimsSection(float(pi_margin))}
+                 "claims": ClaimsSection(float(pi_margin), None if smallest_effect is None
+                                         else float(smallest_effect))}

@@ -19,7 +19,7 @@ from analysis.load import load
 from analysis.simulate import Simulation
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # --import-mode=importlib
-from v2_study import grid, write_v2_study  # noqa: E402
+from v2_study import grid, two_way_variance, write_v2_study  # noqa: E402
 
 BASE = {("standard", 1): -250.0, ("pseudo_mixture", 1): -245.0,
         ("pseudo_mixture", 2): -243.0, ("pseudo_mixture", 3): -242.0}
@@ -87,7 +87,7 @@ def test_figure4_with_one_seed_and_a_constant_difference_is_inconclusive(tmp_pat
     # issue row 2: 1 seed, every π − uniform = −0.5 exactly: no "[−0.5, −0.5] supported"
     sim = Simulation("figure4", 1, 1, effect=lambda s: -0.5 * (max(s["pi"]) > 0.34 and
                                                                  s["pi"] not in ([0.5, 0.5],)),
-                     seed_sd=0.0, block_sd=0.0, image_sd=0.0, is_sd=0.0)
+                     inter_sd=0.0, block_sd=0.0, image_sd=0.0, run_image_sd=0.0)
     df = _sim_rows(tmp_path, sim)
     c = df.filter(pl.col("claim") == "c")
     assert c.height == 18 and set(c["verdict"]) == {cs.FEW_SEEDS}
@@ -118,9 +118,20 @@ def test_pi_that_matters_little_with_three_seeds_is_supported_by_tost(tmp_path):
     row = df.filter(pl.col("claim") == "c").row(0, named=True)
     d = -np.array([0.2, 0.21, 0.22])
     assert row["difference"] == pytest.approx(d.mean())
-    # TOST by hand: both one-sided t tests against ±1 nat
-    se = stats.sem(d)
-    p_eq = max(stats.t.sf((d.mean() + 1) / se, 2), stats.t.cdf((d.mean() - 1) / se, 2))
+    # TOST by hand against ±0.3 nat (the default margin), with the standard error over seeds
+    # and the shared test images from a loop-by-loop two-way ANOVA of the per-image values
+    images = pl.read_parquet(tmp_path / "s" / "results" / "test_ll.parquet")
+    trials = pl.read_parquet(tmp_path / "s" / "results" / "trials.parquet")
+    table = images.join(trials.select("trial_key", "seed", "pi"), on="trial_key")
+    delta = np.zeros((3, 20))
+    for (_key, seed, pi), part in table.group_by("trial_key", "seed", "pi"):
+        sign = 1.0 if pi[0] != pi[1] else -1.0  # π = (0.8, 0.2) − uniform
+        delta[seed] += sign * part.sort("image")["log_likelihood"].to_numpy()
+    var, df_sat = two_way_variance(delta)
+    se = np.sqrt(var)
+    assert row["se"] == pytest.approx(se) and row["df"] == pytest.approx(df_sat)
+    p_eq = max(stats.t.sf((d.mean() + 0.3) / se, df_sat),
+               stats.t.cdf((d.mean() - 0.3) / se, df_sat))
     assert f"p_TOST {p_eq:.3g}" in row["p"]
 
 
@@ -204,7 +215,7 @@ def test_family_verdicts_use_holm_for_contradicted_and_all_for_supported():
 def test_interval_helpers_against_scipy():
     d = np.array([1.0, 1.5, 0.7, 1.2])
     n, mean, se = cs.seed_summary(d)
-    assert cs.t_interval(mean, se, n) == pytest.approx(
+    assert cs.t_interval(mean, se, n - 1) == pytest.approx(
         stats.t.interval(0.95, 3, loc=d.mean(), scale=stats.sem(d)))
     low, high = cs.wilson(3, 10)
     res = stats.binomtest(3, 10).proportion_ci(confidence_level=0.95, method="wilson")
@@ -222,7 +233,8 @@ def test_version_1_study_gives_verdicts_without_collapse_data(frames):
     df = claims.prep(frames)
     assert set(df["claim"]) >= set(claims.STATEMENTS)
     assert df.filter(pl.col("claim") == "f")["verdict"].to_list() == ["no data"]
-    assert claims.notes(df)[0].startswith("Method: the unit is a training run")
+    assert claims.notes(df)[0].startswith("Method (docs/VERDICTS.md): the unit is a training "
+                                          "run")
 
 
 def test_the_margin_comes_from_the_study_file_via_study_json(tmp_path):

@@ -34,9 +34,16 @@ def test_collapse_figure_has_a_panel_per_diagnostic_and_estimator(tmp_path):
         assert len(ax.lines) in (4, 5)  # 4 models (M 1, 3 × K 10, 100); + threshold line
     assert fig.axes[0].get_yscale() == "log" and len(fig.axes[0].lines) == 5
     notes = collapse.notes(df)
-    rule = "(last epoch, mean over seeds: spread ratio < 0.05 and perplexity/K > 0.5)."
-    assert notes == [f"KL=greedy: 4 of 4 models end collapsed {rule}",
-                     f"KL=lse: 0 of 4 models end collapsed {rule}"]
+    rule = ("(last epoch, mean over seeds: spread ratio < 0.05 and perplexity/K > 0.5; "
+            "collapsed when the spread fell below 0.5 × its largest earlier value, "
+            "models.collapse_rule).")
+    # greedy's spread fell from 0.5 (epoch 1) to 0.001: collapsed, not "not yet spread"
+    assert notes == [f"KL=greedy: 4 of 4 models end collapsed, 0 not yet spread {rule}",
+                     f"KL=lse: 0 of 4 models end collapsed, 0 not yet spread {rule}"]
+    flat = df.with_columns(pl.when(pl.col("diagnostic") == "spread_ratio").then(0.001)
+                           .otherwise(pl.col("mean")).alias("mean"))
+    assert collapse.notes(flat)[0] == f"KL=greedy: 0 of 4 models end collapsed, 4 not yet " \
+                                      f"spread {rule}"
 
 
 def test_threshold_is_the_models_one():

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -72,3 +73,23 @@ def grid(estimators=("greedy",), Ms=(1, 2, 3), Ks=(100, 500), seeds=(0, 1, 2),
                     specs.append(dict(kl_estimator=est, prior="pseudo_mixture", M=m, K=k,
                                       seed=seed, collapsed=est in collapsed))
     return specs
+
+
+def two_way_variance(delta: np.ndarray) -> tuple[float, float]:
+    """var of the grand mean of a seeds × images table (random seeds and images) and its
+    Satterthwaite df, by the textbook sums of squares, one cell at a time (the test-image
+    part truncated at 0: then the t over seeds, n − 1 df)."""
+    n, big_n = delta.shape
+    grand = sum(sum(r) for r in delta) / (n * big_n)
+    seed_means = [sum(delta[s]) / big_n for s in range(n)]
+    image_means = [sum(delta[s][i] for s in range(n)) / n for i in range(big_n)]
+    ss_seed = big_n * sum((m - grand) ** 2 for m in seed_means)
+    ss_image = n * sum((m - grand) ** 2 for m in image_means)
+    ss_res = sum((delta[s][i] - seed_means[s] - image_means[i] + grand) ** 2
+                 for s in range(n) for i in range(big_n))
+    ms = [ss_seed / (n - 1), ss_image / (big_n - 1), ss_res / ((n - 1) * (big_n - 1))]
+    dfs = [n - 1, big_n - 1, (n - 1) * (big_n - 1)]
+    if ms[1] <= ms[2]:
+        return ms[0] / (n * big_n), n - 1.0
+    var = (ms[0] + ms[1] - ms[2]) / (n * big_n)
+    return var, var**2 / sum((m / (n * big_n)) ** 2 / f for m, f in zip(ms, dfs, strict=True))

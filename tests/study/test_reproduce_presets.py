@@ -29,3 +29,20 @@ def test_reproduction_presets_cross_models_and_estimators(name):
     assert (spec.resources.gpus_per_trial > 0) == gpu
     if not gpu:
         assert spec.resources.cpus_per_trial == 1 and spec.budget["max_epochs"] <= 30
+
+
+@pytest.mark.parametrize("name", ["reproduce_fashion", "reproduce_fashion_gpu"])
+def test_reproduction_presets_plan_claim_g(name):
+    # claim (g): VampPrior (M = 1, mc) and GMMpVAE (M > 1, greedy and lse, uniform π) at every
+    # K of the same seeds, and the VAE per estimator
+    plan = load_spec(name).plan()
+    cells = {(t["prior"], t["kl_estimator"], t["M"], t.get("K"), t["seed"]) for t in plan
+             if t["prior"] == "standard" or max(t["pi"]) - min(t["pi"]) < 1e-9}
+    seeds = {t["seed"] for t in plan}
+    for seed in seeds:
+        for k in (10, 100, 500):
+            assert ("pseudo_mixture", "mc", 1, k, seed) in cells
+            for est, m in itertools.product(("greedy", "lse"), (2, 3)):
+                assert ("pseudo_mixture", est, m, k, seed) in cells
+        for est in ("greedy", "lse"):
+            assert any(c[:2] == ("standard", est) and c[4] == seed for c in cells)

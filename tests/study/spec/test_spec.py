@@ -97,8 +97,9 @@ def test_open_search_ranks_by_the_validation_mc_elbo_and_trains_with_lse():
 def test_claims_margin_is_a_study_setting_saved_in_study_json(tmp_path):
     spec = load_spec(str(_write(tmp_path, BASE + "[claims]\npi_margin = 0.5\n")))
     assert spec.claims.pi_margin == 0.5
-    assert json.loads(json.dumps(spec.to_dict()))["claims"] == {"pi_margin": 0.5}
-    assert load_spec(str(_write(tmp_path, BASE, "d.toml"))).claims.pi_margin == 1.0
+    assert json.loads(json.dumps(spec.to_dict()))["claims"] == {"pi_margin": 0.5,
+                                                                "smallest_effect": None}
+    assert load_spec(str(_write(tmp_path, BASE, "d.toml"))).claims.pi_margin == 0.3
 
 
 def test_round_trip_through_json():
@@ -220,6 +221,8 @@ BAD = [
     ("unknown_precision", BASE + '[budget]\nprecision = "fp16"\n', "budget.precision='fp16'"),
     ("section_not_table", 'search = 3\n[data]\ndataset = "digits"\n', "[search] must be a table"),
     ("bad_pi_margin", BASE + "[claims]\npi_margin = 0\n", "claims.pi_margin=0"),
+    ("bad_smallest_effect", BASE + "[claims]\nsmallest_effect = -1\n",
+     "claims.smallest_effect=-1"),
 ]
 
 
