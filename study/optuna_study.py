@@ -26,6 +26,7 @@ from optuna.trial import TrialState
 
 from search_spaces import KEY_FIELD
 from study.spec import StudySpec
+from study.spec.step import SOURCE_KEY
 
 DUPLICATE_ATTR = "duplicate_of"  # an open search's redraw of a configuration it already has
 
@@ -33,8 +34,10 @@ DUPLICATE_ATTR = "duplicate_of"  # an open search's redraw of a configuration it
 RERUN_ATTR = "rerun_of"  # the result of a trial re-run with --rerun-errored (see record_reruns)
 
 
-# Flat-config fields that say where a trial runs or follow from the dataset: not hyperparameters.
-NOT_HYPERPARAMETERS = frozenset({"data_dir", "device", "image_shape", "likelihood"})
+# Flat-config fields that say where a trial runs or follow from the dataset, and the checkpoint
+# an extension step's trial continues from (`study.spec.step.SOURCE_KEY`): not hyperparameters.
+NOT_HYPERPARAMETERS = frozenset({"data_dir", "device", "image_shape", "likelihood",
+                                 SOURCE_KEY})
 
 
 @contextlib.contextmanager
@@ -66,7 +69,7 @@ def open_storage(spec: StudySpec) -> Any:
 def open_study(spec: StudySpec, sampler: Any = None) -> optuna.Study:
     """The study's Optuna study, created on first use."""
     with quiet_optuna():
-        return optuna.create_study(study_name=spec.name, storage=open_storage(spec),
+        return optuna.create_study(study_name=spec.optuna_name, storage=open_storage(spec),
                                    sampler=sampler, direction=_direction(spec),
                                    load_if_exists=True)
 
@@ -77,7 +80,7 @@ def existing_study(spec: StudySpec) -> optuna.Study | None:
         return None
     try:
         with quiet_optuna():
-            return optuna.load_study(study_name=spec.name, storage=open_storage(spec))
+            return optuna.load_study(study_name=spec.optuna_name, storage=open_storage(spec))
     except KeyError:
         return None
 
@@ -142,15 +145,26 @@ def finite(value: Any) -> bool:
 
 
 def counts(spec: StudySpec) -> dict[str, int]:
-    """Optuna trials by state (an open search's redraws left out); {} without a study."""
-    study = existing_study(spec)
-    if study is None:
+    """Optuna trials by state (an open search's redraws left out), over the study's Optuna
+    study and those of its extension steps (`study_names`); {} without a study."""
+    if spec.optuna_storage_is_journal and not Path(spec.optuna_storage_url).is_file():
         return {}
+    storage = open_storage(spec)
     out: dict[str, int] = {}
-    for t in study.get_trials(deepcopy=False):
-        if DUPLICATE_ATTR not in t.user_attrs:
-            out[t.state.name] = out.get(t.state.name, 0) + 1
+    for name in study_names(spec, storage):
+        with quiet_optuna():
+            study = optuna.load_study(study_name=name, storage=storage)
+        for t in study.get_trials(deepcopy=False):
+            if DUPLICATE_ATTR not in t.user_attrs:
+                out[t.state.name] = out.get(t.state.name, 0) + 1
     return out
+
+
+def study_names(spec: StudySpec, storage: Any = None) -> list[str]:
+    """The names of the study's Optuna studies in its storage: its own, and one per extension
+    step (``<name>+max_epochs=N…``, `study.spec.step`)."""
+    names = optuna.get_all_study_names(storage or open_storage(spec))
+    return sorted(n for n in names if n == spec.name or n.startswith(f"{spec.name}+"))
 
 
 def record_reruns(spec: StudySpec, completed: dict[str, dict[str, Any]],

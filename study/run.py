@@ -8,7 +8,7 @@ its trials, in order:
 3. the engine runs the trials (`study.tune.engine.run`: Ray set up, the Tuner assembled and run
    to the end of ``fit``); once Ray counted the slots, a run writes ``study.json`` (spec,
    versions) and ``plan.parquet`` (the planned trials), a resume reconciles its Optuna study;
-4. `_ended` reads the ending once ``fit`` has returned — a server that stayed away is raised
+4. `ended` reads the ending once ``fit`` has returned — a server that stayed away is raised
    (`study.errors.Unreachable`, exit status 3) — then the results are consolidated
    (`study.store`) and the Optuna study told the results of re-run trials
    (`study.optuna_study`); the `Outcome` is returned for `study.summary`.
@@ -45,7 +45,7 @@ from study.tune import engine
 
 
 @contextlib.contextmanager
-def _locked(spec: StudySpec, new: bool, folder: StudyFolder | None = None
+def locked(spec: StudySpec, new: bool, folder: StudyFolder | None = None
             ) -> Iterator[tuple[StudyFolder, Ending]]:
     """Hold the study (`study.store.lock`) for the block: a second live driver is refused in one
     line before it touches anything. Yields the driver's folder (an outage of the object store
@@ -103,7 +103,7 @@ def run_study(spec: StudySpec, *, trial_function: Any = None, verbose: bool = Fa
     folder = (validated or validate(spec, new=True)).folder
     # Checked again under the lock: a driver started seconds earlier passed validation too
     # and has written study.json by now.
-    with _locked(spec, new=True, folder=folder) as (folder, ending):
+    with locked(spec, new=True, folder=folder) as (folder, ending):
         check_new(spec, folder)
 
         def prepare(slots: int, max_concurrent: int) -> engine.Trials:
@@ -119,7 +119,7 @@ def run_study(spec: StudySpec, *, trial_function: Any = None, verbose: bool = Fa
             return engine.Trials(info)
 
         ran = engine.run(spec, ending, prepare, verbose=verbose, quiet=quiet)
-        return _ended(spec, folder, ran, ending, start)
+        return ended(spec, folder, ran, ending, start)
 
 
 def resume_study(study_dir: str, *, rerun_errored: bool = False, address: str | None = None,
@@ -130,15 +130,16 @@ def resume_study(study_dir: str, *, rerun_errored: bool = False, address: str | 
     Optuna study; then consolidate. A study whose Tune state was never saved starts its Tuner
     afresh on the same Optuna study (asked trials are adopted, done keys are not re-run)."""
     start = time.monotonic()
-    spec, info = load_study(study_dir)
-    if address is not None:  # "local": an embedded Ray, whatever the study was run on
-        study = {**spec.to_dict()["study"], "address": None if address == "local" else address}
-        spec = StudySpec.from_dict({**spec.to_dict(), "study": study})
-    name = chosen_function(trial_function)
-    if name is not None:
-        info["trial_function"] = name
+    from study import extend  # an extension under way is finished by its own driver
+
+    request = extend.request_of(study_dir)
+    if request is not None:
+        return extend.resume_extension(study_dir, request, address=address,
+                                       trial_function=trial_function, verbose=verbose,
+                                       quiet=quiet)
+    spec, info = resumed_spec(study_dir, address, trial_function)
     folder = validate(spec, new=False).folder
-    with _locked(spec, new=False, folder=folder) as (folder, ending):
+    with locked(spec, new=False, folder=folder) as (folder, ending):
         repairs = repair.repair_study(spec, folder)  # before anything opens the journal
         for line in repairs.lines:
             say(spec.name, line)
@@ -146,17 +147,31 @@ def resume_study(study_dir: str, *, rerun_errored: bool = False, address: str | 
         def prepare(slots: int, max_concurrent: int) -> engine.Trials | None:
             records = store.read_records(folder.fs, folder.root)
             rerun = database_patience(spec).call(lambda: repair.reconcile_optuna(
-                spec, records, lambda r: _record_metric(spec, folder, r)))
-            if _nothing_left(spec, records, rerun, rerun_errored):
+                spec, records, lambda r: record_metric(spec, folder, r)))
+            if nothing_left(spec, records, rerun, rerun_errored):
                 say(spec.name, "every planned trial has finished; nothing to run")
                 return None
             return engine.Trials(info, engine.Resumed(records, rerun, rerun_errored))
 
         ran = engine.run(spec, ending, prepare, verbose=verbose, quiet=quiet)
-        return _ended(spec, folder, ran, ending, start)
+        return ended(spec, folder, ran, ending, start)
 
 
-def _nothing_left(spec: StudySpec, records: list[dict[str, Any]], rerun: dict[str, int],
+def resumed_spec(study_dir: str, address: str | None, trial_function: Any = None
+                 ) -> tuple[StudySpec, dict[str, Any]]:
+    """The saved spec and info of a study driven again (resume, extend): on the Ray cluster
+    ``address`` ("local": an embedded Ray) instead of its own, with ``trial_function``."""
+    spec, info = load_study(study_dir)
+    if address is not None:  # "local": an embedded Ray, whatever the study was run on
+        study = {**spec.to_dict()["study"], "address": None if address == "local" else address}
+        spec = StudySpec.from_dict({**spec.to_dict(), "study": study})
+    name = chosen_function(trial_function)
+    if name is not None:
+        info["trial_function"] = name
+    return spec, info
+
+
+def nothing_left(spec: StudySpec, records: list[dict[str, Any]], rerun: dict[str, int],
                   rerun_errored: bool) -> bool:
     """A grid whose every planned key has a record, none to re-run (open searches: False)."""
     plan = spec.plan()
@@ -168,7 +183,7 @@ def _nothing_left(spec: StudySpec, records: list[dict[str, Any]], rerun: dict[st
     return all(t["trial_key"] in states for t in plan)
 
 
-def _ended(spec: StudySpec, folder: StudyFolder, ran: engine.Ran, ending: Ending,
+def ended(spec: StudySpec, folder: StudyFolder, ran: engine.Ran, ending: Ending,
            start: float) -> Outcome:
     """The tail of a run and a resume, once ``fit`` has returned: a server that stayed away
     is raised (nothing is consolidated from a store gone away); else the results are
@@ -181,14 +196,14 @@ def _ended(spec: StudySpec, folder: StudyFolder, ran: engine.Ran, ending: Ending
                  if r["state"] == store.COMPLETED}
     patience = database_patience(spec)
     patience.call(lambda: optuna_study.record_reruns(
-        spec, completed, lambda r: _record_metric(spec, folder, r)))
+        spec, completed, lambda r: record_metric(spec, folder, r)))
     overlap = summary.max_overlap(summary.record_intervals(consolidated.records))
     return Outcome(spec.storage, consolidated, ran.slots, ran.max_concurrent, overlap,
                    time.monotonic() - start, patience.call(lambda: optuna_study.counts(spec)),
                    ending.stranded, spec)
 
 
-def _record_metric(spec: StudySpec, folder: StudyFolder, record: dict[str, Any]
+def record_metric(spec: StudySpec, folder: StudyFolder, record: dict[str, Any]
                    ) -> float | None:
     """The study metric of a completed trial as its last result carried it."""
     metric = spec.search.metric

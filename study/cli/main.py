@@ -26,6 +26,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "data": ("study.cli.data", "list or fetch datasets"),
     "run": ("study.cli.run", "run a study (TOML file or preset name) with Ray Tune"),
     "resume": ("study.cli.resume", "resume a study after a crash of the driver"),
+    "extend": ("study.cli.extend", "grow a finished study to more epochs and/or seeds"),
     "status": ("study.cli.status", "show a study's trials by state and the best so far"),
     "report": ("study.cli.report", "write tables, figures and index.html for study folders"),
     "export": ("study.cli.export", "write a finished study's trials to TensorBoard or MLflow"),

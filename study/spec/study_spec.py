@@ -62,6 +62,8 @@ class StudySpec:
     # folder unless the study names one).
     optuna_storage_url: str = field(init=False, compare=False, repr=False)
     optuna_storage_is_journal: bool = field(init=False, compare=False, repr=False)
+    # The Optuna study's name: the study's, or an extension step's (`study.spec.step`).
+    optuna_name: str = field(init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         url = self.study.optuna_storage
@@ -70,7 +72,7 @@ class StudySpec:
         space = search_spaces.get(self.search.space)
         for name, value in (("name", self.study.name), ("storage", self.study.storage),
                             ("search_space", space), ("is_grid", space.kind == "grid"),
-                            ("optuna_storage_url", url),
+                            ("optuna_storage_url", url), ("optuna_name", self.study.name),
                             ("optuna_storage_is_journal", not RDB_RE.match(url))):
             object.__setattr__(self, name, value)  # a frozen dataclass sets its own fields
 
@@ -92,8 +94,14 @@ class StudySpec:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], origin: str = STUDY_FILE) -> StudySpec:
-        """Rebuild (and re-validate) a spec saved with ``to_dict``."""
-        return from_raw(data, origin)
+        """Rebuild (and re-validate) a spec saved with ``to_dict`` (an extension step's too:
+        `study.spec.step`)."""
+        from study.spec import step  # the step spec is built on this module
+
+        data = dict(data)
+        saved = data.pop(step.STEP_KEY, None)
+        spec = from_raw(data, origin)
+        return spec if saved is None else step.step_spec(spec, saved["name"], saved["trials"])
 
     # -- trials
     def fixed_trial_fields(self) -> dict[str, Any]:

@@ -7,9 +7,12 @@ It calls small helpers, in order:
 
 0. a trial whose folder already holds a COMPLETED or PRUNED record (it finished before its
    driver was lost, unbeknown to Tune) is not run again: its record is reported;
-1. `_restore`: when Tune restarts the trial from a checkpoint (a retry after a crash or a lost
-   node, or ``gmmpvae resume`` after a lost driver), ``tune.get_checkpoint()`` holds the last
-   epoch's training checkpoint; it is put where the trainer resumes from
+1. `_restore`: a trial of an extension step that continues a smaller budget's trial (its
+   config names the source, `study.spec.step.SOURCE_KEY`) starts, on its first attempt, from
+   that trial's last checkpoint (`study.extend_plan.start_from_source`); when Tune restarts
+   the trial from a checkpoint (a retry after a crash or a lost node, or ``gmmpvae resume``
+   after a lost driver), ``tune.get_checkpoint()`` holds the last epoch's training
+   checkpoint; it is put where the trainer resumes from
    (``<trial folder>/checkpoint/checkpoint.pt``) with the epochs reported so far. Without one,
    the trial folder's own checkpoint is used (a trial its lost driver had started), except
    after an ERROR record: an errored trial that Tune restarts starts from scratch;
@@ -53,8 +56,10 @@ from models.data import DataError
 from models.training import NonFiniteLossError
 from search_spaces import KEY_FIELD
 from study import store
+from study.extend_plan import start_from_source
 from study.patience import OUTAGE_GRACE
 from study.provenance import resolve_function, versions
+from study.spec.step import SOURCE_KEY
 from study.store import COMPLETED, ERROR, PRUNED
 
 CONTEXT_KEY = "_study"
@@ -107,6 +112,7 @@ def node_name() -> str:
 def train_trial(config: dict[str, Any]) -> None:
     """Run one trial of a study (Ray Tune function trainable; see the module docstring)."""
     ctx, key, flat = _unpack(config)
+    source = config.get(SOURCE_KEY)  # an extension step's continued trial: its source's key
     _set_threads(ctx["threads"])
 
     cfg = TrialConfig.from_flat(flat)
@@ -127,11 +133,15 @@ def train_trial(config: dict[str, Any]) -> None:
     # An errored trial that Tune restarts (not resumes: no checkpoint) starts from scratch.
     restart = previous is not None and previous.get("state") == ERROR
     meta, resumed = _restore(tune.get_checkpoint(), out_dir, allow_local=not restart)
+    if source is not None and not resumed:  # first attempt: from the source's last checkpoint
+        shutil.rmtree(out_dir / "checkpoint", ignore_errors=True)
+        start_from_source(folder, source, out_dir / "checkpoint")
+        resumed = True
     resume = resumed or not restart
     reporter = _Reporter(key, meta, cfg, ctx["metric"], out_dir / "checkpoint")
     record = dict(study=ctx["name"], trial_key=key, config=cfg.to_flat(),
                   started_at=meta["started_at"], attempts=meta["attempts"], node=node_name(),
-                  versions=versions(), git_rev=ctx["git_rev"],
+                  versions=versions(), git_rev=ctx["git_rev"], continued_from=source,
                   trial_dir=store.join(ctx["storage"], store.TRIALS_DIR, key))
 
     # The running marker (study.store.running): `gmmpvae status` reads it, not Tune's state;
@@ -213,7 +223,7 @@ class _Reporter:
 
 def _unpack(config: dict[str, Any]) -> tuple[dict[str, Any], str, dict[str, Any]]:
     """A trial's Tune config → (the study's shared context, its trial_key, its flat config)."""
-    flat = {k: v for k, v in config.items() if k not in (CONTEXT_KEY, KEY_FIELD)}
+    flat = {k: v for k, v in config.items() if k not in (CONTEXT_KEY, KEY_FIELD, SOURCE_KEY)}
     return config[CONTEXT_KEY], config[KEY_FIELD], flat
 
 
@@ -321,6 +331,7 @@ def driver_record(config: dict[str, Any], checkpoint: Any, state: str,
     record = store.make_record(
         study=ctx["name"], trial_key=key, state=state, error=error, config=flat,
         epochs=meta["epochs"], started_at=meta["started_at"], attempts=meta["attempts"],
-        git_rev=ctx["git_rev"], trial_dir=store.join(ctx["storage"], store.TRIALS_DIR, key))
+        git_rev=ctx["git_rev"], continued_from=config.get(SOURCE_KEY),
+        trial_dir=store.join(ctx["storage"], store.TRIALS_DIR, key))
     store.write_record(fs, trial_dir, record)
     return record

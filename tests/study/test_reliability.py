@@ -63,7 +63,7 @@ def test_a_study_started_meanwhile_is_refused_under_the_lock(tmp_path, capsys):
     from study import run as runner
 
     with pytest.raises(UsageError, match="already holds a study"):
-        with runner._locked(spec, new=True):
+        with runner.locked(spec, new=True):
             checks.check_new(spec)  # what run_study does first under the lock
             pytest.fail("ran")
 
