@@ -110,6 +110,11 @@ TRIALS: dict[str, pl.DataType] = {
     "train_seconds": pl.Float64(),
     "trial_dir": pl.String(),
     "schema_version": pl.Int64(),
+    # schema version 3 (issue 23, docs/BUDGETS.md): one configuration at several budgets;
+    # null in older studies (every row trained from scratch)
+    "config_key": pl.String(),
+    "continued_from": pl.String(),
+    "carried_from": pl.String(),
 }
 EPOCHS: dict[str, pl.DataType] = {
     "study": pl.String(),

@@ -257,8 +257,16 @@ def _planned_spec(spec: StudySpec, folder: StudyFolder) -> StudySpec:
     return dataclasses.replace(spec, search=dataclasses.replace(spec.search, num_samples=total))
 
 
+def planned_keys(spec: StudySpec, folder: StudyFolder) -> list[str]:
+    """The keys the study planned, every budget's: a grid's own plan and every key of
+    ``plan.parquet`` (an extension's steps add theirs; an open search's has only those)."""
+    rows = store.read_plan(folder) if folder.exists(store.PLAN_FILE) else []
+    keys = [t[KEY_FIELD] for t in spec.plan() or []] + [r["trial_key"] for r in rows]
+    return list(dict.fromkeys(keys))
+
+
 def planned_total(spec: StudySpec, folder: StudyFolder) -> int:
-    """The study's planned trials, every budget's: a grid's plan.parquet rows; an open
-    search's ``num_samples`` plus its extension steps' rows."""
-    rows = len(store.read_plan(folder)) if folder.exists(store.PLAN_FILE) else 0
-    return rows if spec.is_grid else spec.search.num_samples + rows
+    """How many trials the study plans at every budget: its planned keys, and an open
+    search's ``num_samples`` too (its own trials are drawn, not planned)."""
+    keys = planned_keys(spec, folder)
+    return len(keys) if spec.is_grid else spec.search.num_samples + len(keys)

@@ -3,8 +3,10 @@
 States come from three places, the first that knows a trial wins: its record in its folder
 (COMPLETED, ERROR, PRUNED), its running marker (`study.store.running`: RUNNING, or UNFINISHED
 when the driver that ran it is gone; a marker newer than the record is a retry running), and
-for grids the plan (NOT STARTED). Ray Tune's state is not read: ``status`` imports no Ray. The
-Optuna study's own counts are shown beside. The results are
+for grids the plan (NOT STARTED; ``plan.parquet``, every budget's trials of an extended
+study, `study.extend`), with one line of the trials at each budget. Ray Tune's state is not
+read: ``status`` imports no Ray. The Optuna studies' counts (the study's and its extension
+steps') are shown beside. The results are
 consolidated first (``--no-consolidate`` only reads), so ``results/`` is current.
 A trial whose pseudo-input prior collapsed (`models.collapse_rule.is_collapsed` applied to the
 record's spread_ratio, resp_perplexity, best_epoch and warmup_epochs — not its stored flag,
@@ -19,8 +21,8 @@ import sys
 from typing import Any
 
 from models.collapse_rule import RULE_TEXT, is_collapsed
-from search_spaces import KEY_FIELD
 from study import optuna_study, store, summary
+from study.extend import planned_keys, planned_total
 from study.recovery import repair
 from study.spec import load_study
 from study.store import StudyFolder, lock, running
@@ -69,8 +71,7 @@ def run(args: argparse.Namespace) -> int:
     markers = store.read_markers(folder.fs, folder.root, skip=finished)  # ERROR: maybe retried
     marked = marked_states(markers, records, holder)
     current = [r for r in records if r["trial_key"] not in marked]  # not a retry running
-    plan = spec.plan()
-    states = trial_states(current, marked, [t[KEY_FIELD] for t in plan] if plan else None)
+    states = trial_states(current, marked, planned_keys(spec, folder))
     counts: dict[str, int] = {}
     for state in states.values():
         counts[state] = counts.get(state, 0) + 1
@@ -84,9 +85,11 @@ def run(args: argparse.Namespace) -> int:
     print(f"study {spec.name}  ({spec.storage}; git {info.get('git_rev', 'unknown')[:12]})")
     if holder:
         print(f"driver     running: {lock.describe(holder)}")
-    total = spec.search.num_samples
+    total = planned_total(spec, folder)
     print(f"trials     {total} planned: "
           + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
+    if len({r.get("max_epochs") for r in records}) > 1:
+        print(f"budgets    {budget_line(records)}")
     if optuna:
         print("optuna     " + ", ".join(f"{n} {s}" for s, n in sorted(optuna.items())))
     print(f"  {'trial_key':<44} {'state':<11} {'epochs':>6} {'best_val_loss':>13} "
@@ -126,6 +129,20 @@ def run(args: argparse.Namespace) -> int:
                 else "none completed yet")
         print(f"best by {name}: {text}")
     return 0
+
+
+def budget_line(records: list[dict[str, Any]]) -> str:
+    """The trials recorded at each budget (``max_epochs``), and how the larger ones got
+    there: continued from the budget before, or carried (their result kept)."""
+    parts = []
+    for budget in sorted({int(r["max_epochs"]) for r in records if r.get("max_epochs")}):
+        at = [r for r in records if r.get("max_epochs") == budget]
+        how = [f"{n} {word}" for word, n in (
+            ("continued", sum(bool(r.get("continued_from")) for r in at)),
+            ("carried", sum(bool(r.get("carried_from")) for r in at))) if n]
+        parts.append(f"{budget} epochs: {len(at)} trials" + (f" ({', '.join(how)})"
+                                                             if how else ""))
+    return "; ".join(parts)
 
 
 def _fmt(value: Any, spec: str) -> str:

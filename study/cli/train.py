@@ -34,7 +34,7 @@ from models.config import (
 from models.data import DATASETS as DATASET_SPECS
 from models.records import METRICS_FILE
 from models.sizing import check_fits
-from models.trial import run_trial
+from models.trial import BUDGETS_DIR, check_folder, run_trial
 from study.errors import UsageError
 from study.spec.checks import memory_bytes
 
@@ -174,8 +174,14 @@ def run(args: argparse.Namespace) -> int:
     check_fits(cfg, memory_bytes())  # before anything is written: ValueError, one line
     out = args.out if args.out is not None else Path("runs") / (args.name or default_name(cfg))
     complete = not args.no_resume and (out / METRICS_FILE).is_file()
+    before = check_folder(out, cfg) if complete else None  # the folder's max_epochs
     metrics = run_trial(cfg, out, resume=not args.no_resume, progress=not args.no_progress)
-    if complete:
+    budget = cfg.train.max_epochs
+    if complete and before is not None and before < budget:
+        print(f"gmmpvae train: {out} continued from its {before} epochs to {budget} (the "
+              f"{before}-epoch result kept in {out / BUDGETS_DIR / str(before)}); its metrics:",
+              file=sys.stderr)
+    elif complete:
         print(f"gmmpvae train: {out} was complete; its metrics:", file=sys.stderr)
     print(json.dumps({"trial_dir": str(out), **metrics}, indent=2))
     return 0

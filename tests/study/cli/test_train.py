@@ -69,7 +69,9 @@ def test_train_writes_every_file_of_the_trial_folder(trial_dir):
 def test_rerun_returns_the_result_without_training(trial_dir, monkeypatch, capsys):
     monkeypatch.setattr(trial_module, "train", lambda *a, **k: pytest.fail("trained again"))
     assert main([*TINY, "--out", str(trial_dir)]) == 0
-    printed = json.loads(capsys.readouterr().out)
+    captured = capsys.readouterr()
+    assert f"{trial_dir} was complete" in captured.err
+    printed = json.loads(captured.out)
     assert printed["test_ll"] == json.loads((trial_dir / "metrics.json").read_text())["test_ll"]
 
 
@@ -104,7 +106,8 @@ def test_a_larger_max_epochs_continues_the_finished_trial(trial_dir, tmp_path, c
     before = json.loads((out / "metrics.json").read_text())
     longer = [*TINY, "--max-epochs", "5", "--out", str(out)]  # the later flag wins
     assert main(longer) == 0
-    capsys.readouterr()
+    err = capsys.readouterr().err
+    assert f"{out} continued from its 3 epochs to 5" in err and "was complete" not in err
     after = json.loads((out / "metrics.json").read_text())
     assert after["epochs_run"] == 5 and json.loads((out / "budgets/3/metrics.json").read_text()) \
         == before
