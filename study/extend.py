@@ -100,15 +100,15 @@ def _extend(study_dir: str, saved: dict[str, Any] | None, *, max_epochs: int | N
     spec, info = runner.resumed_spec(study_dir, address, trial_function)
     resuming = saved is not None
     folder = validate(spec, new=False).folder
+    if not resuming:  # refused before the study is even held: nothing touched
+        _refuse_under_way(spec, folder)
+        plan_of(spec, folder, max_epochs, seeds, resuming)
     with runner.locked(spec, new=False, folder=folder) as (folder, ending):
         if resuming:
             for line in repair.repair_study(spec, folder).lines:
                 say(spec.name, line)
-        elif folder.exists(REQUEST_FILE):
-            raise UsageError(
-                f"an extension of {spec.storage} is under way ({REQUEST_FILE}: "
-                f"{store.read_json(folder.fs, folder.path(REQUEST_FILE))}): finish it with "
-                f"`gmmpvae resume {spec.storage}` first")
+        else:  # again, now that no other driver can change the study
+            _refuse_under_way(spec, folder)
         plan = plan_of(spec, folder, max_epochs, seeds, resuming)  # refusals: nothing written
         if plan.step is None:
             for line in plan.lines():
@@ -136,6 +136,14 @@ def _extend(study_dir: str, saved: dict[str, Any] | None, *, max_epochs: int | N
         folder.fs.delete_file(folder.path(REQUEST_FILE))
         return _outcome(spec, folder, start) if outcome is None else _whole(spec, folder,
                                                                              outcome)
+
+
+def _refuse_under_way(spec: StudySpec, folder: StudyFolder) -> None:
+    if folder.exists(REQUEST_FILE):
+        raise UsageError(
+            f"an extension of {spec.storage} is under way ({REQUEST_FILE}: "
+            f"{store.read_json(folder.fs, folder.path(REQUEST_FILE))}): finish it with "
+            f"`gmmpvae resume {spec.storage}` first")
 
 
 def step_name(spec: StudySpec, plan: ExtendPlan) -> str:
