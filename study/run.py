@@ -130,13 +130,6 @@ def resume_study(study_dir: str, *, rerun_errored: bool = False, address: str | 
     Optuna study; then consolidate. A study whose Tune state was never saved starts its Tuner
     afresh on the same Optuna study (asked trials are adopted, done keys are not re-run)."""
     start = time.monotonic()
-    from study import extend  # an extension under way is finished by its own driver
-
-    request = extend.request_of(study_dir)
-    if request is not None:
-        return extend.resume_extension(study_dir, request, address=address,
-                                       trial_function=trial_function, verbose=verbose,
-                                       quiet=quiet)
     spec, info = resumed_spec(study_dir, address, trial_function)
     folder = validate(spec, new=False).folder
     with locked(spec, new=False, folder=folder) as (folder, ending):

@@ -2,17 +2,20 @@
 
 Ray Tune's saved experiment state is restored: unfinished trials resume from their last
 checkpoint, the same Optuna study goes on choosing the remaining trials, and the results are
-consolidated (no trial_key twice). ``--rerun-errored`` also restarts, from scratch, the trials
-that errored after their last retry (a trial whose loss became NaN is recorded as ERROR but
-finished, and is not re-run: the same configuration would diverge again).
+consolidated (no trial_key twice). A study whose ``gmmpvae extend`` was cut (its request,
+``STUDY/extend.json``, still there) is finished by the extension's driver
+(`study.extend.resume_extension`): the step in flight, then the remaining steps.
+``--rerun-errored`` also restarts, from scratch, the trials that errored after their last
+retry (a trial whose loss became NaN is recorded as ERROR but finished, and is not re-run:
+the same configuration would diverge again).
 """
 
 from __future__ import annotations
 
 import argparse
 
+from study import extend, summary
 from study import run as runner
-from study import summary
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -29,9 +32,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    outcome = runner.resume_study(args.study_dir, rerun_errored=args.rerun_errored,
-                                  address=args.address, verbose=args.verbose,
-                                  quiet=args.quiet)
+    request = extend.request_of(args.study_dir)
+    if request is not None:  # an extension's driver was lost: its own driver finishes it
+        outcome = extend.resume_extension(args.study_dir, request, address=args.address,
+                                          verbose=args.verbose, quiet=args.quiet)
+    else:
+        outcome = runner.resume_study(args.study_dir, rerun_errored=args.rerun_errored,
+                                      address=args.address, verbose=args.verbose,
+                                      quiet=args.quiet)
     spec = outcome.spec
     print("\n".join(summary.summary_lines(spec, outcome)))
     return summary.stranded_exit(spec, outcome)

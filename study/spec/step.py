@@ -13,9 +13,9 @@ route reads what to run from a spec, so a step is the study's spec with:
   continuations and leave a configuration without a result at the budget), and
   ``num_samples``: the step's trials to run.
 
-``to_dict()`` is the study's own spec plus the step (`STEP_KEY`), and `StudySpec.from_dict`
-rebuilds it: Tune pickles the searcher's recipe into its experiment, and a restored step must
-plan the step again, not the study's grid.
+``to_dict()`` is the study's own spec plus the step (`STEP_KEY`), and `from_dict` rebuilds
+either: Tune pickles the searcher's recipe (``spec.to_dict()``) into its experiment, and a
+restored step must plan the step again, not the study's grid.
 """
 
 from __future__ import annotations
@@ -52,6 +52,14 @@ class StepSpec(StudySpec):
         assert self.base is not None
         return {**self.base.to_dict(),
                 STEP_KEY: {"name": self.step_name, "trials": [dict(t) for t in self.trials]}}
+
+
+def from_dict(data: dict[str, Any]) -> StudySpec:
+    """A spec saved with ``to_dict``: the study's (`StudySpec.from_dict`), or a step's."""
+    data = dict(data)
+    saved = data.pop(STEP_KEY, None)
+    spec = StudySpec.from_dict(data)
+    return spec if saved is None else step_spec(spec, saved["name"], saved["trials"])
 
 
 def step_spec(spec: StudySpec, name: str, trials: Sequence[dict[str, Any]]) -> StepSpec:

@@ -94,14 +94,8 @@ class StudySpec:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], origin: str = STUDY_FILE) -> StudySpec:
-        """Rebuild (and re-validate) a spec saved with ``to_dict`` (an extension step's too:
-        `study.spec.step`)."""
-        from study.spec import step  # the step spec is built on this module
-
-        data = dict(data)
-        saved = data.pop(step.STEP_KEY, None)
-        spec = from_raw(data, origin)
-        return spec if saved is None else step.step_spec(spec, saved["name"], saved["trials"])
+        """Rebuild (and re-validate) a spec saved with ``to_dict``."""
+        return from_raw(data, origin)
 
     # -- trials
     def fixed_trial_fields(self) -> dict[str, Any]:

@@ -40,7 +40,7 @@ from study.errors import Unreachable
 from study.optuna_study import finite
 from study.optuna_trials import OptunaTrials
 from study.process_state import driven
-from study.spec import StudySpec
+from study.spec import StudySpec, step
 from study.store import COMPLETED, ERROR
 from study.trial_choice import ADOPT, ASK, FINISHED, RERUN, TrialChoice
 from study.tune.trainable import STATE_KEY
@@ -56,8 +56,8 @@ class StudySearcher(Searcher):
 
     def __init__(self, recipe: dict[str, Any], spec: StudySpec | None = None) -> None:
         # ``spec``: the validated spec of this driver; rebuilt (and validated) from the recipe
-        # only when Tune unpickles the searcher from tuner.pkl.
-        spec = spec if spec is not None else StudySpec.from_dict(recipe["spec"])
+        # only when Tune unpickles the searcher from tuner.pkl (an extension step's spec too).
+        spec = spec if spec is not None else step.from_dict(recipe["spec"])
         super().__init__(metric=spec.search.metric, mode=spec.search.mode)
         self._recipe, self._budget = recipe, int(recipe["budget"])
         self._optuna = optuna_ = OptunaTrials(spec)
