@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 
 from study import extend, summary
+from study.cli.resume import add_driver_arguments
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -24,13 +25,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="the seeds a grid study should have (at least its own)")
     parser.add_argument("--dry-run", action="store_true",
                         help="print what would run and exit (nothing written)")
-    parser.add_argument("--address", default=None,
-                        help="Ray cluster to join instead of the study's (auto, host:port), "
-                             "or 'local' for a Ray started here")
-    parser.add_argument("--verbose", action="store_true",
-                        help="show Ray's and Ray Tune's own output and the trials' logs")
-    parser.add_argument("--quiet", action="store_true",
-                        help="no live view of the running trials: a line per finished trial")
+    add_driver_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:

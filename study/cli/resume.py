@@ -22,6 +22,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("study_dir", metavar="STUDY_DIR", help="the study folder (or URI)")
     parser.add_argument("--rerun-errored", action="store_true",
                         help="restart the trials that errored (default: keep them as ERROR)")
+    add_driver_arguments(parser)
+
+
+def add_driver_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags of a driver that takes a study up again (``resume``, ``extend``)."""
     parser.add_argument("--address", default=None,
                         help="Ray cluster to join instead of the study's (auto, host:port), "
                              "or 'local' for a Ray started here")

@@ -1,7 +1,7 @@
 """What every study test shares, set once before they are collected: the helpers of this folder
 (`fake_trials`, `drivers`, `flaky_storage`, `test_reliability`'s fake study, …) importable by the
-tests (``sys.path``) and by Ray's workers (``PYTHONPATH``: they import `fake_trials`), and Ray on
-127.0.0.1 only."""
+tests (``sys.path``) and by Ray's workers (``PYTHONPATH``: they import `fake_trials`), Ray on
+127.0.0.1 only, and ``local_ray``: one Ray shared by a module's in-process studies."""
 
 from __future__ import annotations
 
@@ -9,9 +9,22 @@ import os
 import sys
 from pathlib import Path
 
+import pytest
+
 HERE = Path(__file__).resolve().parent
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # Ray on 127.0.0.1 only
 os.environ["PYTHONPATH"] = os.pathsep.join(
     p for p in (str(HERE), os.environ.get("PYTHONPATH", "")) if p)
 if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    """One local Ray (2 CPUs, loopback) for every in-process study of a test module."""
+    import ray
+
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
+             logging_level="WARNING")
+    yield
+    ray.shutdown()

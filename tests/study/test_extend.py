@@ -1,8 +1,8 @@
 """``gmmpvae extend`` through the command line (docs/BUDGETS.md): a real digits grid grown from 2
 to 4 epochs holds both budgets once each, its continued trial equal to a 4-epoch run from
 scratch; carried trials and new seeds with fake trials; refusals in one line with nothing
-written; ``status`` and ``report`` read the extended study. One Ray for the module (the
-SIGKILL test's drivers are subprocesses with their own)."""
+written; ``status`` and ``report`` read the extended study. One Ray for the module
+(``local_ray``, conftest.py; the SIGKILL test's drivers are subprocesses with their own)."""
 
 from __future__ import annotations
 
@@ -27,17 +27,6 @@ from test_runner import write_study  # noqa: E402
 from study import cli, extend, optuna_study, provenance, store  # noqa: E402
 from study import run as runner  # noqa: E402
 from study.spec import load_spec, load_study  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def local_ray():
-    """One local Ray (2 CPUs, loopback) for the in-process studies of this module."""
-    import ray
-
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
-             logging_level="WARNING")
-    yield
-    ray.shutdown()
 
 
 def results(study: Path, name: str) -> list[dict]:
@@ -278,6 +267,7 @@ def test_a_killed_extend_is_finished_by_resume(local_ray, tmp_path):
     finally:
         kill_group(resume)
     assert resume.returncode == 0, output
+    assert "resuming from" in output or "continuing" in output, output  # the step in flight
     trials = check_budgets_once(study, {2: 7, 4: 7}, n_test=5)
     assert optuna_by_state(study) == {"COMPLETE": sorted(r["trial_key"] for r in trials)}
     assert not (study / extend.REQUEST_FILE).exists()

@@ -64,17 +64,6 @@ def write_study(tmp_path: Path, name: str, fake: dict | None = None, **sections:
     return path
 
 
-@pytest.fixture(scope="module")
-def local_ray():
-    """One local Ray (2 CPUs, loopback) for every study of this module."""
-    import ray
-
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
-             logging_level="WARNING")
-    yield
-    ray.shutdown()
-
-
 def optuna_trials(spec):
     import optuna
 
