@@ -230,6 +230,18 @@ def test_carried_trials_and_new_seeds(local_ray, tmp_path, capsys):
     assert "nothing left to run" in capsys.readouterr().out
 
 
+def test_an_open_search_grows_to_more_epochs(open_search, capsys):
+    """An open search's drawn trials continue like a grid's (their step's own Optuna study
+    enqueues them by key); runs last on the module's open search (it changes it)."""
+    assert cli.main(["extend", str(open_search), "--max-epochs", "3", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "next: max_epochs=3: 2 continue from their last checkpoint" in out, out
+    trials = check_budgets_once(open_search, {2: 2, 3: 2}, n_test=5)
+    assert optuna_by_state(open_search) == {"COMPLETE": sorted(r["trial_key"] for r in trials)}
+    assert cli.main(["status", str(open_search)]) == 0
+    assert "trials     4 planned: 4 COMPLETED" in capsys.readouterr().out
+
+
 def cli_process(args: list[str], env: dict[str, str]) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "study.cli", *args], cwd=REPO, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
