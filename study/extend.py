@@ -31,7 +31,7 @@ from study import extend_plan, optuna_study, store
 from study import run as runner
 from study.console import say
 from study.errors import UsageError
-from study.extend_plan import CARRY, CONTINUE, ExtendPlan, Planned, Step
+from study.extend_plan import CARRY, CONTINUE, FRESH, ExtendPlan, Planned, Step
 from study.optuna_outage import database_patience
 from study.outcome import Outcome
 from study.recovery import repair
@@ -120,22 +120,23 @@ def _extend(study_dir: str, saved: dict[str, Any] | None, *, max_epochs: int | N
             store.write_json(folder.fs, folder.path(REQUEST_FILE),
                              {"max_epochs": max_epochs, "seeds": seeds,
                               "requested_at": store.now_utc().isoformat()})
-        outcome, last = None, None
+        outcome: Outcome | None = None
+        last = 0  # the budget of the step run last
         while plan.step is not None:
             for line in plan.lines():
                 say(spec.name, line)
-            if last is not None and plan.step.max_epochs <= last:
-                say(spec.name, f"the step to max_epochs={plan.step.max_epochs} did not finish: "
-                    f"continue with `gmmpvae resume {spec.storage}`")
-                return outcome
+            if outcome is not None and plan.step.max_epochs <= last:  # ran, records missing
+                say(spec.name, f"the step to max_epochs={last} did not finish: continue with "
+                    f"`gmmpvae resume {spec.storage}`")
+                return _whole(spec, folder, outcome)
             outcome = _run_step(spec, info, folder, ending, plan, verbose, quiet, start)
-            if outcome.stranded or not ending.finished:
-                return outcome
+            if not ending.finished:  # stranded: the request stays for `gmmpvae resume`
+                return _whole(spec, folder, outcome)
             last = plan.step.max_epochs
             plan = plan_of(spec, folder, max_epochs, seeds, resuming=True)
         folder.fs.delete_file(folder.path(REQUEST_FILE))
-        return _outcome(spec, folder, start) if outcome is None else _whole(spec, folder,
-                                                                             outcome)
+        assert outcome is not None  # a first step ran
+        return _whole(spec, folder, outcome)
 
 
 def _refuse_under_way(spec: StudySpec, folder: StudyFolder) -> None:
@@ -178,9 +179,11 @@ def _run_step(spec: StudySpec, info: dict[str, Any], folder: StudyFolder, ending
             store.join(spec.storage, store.TRIALS_DIR, t.trial_key)))
     database_patience(spec).call(lambda: _carry_in_optuna(stepped, folder, step, records))
 
+    runs = bool(step.of(CONTINUE) or step.of(FRESH))  # else: every trial carried
+
     def prepare(slots: int, max_concurrent: int) -> engine.Trials | None:
-        if not begun:
-            return engine.Trials(info)  # a new Tuner on the step's Optuna study
+        if not begun:  # a new Tuner on the step's Optuna study
+            return engine.Trials(info) if runs else None
         records = store.read_records(folder.fs, folder.root)
         rerun = database_patience(spec).call(lambda: repair.reconcile_optuna(
             stepped, records, lambda r: runner.record_metric(spec, folder, r)))
