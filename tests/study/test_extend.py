@@ -230,6 +230,24 @@ def test_carried_trials_and_new_seeds(local_ray, tmp_path, capsys):
     assert "nothing left to run" in capsys.readouterr().out
 
 
+def test_a_step_of_carried_trials_only_runs_none(local_ray, tmp_path, capsys):
+    """Every trial errored at 2 epochs: at 4 each keeps its result (carried, FAIL in the step's
+    Optuna study), and no trial runs."""
+    path = write_study(tmp_path, "nan", fake={"FAKE_EPOCH_SECONDS": 0.01,
+                                              "FAKE_NAN_MATCH": "-s0"},
+                       budget={"max_epochs": 2, "patience": 5})
+    runner.run_study(load_spec(str(path)), trial_function=fake_trials.fake_trial)
+    study = tmp_path / "nan"
+    assert cli.main(["extend", str(study), "--max-epochs", "4", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "0 continue from their last checkpoint, 7 keep their result, 0 new" in out, out
+    assert "COMPLETED" not in out and "14 trial(s) recorded (14 ERROR)" in out, out
+    trials = check_budgets_once(study, {2: 7, 4: 7}, n_test=5)
+    assert sum(bool(r["carried_from"]) for r in trials) == 7
+    assert optuna_by_state(study) == {"FAIL": sorted(r["trial_key"] for r in trials)}
+    assert len(list((study / "trials").glob("*/executed.log"))) == 7  # the 2-epoch runs only
+
+
 def test_an_open_search_grows_to_more_epochs(open_search, capsys):
     """An open search's drawn trials continue like a grid's (their step's own Optuna study
     enqueues them by key); runs last on the module's open search (it changes it)."""
