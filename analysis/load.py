@@ -104,6 +104,7 @@ TRIALS: dict[str, pl.DataType] = {
     "train_seconds": pl.Float64(),
     "trial_dir": pl.String(),
     "schema_version": pl.Int64(),
+    "started_at": pl.Datetime("us", "UTC"),  # the first attempt's start: a search's order
 }
 EPOCHS: dict[str, pl.DataType] = {
     "study": pl.String(),
@@ -409,18 +410,27 @@ def pi_margin(study_dir: Location) -> float:
     file's ``[claims] pi_margin``), else `DEFAULT_PI_MARGIN`; a malformed value is a
     `ResultsError` (one line)."""
     path = study_dir.child(STUDY_FILE)
-    try:
-        if not path.is_file():
-            return DEFAULT_PI_MARGIN
-        info = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise ResultsError(f"cannot read {path}: {_one_line(exc)}") from exc
-    spec = info.get("spec") if isinstance(info, dict) else None
-    value = ((spec or {}).get("claims") or {}).get("pi_margin", DEFAULT_PI_MARGIN)
+    value = (study_spec(study_dir).get("claims") or {}).get("pi_margin", DEFAULT_PI_MARGIN)
     if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
         raise ResultsError(f"{path}: claims.pi_margin={value!r} is invalid: expected a number "
                            "of nats > 0")
     return float(value)
+
+
+def study_spec(study_dir: Location | Path | str) -> dict:
+    """The ``spec`` of the study's study.json (the study file as run: ``search``, ``model``,
+    ``budget``, ``data``, ``claims`` tables); {} without one; an unreadable one is a
+    `ResultsError` (one line)."""
+    path = Location.of(study_dir).child(STUDY_FILE) if not isinstance(study_dir, Location) \
+        else study_dir.child(STUDY_FILE)
+    try:
+        if not path.is_file():
+            return {}
+        info = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise ResultsError(f"cannot read {path}: {_one_line(exc)}") from exc
+    spec = info.get("spec") if isinstance(info, dict) else None
+    return spec if isinstance(spec, dict) else {}
 
 
 def _collapsed(trials: pl.DataFrame) -> pl.Series:

@@ -33,6 +33,8 @@ Notes = Callable[[pl.DataFrame], list[str]]
 OUTPUT_MODULES = (
     "status",
     "claims",
+    "open_search",
+    "pi_ablation",
     "table1",
     "paper",
     "bound_gap",
