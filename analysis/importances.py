@@ -57,13 +57,13 @@ SCHEMA = {"study": pl.String, "target": pl.String, "evaluator": pl.String, "para
 
 
 def target_of(rebuilt: Rebuilt, target: str) -> Callable[[optuna.trial.FrozenTrial], float] | None:
-    """Optuna's ``target`` for the study metric (None: the trial's value) or for test IS LL
-    (higher is better: negated in a study that minimises, since PED-ANOVA reads the study's
-    direction to pick the best trials)."""
+    """Optuna's ``target`` for the study metric (None: the trial's value, read in the study's
+    direction) or for test IS LL: its negative, because PED-ANOVA reads a given ``target`` as
+    lower-is-better whatever the study's direction (Optuna's advice: multiply by −1); fANOVA's
+    variance shares do not change with the sign."""
     if target == rebuilt.metric:
         return None
-    sign = 1.0 if rebuilt.direction == "maximize" else -1.0
-    return lambda t: sign * float(t.user_attrs[target])
+    return lambda t: -float(t.user_attrs[target])
 
 
 def importances(study: optuna.Study, evaluator: str,
@@ -71,7 +71,8 @@ def importances(study: optuna.Study, evaluator: str,
                 params: list[str] | None = None) -> dict[str, float]:
     """Optuna's own normalised importances (``get_param_importances``) with ``evaluator``."""
     with quiet(), warnings.catch_warnings():
-        # PED-ANOVA warns of regimes with < 2 trials: `rank_sentence` says what that means
+        # PED-ANOVA warns of regimes with < 2 trials (`rank_sentence` says what that means)
+        # and that a target is read as lower-is-better (`target_of` negates IS LL)
         warnings.simplefilter("ignore", UserWarning)
         return optuna.importance.get_param_importances(
             study, evaluator=EVALUATORS[evaluator](), params=params, target=target)

@@ -80,23 +80,26 @@ def fit(x: np.ndarray, y: np.ndarray, at: np.ndarray, deg: int, level: float = 0
     return mean, mean - half, mean + half
 
 
-def span(x: np.ndarray, y: np.ndarray, deg: int) -> float:
-    """Largest minus smallest fitted value over the observed range of ``x``."""
-    at = np.linspace(x.min(), x.max(), GRID)
-    mean, _, _ = fit(x, y, at, deg)
+def span(x: np.ndarray, y: np.ndarray, deg: int, over: tuple[float, float] | None = None
+         ) -> float:
+    """Largest minus smallest fitted value over ``over`` (default: the observed range of x)."""
+    low, high = over if over is not None else (x.min(), x.max())
+    mean, _, _ = fit(x, y, np.linspace(low, high, GRID), deg)
     return float(mean.max() - mean.min())
 
 
 def span_interval(x: np.ndarray, y: np.ndarray, deg: int, n_boot: int = N_BOOT,
                   seed: int = SEED) -> tuple[float, float]:
-    """95% percentile interval of the span over trials resampled with replacement (a
-    resample with fewer distinct h than the fit has coefficients is skipped)."""
+    """95% percentile interval of the span over trials resampled with replacement, each
+    refit measured over the original trials' range of x (the same quantity as the span);
+    a resample with fewer distinct x than the fit has coefficients is skipped."""
     rng = np.random.default_rng(seed)
+    over = (float(x.min()), float(x.max()))
     spans = []
     for _ in range(n_boot):
         i = rng.integers(0, len(x), len(x))
         if np.unique(x[i]).size > deg:
-            spans.append(span(x[i], y[i], deg))
+            spans.append(span(x[i], y[i], deg, over))
     if not spans:
         return math.nan, math.nan
     low, high = np.percentile(spans, [2.5, 97.5])

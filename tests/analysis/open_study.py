@@ -56,8 +56,9 @@ def write_open_study(root: Path, n: int, seed: int = 0) -> Path:
         config = spec.suggest(trial)
         ll = true_ll(config) + rng.normal(0.0, 0.3)
         values = [ll - 6.0 + e + rng.normal(0.0, 0.1) for e in range(EPOCHS)]
-        study.tell(trial, values[-1])
         key = config["trial_key"]
+        trial.set_user_attr("trial_key", key)  # as the searcher does
+        study.tell(trial, values[-1])
         trials.append({**{k: v for k, v in config.items() if k in TRIALS},
                        "study": spec.name, "trial_key": key, "state": "COMPLETED",
                        "test_ll": ll, "test_elbo_mc": ll - 2.0,
