@@ -42,7 +42,7 @@ from analysis.load import Frames
 from analysis.registry import register
 from analysis.search_study import Rebuilt, quiet, rebuild_all
 from analysis.style import new_figure, save_figure
-from analysis.tables import write_table
+from analysis.tables import number, write_table
 
 SEED = 0
 N_BOOT = 50  # each fANOVA resample fits a 64-tree forest: ≈ 0.1-0.5 s
@@ -193,12 +193,10 @@ def draw(df: pl.DataFrame):  # -> matplotlib.figure.Figure
     notes=notes,
 )
 def render(df: pl.DataFrame, out_dir: Path) -> list[Path]:
-    def fmt(col: str) -> pl.Expr:
-        return pl.col(col).round(3).cast(pl.String).fill_null("")
-
     shown = df.select("study", "target", "evaluator", "rank", "param",
-                      fmt("importance").alias("importance"),
-                      pl.format("[{}, {}]", fmt("low"), fmt("high")).alias("95% interval"),
+                      number("importance", 3).alias("importance"),
+                      pl.format("[{}, {}]", number("low", 3), number("high", 3))
+                      .alias("95% interval"),
                       "trials")
     if df["study"].n_unique() <= 1:
         shown = shown.drop("study")

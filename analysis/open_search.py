@@ -99,7 +99,7 @@ def notes(df: pl.DataFrame) -> list[str]:
 
 @register(
     "search_history",
-    title="Did the search converge — optimisation history of the study's metric",
+    title="Did the search converge — optimisation history of the search metric",
     caption=(
         "Optuna's plot_optimization_history on the search rebuilt from the results: each "
         "completed trial's value of the study's metric in the order the trials started, and "
@@ -186,7 +186,7 @@ def prep_top(frames: Frames, top: int = TOP) -> pl.DataFrame:
 
 @register(
     "search_top",
-    title="The best configurations — by the study's metric and by test IS LL",
+    title="The best configurations — by the search metric and by test IS LL",
     caption=(
         f"The {TOP} best completed trials by the study's metric (the value Optuna was told) "
         "with their rank by the metric and by test IS LL side by side and their full "

@@ -42,7 +42,7 @@ from analysis import claims_stats as cs
 from analysis.load import COMPLETED, Frames
 from analysis.registry import register
 from analysis.style import new_figure, save_figure
-from analysis.tables import write_table
+from analysis.tables import number, write_table
 
 QUADRATIC_FROM = 8
 N_BOOT = 200
@@ -233,8 +233,8 @@ def notes(df: pl.DataFrame) -> list[str]:
 def render(df: pl.DataFrame, out_dir: Path) -> list[Path]:
     summary = summarise(df)
 
-    def fmt(col: str) -> pl.Expr:
-        return pl.col(col).fill_nan(None).round(3).cast(pl.String).fill_null("")
+    def fmt(col: str) -> pl.Expr:  # no fit: blank, not "NaN"
+        return pl.when(pl.col(col).is_nan()).then(pl.lit("")).otherwise(number(col, 3))
 
     shown = summary.select(
         "study", "M", "trials", pl.format("[{}, {}]", fmt("h_min"), fmt("h_max")).alias("h(π)"),
