@@ -134,7 +134,10 @@ def prep(frames: Frames) -> pl.DataFrame:
         for target in dict.fromkeys((rebuilt.metric, "test_ll")):
             fn = target_of(rebuilt, target)
             for evaluator in EVALUATORS:
-                got = importances(rebuilt.study, evaluator, fn)
+                try:
+                    got = importances(rebuilt.study, evaluator, fn)
+                except (ValueError, RuntimeError):  # e.g. no parameter every trial has
+                    continue
                 names = list(got)
                 boot = bootstrap(rebuilt.study, evaluator, fn, names)
                 low, high = np.nanpercentile(boot, [2.5, 97.5], axis=0) if names else ([], [])
