@@ -152,6 +152,8 @@ def _html(frames: Frames, summary: str, sections: list[Section], out_dir: Path) 
         *[f'<p class="banner">{esc(w)}</p>' for w in frames.warnings],
         "<h2>Contents</h2><ul>"
         + "".join(f'<li><a href="#{s.name}">{esc(s.title)}</a></li>' for s in shown)
+        + (f'<li><a href="#not-applicable">Not applicable to this study ({len(absent)})</a>'
+           "</li>" if absent else "")
         + "</ul>",
     ]
     if absent:

@@ -58,10 +58,12 @@ def test_open_search_report_says_what_does_not_apply_once(open_report):
     _, _, _, out = open_report
     html = (out / "index.html").read_text(encoding="utf-8")
     md = (out / "report.md").read_text(encoding="utf-8")
-    assert html.count("Not applicable to this study") == 1
+    assert html.count("<h2>Not applicable to this study</h2>") == 1
     assert md.count("## Not applicable to this study") == 1
     # figure 4 does not apply (every π is its own): listed, no section of its own
-    assert 'id="figure4"' not in html and "Figure 4" in html.split("Not applicable")[1]
+    assert 'id="figure4"' not in html
+    listed = html.split("<h2>Not applicable to this study</h2>")[1].split("</section>")[0]
+    assert "Figure 4" in listed
     # the claims with no data: one line, not a row each
     assert html.count("the study has no trials for their comparisons") == 1
     claims = (out / "tables" / "claims.csv")
