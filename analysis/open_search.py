@@ -94,6 +94,8 @@ def notes(df: pl.DataFrame) -> list[str]:
                                                                                     named=True)
         out.append(f"{study}: {part.height} completed trials rebuilt as an Optuna study; best "
                    f"by {best['metric']}: {best['trial_key']} ({best['value']:.4f}).")
+        if part["left_out"][0]:
+            out.append(f"{study}: left out (not rebuilt): {part['left_out'][0]}.")
     return out
 
 
@@ -207,4 +209,5 @@ def render_top(df: pl.DataFrame, out_dir: Path) -> list[Path]:
     ).rename({"rank_metric": f"rank by {df['metric'][0]}", "rank_test_ll": "rank by test IS LL"})
     if df["study"].n_unique() <= 1:
         shown = shown.drop("study")
-    return write_table(df.drop("params", "distributions"), shown, out_dir, "search_top")
+    return write_table(df.drop("params", "distributions", "left_out"), shown, out_dir,
+                       "search_top")

@@ -49,7 +49,8 @@ NOT_COMPARED = frozenset({"data_dir", "device", "image_shape", "likelihood", "co
                           "eval_memory_mb", "trial_key"})
 TRIAL_FRAME = {"study": pl.String, "metric": pl.String, "direction": pl.String,
                "number": pl.Int64, "trial_key": pl.String, "value": pl.Float64,
-               "test_ll": pl.Float64, "params": pl.String, "distributions": pl.String}
+               "test_ll": pl.Float64, "params": pl.String, "distributions": pl.String,
+               "left_out": pl.String}
 TOLERANCE = 1e-9  # a recovered configuration matches its row within this (π floats)
 
 
@@ -234,12 +235,14 @@ def rebuild_all(frames: Frames) -> list[Rebuilt]:
 
 def to_frame(rebuilt: Sequence[Rebuilt]) -> pl.DataFrame:
     """The rebuilt trials as data: one row per trial (study, number, trial_key, value, test_ll,
-    metric, direction and the params and distributions as Optuna's JSON), so that an output's
+    metric, direction, the params and distributions as Optuna's JSON, and the study's trials
+    that could not be rebuilt, with why), so that an output's
     ``prep`` is data and its ``render`` draws Optuna's plots on `from_frame`'s study."""
     rows = [
         {"study": r.label, "metric": r.metric, "direction": r.direction, "number": t.number,
          "trial_key": t.user_attrs["trial_key"], "value": t.value,
          "test_ll": t.user_attrs["test_ll"], "params": json.dumps(t.params),
+         "left_out": "; ".join(r.left_out),
          "distributions": json.dumps({n: optuna.distributions.distribution_to_json(d)
                                       for n, d in t.distributions.items()})}
         for r in rebuilt for t in r.trials

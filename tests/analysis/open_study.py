@@ -2,10 +2,11 @@
 
 ``write_open_study(root, n)`` drives the ``open_search_digits`` preset's space the way the
 searcher does (``Study.ask`` on a journal-backed study, ``StudySpec.suggest(trial)`` — the
-space's own ``suggest_*`` calls —, ``Study.tell`` with the trial's last-epoch ``val_elbo_mc``)
-without training anything: each trial's metrics are a known function of its configuration plus
-seeded noise. It writes what a finished study holds: ``study.json`` (its spec), the journal,
-``results/trials.parquet`` and ``results/epochs.parquet`` (``started_at`` in ask order).
+space's own ``suggest_*`` calls —, ``Study.tell`` with the trial's last-epoch ``val_elbo_mc``;
+a configuration drawn twice is told FAIL and drawn again) without training anything: each
+trial's metrics are a known function of its configuration plus seeded noise. It writes what
+a finished study holds: ``study.json`` (its spec), the journal, ``results/trials.parquet`` and
+``results/epochs.parquet`` (``started_at`` in ask order).
 """
 
 from __future__ import annotations
@@ -36,9 +37,9 @@ def true_ll(config: dict) -> float:
             + {"mlp": 0.0, "cnn": 1.5, "pixel": 0.5}[config["arch"]] + 0.8 * evenness)
 
 
-def write_open_study(root: Path, n: int, seed: int = 0) -> Path:
-    """An open search of ``n`` trials in ``root`` (module docstring)."""
-    spec = load_spec("open_search_digits", {"study.storage": str(root)})
+def write_open_study(root: Path, n: int, seed: int = 0, space: str = "open") -> Path:
+    """An open search of ``n`` trials over ``space`` in ``root`` (module docstring)."""
+    spec = load_spec("open_search_digits", {"study.storage": str(root), "search.space": space})
     root.mkdir(parents=True, exist_ok=True)
     (root / "study.json").write_text(json.dumps({"spec": {
         "search": {"space": spec.search.space, "metric": spec.search.metric,
@@ -51,9 +52,15 @@ def write_open_study(root: Path, n: int, seed: int = 0) -> Path:
                                 sampler=optuna.samplers.TPESampler(seed=seed))
     rng = np.random.default_rng(seed)
     trials, epochs = [], []
-    for i in range(n):
+    seen: set[str] = set()
+    while len(seen) < n:
+        i = len(seen)
         trial = study.ask()
         config = spec.suggest(trial)
+        if config["trial_key"] in seen:  # a redraw: failed, as the searcher does
+            study.tell(trial, state=optuna.trial.TrialState.FAIL)
+            continue
+        seen.add(config["trial_key"])
         ll = true_ll(config) + rng.normal(0.0, 0.3)
         values = [ll - 6.0 + e + rng.normal(0.0, 0.1) for e in range(EPOCHS)]
         key = config["trial_key"]

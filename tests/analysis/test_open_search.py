@@ -181,3 +181,35 @@ def test_a_grid_study_is_rebuilt_with_categorical_settings(frames):
     assert {"arch", "M", "seed", "pi_label"} <= names
     assert all(isinstance(d, optuna.distributions.CategoricalDistribution)
                for d in got.trials[0].distributions.values())
+
+
+def test_mixture_weights_space_is_rebuilt_with_its_categorical_pi(tmp_path):
+    root = write_open_study(tmp_path / "open_search_digits", 8, space="mixture_weights")
+    frames = load([root])
+    got = search_study.rebuild(frames, frames.studies["study"][0])
+    journal = journal_study(root).get_trials(states=(optuna.trial.TrialState.COMPLETE,))
+    assert got.left_out == [] and len(got.trials) == 8
+    for theirs, mine in zip(journal, got.trials, strict=True):
+        assert (mine.params, mine.distributions) == (theirs.params, theirs.distributions)
+    assert any(name.startswith("pi_M") for t in got.trials for name in t.params)
+
+
+def test_a_trial_the_space_cannot_give_back_is_left_out_with_a_note(open_dir, tmp_path):
+    """A π under the space's 0.02 floor is not one the space draws: that trial is named."""
+    trials = pl.read_parquet(open_dir / "results" / "trials.parquet")
+    bad = trials.filter(pl.col("M") == 2)["trial_key"][0]
+    trials = trials.with_columns(
+        pl.when(pl.col("trial_key") == bad).then(pl.lit([0.01, 0.99]))
+        .otherwise(pl.col("pi")).alias("pi"))
+    copy = tmp_path / "open_search_digits"
+    (copy / "results").mkdir(parents=True)
+    trials.write_parquet(copy / "results" / "trials.parquet")
+    for name in ("study.json", "results/epochs.parquet"):
+        (copy / name).write_bytes((open_dir / name).read_bytes())
+    frames = load([copy])
+    got = search_study.rebuild(frames, frames.studies["study"][0])
+    assert len(got.trials) == N_TRIALS - 1
+    assert len(got.left_out) == 1 and got.left_out[0].startswith(f"{bad}: ")
+    assert "gives back another pi" in got.left_out[0]
+    notes = open_search.notes(open_search.prep(frames))
+    assert any(f"left out (not rebuilt): {bad}" in n for n in notes)
