@@ -87,6 +87,7 @@ def test_frame_round_trip_keeps_every_trial(rebuilt):
             b.params, b.distributions, b.value, b.user_attrs)
 
 
+@pytest.mark.filterwarnings("ignore:PedAnovaImportanceEvaluator computes:UserWarning")
 def test_report_importances_agree_with_optunas_own_call_on_the_journal(open_dir, open_frames,
                                                                        monkeypatch):
     """The table the report prints = get_param_importances on the journal's study, for both
