@@ -30,11 +30,11 @@ all epochs ≥ the warm-up of the trials finished by 23:17, 46 of 66):
 | lse, epochs 1–3 (warm-up) | 13 | 39 | 0.116 … 0.903 | 0.008 … 0.435 |
 
 and the synthetic narrow-but-distinct prior (D = 40, K = 10, member σ 0.1): spread 0.038,
-perplexity 0.115. `mc` (README's reproduce_fashion table, epoch 12): spread 0.77 … 0.91. The
-two trained populations are apart by more than two orders of magnitude in the spread and by
-almost the whole range in the perplexity; COLLAPSE_SPREAD = 0.05 and COLLAPSE_PERPLEXITY = 0.5
-sit in both gaps (every greedy epoch after the warm-up is flagged, no lse epoch is, and no
-epoch of either had a spread below 0.05 with a perplexity below 0.5). During the warm-up an
+perplexity 0.115. `mc` (docs/RESULTS.md's reproduce_fashion table, epoch 12): spread 0.77 …
+0.91. The two trained populations are apart by more than two orders of magnitude in the spread
+and by almost the whole range in the perplexity; COLLAPSE_SPREAD = 0.05 and COLLAPSE_PERPLEXITY
+= 0.5 sit in both gaps (every greedy epoch after the warm-up is flagged, no lse epoch is, and
+no epoch of either had a spread below 0.05 with a perplexity below 0.5). During the warm-up an
 lse prior still reads perplexity up to 0.43: hence no decision before it ends.
 """
 

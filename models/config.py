@@ -82,7 +82,7 @@ class _DictMixin:
 
 @dataclass(frozen=True)
 class ModelConfig(_DictMixin):
-    """What one GMMpVAE is (DESIGN.md "The model").
+    """What one GMMpVAE is (docs/MATH.md#model).
 
     M posterior components with fixed weights ``pi`` (uniform when omitted); K pseudo-inputs for
     the ``pseudo_mixture`` prior (eq. 15/17/20; M = 1 is VampPrior); the KL term of the loss is

@@ -1,4 +1,4 @@
-"""The datasets of the study (DESIGN.md "Datasets"): where their files are, how they split, and
+"""The datasets of the study (docs/DATASETS.md): where their files are, how they split, and
 how training batches are drawn.
 
 A ``Dataset`` holds three (N, P) float32 tensors on the training device, in [0, 1]:

@@ -2,15 +2,15 @@
 
 The paper's bound U(x) = (1/K) Σ_k B_βk (eq. 18/22) pulls every pseudo-input toward every
 image's posterior; trained with it, the K pseudo-input posteriors q(·|a_k) become alike (for
-M = 1 one Gaussian; for M > 1 K copies of one M-component mixture — README "What the paper's
-bound does"). These numbers say whether that happened. Notation:
+M = 1 one Gaussian; for M > 1 K copies of one M-component mixture — docs/RESULTS.md "What the
+paper's bound does"). These numbers say whether that happened. Notation:
 x_1 … x_N the images, a_1 … a_K the pseudo-inputs, q(z|·) = Σ_m π_m N(μ_m(·), σ²_m(·)),
 p(z) = (1/K) Σ_k q(z|a_k), mean(·) = Σ_m π_m μ_m(·) the mean of a posterior.
 
 - ``spread_ratio`` = s(a) / s(x), with s(a)² = (1/K) Σ_k ‖mean(a_k) − ā‖² and
   s(x)² = (1/N) Σ_n ‖mean(x_n) − x̄‖² (ā, x̄ their averages): how far apart the prior's
   members sit compared with the data's posteriors. Of order 1 for a healthy prior (measured
-  0.77–0.91 on Fashion-MNIST with `mc` / `lse`, README), ≈ 0.001 for a collapsed one.
+  0.77–0.91 on Fashion-MNIST with `mc` / `lse`, docs/RESULTS.md), ≈ 0.001 for a collapsed one.
 - ``members_used`` = exp(H(r̄)) / K, r̄_k = (1/N) Σ_n r_k(z_n), r_k(z) = p(k | z) =
   q(z|a_k) / Σ_j q(z|a_j), z_n ∼ q(z|x_n) (one stratified sample per component, weighted by
   π): the effective number of prior members the data use, relative to K (1: all used evenly).

@@ -1,4 +1,4 @@
-"""Diagonal Gaussians and their mixtures as pure functions over tensors (DESIGN.md "The model").
+"""Diagonal Gaussians and their mixtures as pure functions over tensors (docs/MATH.md#model).
 
 Every log-density returns log p **with** its normalising constant (−½ log 2π per dimension),
 reduced explicitly over the named axes. Mixtures take their weights as log π and reduce the
@@ -69,7 +69,7 @@ def log_mixture_diag_flat(z: Tensor, mu: Tensor, logvar: Tensor, log_w: Tensor) 
 def sample_stratified(mu: Tensor, logvar: Tensor) -> Tensor:
     """One reparameterised sample per component: mu, logvar (..., M, D) → z (..., M, D).
 
-    Used for the stratified estimate E_q[f] = Σ_m π_m E_{N_m}[f] (DESIGN.md "Reconstruction").
+    Used for the stratified estimate E_q[f] = Σ_m π_m E_{N_m}[f] (docs/MATH.md#reconstruction).
     """
     eps = torch.randn_like(mu)  # (..., M, D)
     return mu + torch.exp(0.5 * logvar) * eps

@@ -1,4 +1,4 @@
-"""Test-set evaluation of a trained GMMpVAE (DESIGN.md "Reported per test set").
+"""Test-set evaluation of a trained GMMpVAE (docs/MATH.md#evaluation).
 
 Per test image x, all in nats, all log-densities with their constants:
 

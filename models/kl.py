@@ -1,4 +1,5 @@
-"""KL divergences and the matched-component bounds of GMMpVAE (DESIGN.md, eq. 12, 13, 18/22).
+"""KL divergences and the matched-component bounds of GMMpVAE (eq. 12, 13, 18/22;
+docs/MATH.md#matched-bound).
 
 All functions are pure and batched. Shapes: B batch, K pseudo-inputs (prior members), M mixture
 components, D latent size. A "KL matrix" ``kl`` (..., M, M) holds [m, n] = KL(q_m ‖ p_n).
@@ -36,7 +37,7 @@ _CHUNK_ELEMENTS = 1 << 22  # bound on the temporary elements of one optimal-matc
 def gaussian_kl(mu1: Tensor, logvar1: Tensor, mu2: Tensor, logvar2: Tensor) -> Tensor:
     """KL(N(μ₁, diag σ₁²) ‖ N(μ₂, diag σ₂²)) summed over the last axis; (..., D) broadcast → (...).
 
-    ½ Σ_d [log σ₂² − log σ₁² + (σ₁² + (μ₁ − μ₂)²) / σ₂² − 1] (DESIGN.md "Component KL").
+    ½ Σ_d [log σ₂² − log σ₁² + (σ₁² + (μ₁ − μ₂)²) / σ₂² − 1] (docs/MATH.md#gaussian-kl).
     """
     ratio = (torch.exp(logvar1) + (mu1 - mu2).square()) * torch.exp(-logvar2)  # (..., D)
     return 0.5 * (logvar2 - logvar1 + ratio - 1.0).sum(-1)

@@ -1,4 +1,4 @@
-"""Pixel likelihoods p(x|z) given the decoder's raw per-pixel parameters (DESIGN.md).
+"""Pixel likelihoods p(x|z) given the decoder's raw per-pixel parameters (docs/MATH.md#likelihoods).
 
 - `Bernoulli`: one logit per pixel, for binary images (dynamic binarization).
 - `DiscretizedLogistic`: a location and a log-scale per pixel, for grey levels

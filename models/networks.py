@@ -1,4 +1,4 @@
-"""Encoders and decoders of GMMpVAE (DESIGN.md "The model", architectures).
+"""Encoders and decoders of GMMpVAE (docs/MATH.md#model, architectures).
 
 Every architecture is built from the gated unit h = (Wx + b) ⊙ σ(Vx + c) (`GatedDense`,
 `GatedConv2d`) with He (kaiming) initialisation, as in VampPrior (Tomczak & Welling 2018):

@@ -1,4 +1,4 @@
-"""Priors p(z) behind one interface (DESIGN.md "Priors"), chosen once by `build_prior`.
+"""Priors p(z) behind one interface (docs/MATH.md#priors), chosen once by `build_prior`.
 
 Every prior is a mixture of diagonal Gaussians described by `components()` — (K, M, D) means
 and log-variances with (K, M) log-weights — and offers:
@@ -87,8 +87,8 @@ class Prior(nn.Module):
 class StandardPrior(Prior):
     """p(z) = N(0, I), the plain VAE's prior.
 
-    Its KL term is U(x) = Σ_m π_m KL(q_m ‖ N(0, I)) (DESIGN.md). Seen as an M-mixture of
-    identical N(0, I) components with weights π, every matching β gives
+    Its KL term is U(x) = Σ_m π_m KL(q_m ‖ N(0, I)) (docs/MATH.md#paper-bound). Seen as an
+    M-mixture of identical N(0, I) components with weights π, every matching β gives
     B_β = Σ_m π_m log(π_m/π_β(m)) + Σ_m π_m KL(q_m ‖ N(0, I)); the weight term is ≥ 0 and 0
     when β pairs equal weights (rearrangement inequality), which is what both the greedy
     (eq. 13) and the optimal matching choose: greedy = optimal = U here, and U_lse = U (one

@@ -9,7 +9,17 @@ CPU), because a checkpoint holds the model, the optimiser, the epoch, the early-
 with the best weights, the history, and the state of every random source (torch CPU and CUDA,
 numpy, Python ``random``, and the data generator that shuffles and binarises the batches).
 
-Protocol (DESIGN.md "The model", paper §IV):
+Continuing to a larger budget: the checkpoint of a run with ``max_epochs = n`` (finished or
+not) continues under a config that differs only by a larger ``max_epochs = N``
+(`continuation_differences`; anything else is refused in one line). Nothing of an epoch
+depends on ``max_epochs`` — β_t and the learning rate depend on the epoch only, early stopping
+carries its counters and best weights in the checkpoint, the validation and evaluation noise
+are seeded from the trial's seed — so epochs n+1 … N, the best weights and the test metrics
+are bit-identical on CPU (fp32) to a run of the N-epoch config from scratch
+(tests/models/test_continuation.py; docs/BUDGETS.md). A run that stopped early stays stopped:
+it trains no more.
+
+Protocol (docs/MATH.md#objective, paper §IV):
 - the training loss of a batch is mean(RE + β_t·KL), β_t = min(1, epoch / warmup_epochs)
   (`TrainConfig.beta`, epochs counted from 1), KL the configured estimator (eq. 23);
 - the validation loss is the mean over the validation images of RE + KL with β = 1, i.e. the
@@ -72,6 +82,9 @@ VAL_SEED_OFFSET = 7_919  # validation noise seed = trial seed + this (a forked R
 # Fields that may differ between a checkpoint and the run resuming it: where it runs, where the
 # data files are, the evaluation's memory budget and compiling do not change the trial.
 RESUME_EXEMPT = frozenset({"device", "data_dir", "eval_memory_mb", "compile"})
+# The one field that may also grow: a run continues its checkpoint to a larger ``max_epochs``
+# exactly (β and the learning rate depend on the epoch only; docs/BUDGETS.md).
+BUDGET_FIELD = "max_epochs"
 
 Metrics = dict[str, Any]
 SaveCheckpoint = Callable[[Path], None]
@@ -96,15 +109,33 @@ class CheckpointMismatchError(ValueError):
     """A checkpoint belongs to another configuration than the run asked to resume from it."""
 
 
-def config_differences(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
-    """``field: saved -> current`` for every flat-config field that differs (device and
-    data_dir exempt: they do not change the trial)."""
-    keys = sorted((set(saved) | set(current)) - RESUME_EXEMPT)
+def config_differences(saved: dict[str, Any], current: dict[str, Any],
+                       exempt: frozenset[str] = RESUME_EXEMPT) -> list[str]:
+    """``field: saved -> current`` for every flat-config field that differs, but the
+    ``exempt`` ones (device, data_dir, eval_memory_mb, compile: they do not change the trial)."""
+    keys = sorted((set(saved) | set(current)) - exempt)
     return [
         f"{k}: {saved.get(k)!r} -> {current.get(k)!r}"
         for k in keys
         if _normalise(saved.get(k)) != _normalise(current.get(k))
     ]
+
+
+def continuation_differences(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
+    """What keeps the run ``current`` from continuing a checkpoint (or a trial folder) of
+    ``saved``: every differing field as `config_differences` names it, except a ``max_epochs``
+    that grows (or stays); a smaller one is named with "(it may only grow)"."""
+    diffs = config_differences(saved, current, RESUME_EXEMPT | {BUDGET_FIELD})
+    before, after = saved.get(BUDGET_FIELD), current.get(BUDGET_FIELD)
+    if before is not None and after is not None and int(after) < int(before):
+        diffs.append(f"{BUDGET_FIELD}: {before!r} -> {after!r} (it may only grow)")
+    return diffs
+
+
+def mismatch_line(where: str, diffs: list[str]) -> str:
+    """The one line that refuses a checkpoint or trial folder of another configuration."""
+    return (f"{where} is of another configuration ({'; '.join(diffs)}): only a larger "
+            f"{BUDGET_FIELD} may differ (and device, data_dir, eval_memory_mb, compile)")
 
 
 def _normalise(value: Any) -> Any:
@@ -209,7 +240,9 @@ def train(
 
     ``checkpoint_dir``: write a resumable checkpoint there every ``checkpoint_every`` epochs and
     at the last epoch. ``callback(metrics, save_checkpoint)``: once per epoch (see module doc).
-    ``resume_from``: a folder with ``checkpoint.pt`` from a run of the same config.
+    ``resume_from``: a folder with ``checkpoint.pt`` from a run of the same config, or of the
+    same config with a smaller ``max_epochs`` (continued to this one, bit-identical on CPU to a
+    run of this config from scratch; `continuation_differences`).
     Raises `NonFiniteLossError` on a NaN/inf loss, `CheckpointMismatchError` on a foreign
     checkpoint.
     """
@@ -234,11 +267,9 @@ def train(
 
     if resume_from is not None:
         ckpt = load_torch(Path(resume_from) / CHECKPOINT_FILE)
-        diffs = config_differences(ckpt["config"], flat)
+        diffs = continuation_differences(ckpt["config"], flat)
         if diffs:
-            raise CheckpointMismatchError(
-                f"checkpoint in {resume_from} is of another configuration ({'; '.join(diffs)})"
-            )
+            raise CheckpointMismatchError(mismatch_line(f"checkpoint in {resume_from}", diffs))
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         stopper.load_state_dict(ckpt["early_stopping"])

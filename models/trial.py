@@ -18,11 +18,23 @@ writes (every file atomically: a temporary file, then ``os.replace``):
 
 Re-running into the same folder resumes from ``checkpoint/`` and returns ``metrics.json``
 without retraining when it exists; a folder of another configuration is refused.
+
+A larger budget: re-running into a folder with a config that differs only by a larger
+``max_epochs`` continues the trial from ``checkpoint/`` to it (`models.training`: bit-identical
+on CPU to a run of that budget from scratch; a trial that stopped early trains no further and
+is evaluated again, to the same numbers). A finished result of the smaller budget ``n`` is kept
+first: its result files (`BUDGET_FILES`) are copied to ``budgets/<n>/`` — into a temporary
+folder renamed into place, so the copy is whole or absent — before ``metrics.json`` is removed
+and training goes on; the top of the folder is always the largest budget. A budget never
+shrinks: a smaller ``max_epochs`` is refused like any other difference.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -35,10 +47,11 @@ from models.evaluation import Evaluation, evaluate
 from models.precision import check_precision
 from models.records import EPOCH_COLUMNS, EPOCHS_TRIAL_SCHEMA, METRICS_FILE, TEST_LL_TRIAL_SCHEMA
 from models.training import (
+    BUDGET_FIELD,
     Callback,
     TrainResult,
     check_data,
-    config_differences,
+    continuation_differences,
     fixed_noise,
     resolve_device,
     train,
@@ -51,6 +64,10 @@ EPOCHS_FILE = "epochs.parquet"
 TEST_LL_FILE = "test_ll.parquet"
 RECONSTRUCTIONS_FILE = "reconstructions.png"
 SAMPLES_FILE = "samples.png"
+BUDGETS_DIR = "budgets"  # budgets/<max_epochs>/: a smaller budget's results, kept
+# A finished trial's results, kept in budgets/<n>/ when the trial continues past n epochs.
+BUDGET_FILES = (CONFIG_FILE, METRICS_FILE, EPOCHS_FILE, TEST_LL_FILE, BEST_FILE,
+                RECONSTRUCTIONS_FILE, SAMPLES_FILE)
 N_RECONSTRUCTIONS = 32  # test images shown (4 rows of 8)
 N_SAMPLES = 64  # prior samples shown (8 × 8)
 GRID_COLUMNS = 8
@@ -75,18 +92,41 @@ def write_parquet(path: Path, columns: dict[str, list], schema: Any) -> Path:
     return atomic_write(path, lambda tmp: pq.write_table(table, tmp))
 
 
-def check_folder(out: Path, cfg: TrialConfig) -> None:
-    """Refuse a folder whose config.json describes another trial (device, data_dir exempt)."""
+def check_folder(out: Path, cfg: TrialConfig) -> int | None:
+    """Refuse a folder whose config.json describes another trial (device, data_dir exempt; a
+    smaller ``max_epochs`` may grow to ``cfg``'s). Return the folder's ``max_epochs`` (None for
+    a new folder)."""
     path = out / CONFIG_FILE
     if not path.is_file():
-        return
+        return None
     saved = json.loads(path.read_text(encoding="utf-8"))
     saved.pop("resolved_device", None)
-    diffs = config_differences(saved, cfg.to_flat())
+    diffs = continuation_differences(saved, cfg.to_flat())
     if diffs:
         raise TrialFolderError(
-            f"{out} holds another trial ({'; '.join(diffs)}): choose another folder or delete it"
+            f"{out} holds another trial ({'; '.join(diffs)}): choose another folder or delete "
+            f"it (only a larger {BUDGET_FIELD} continues it)"
         )
+    return int(saved[BUDGET_FIELD])
+
+
+def keep_budget(out: Path, max_epochs: int) -> Path:
+    """Copy the finished result of the ``max_epochs`` budget to ``out/budgets/<max_epochs>/``
+    (whole or not at all: a temporary folder renamed into place; an existing copy is kept)."""
+    target = out / BUDGETS_DIR / str(max_epochs)
+    if target.is_dir():
+        return target  # copied before a crash: the rename made it whole
+    tmp = target.parent / f".{max_epochs}.{os.getpid()}.{uuid.uuid4().hex}.tmp"
+    tmp.mkdir(parents=True)
+    try:
+        for name in BUDGET_FILES:
+            if (out / name).is_file():
+                shutil.copy2(out / name, tmp / name)
+        os.replace(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return target
 
 
 def run_trial(
@@ -100,15 +140,21 @@ def run_trial(
 ) -> dict[str, Any]:
     """Train and evaluate ``cfg``, writing the trial folder ``out_dir`` (module doc); return
     the metrics of metrics.json. ``resume=False`` ignores an earlier checkpoint and result in
-    the folder (the config must still match). ``data``: an already loaded `Dataset`.
+    the folder (the config must still match). A folder finished at a smaller ``max_epochs``
+    continues to ``cfg``'s, its earlier result kept in ``budgets/<n>/`` (module doc).
+    ``data``: an already loaded `Dataset`.
     ``resume_from``: a checkpoint folder to continue from instead of ``out_dir/checkpoint``
     (e.g. the one Ray Tune restores on another node after a failure)."""
     out = Path(out_dir)
     device = resolve_device(cfg.train.device)
     check_precision(cfg.train.precision, device)  # before anything is written
     out.mkdir(parents=True, exist_ok=True)
-    check_folder(out, cfg)
+    saved_budget = check_folder(out, cfg)
     metrics_path = out / METRICS_FILE
+    if metrics_path.is_file() and saved_budget is not None \
+            and saved_budget < cfg.train.max_epochs:
+        keep_budget(out, saved_budget)  # then the folder continues to the larger budget
+        metrics_path.unlink()
     if resume and metrics_path.is_file():
         return json.loads(metrics_path.read_text(encoding="utf-8"))
     if not resume:

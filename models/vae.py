@@ -1,6 +1,6 @@
 """The GMMpVAE model, composed of an encoder, a decoder with its likelihood, and a prior.
 
-Per image x (DESIGN.md "The model", eq. 14/19, 18/22, 23):
+Per image x (docs/MATH.md#model, eq. 14/19, 18/22, 23):
 
 - q(z|x) = Σ_m π_m N(z; μ_m(x), diag σ²_m(x)) with fixed weights π (a buffer);
 - RE = −E_q[log p(x|z)] = −Σ_m π_m E_{N_m}[log p(x|z)], one reparameterised sample per

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from search_spaces import open_spaces
 from search_spaces.base import (
+    BUDGET_FIELDS,
     DATASET_MODEL_FIELDS,
     KEY_FIELD,
     NON_IDENTITY_FIELDS,
@@ -24,6 +25,7 @@ from search_spaces.base import (
     SearchSpace,
     canonical_json,
     complete_config,
+    config_key,
     trial_fields,
     trial_key,
 )
@@ -31,9 +33,9 @@ from search_spaces.grids import GRIDS
 from search_spaces.simplex import PI_FLOOR
 
 __all__ = [
-    "DATASET_MODEL_FIELDS", "KEY_FIELD", "NON_IDENTITY_FIELDS", "PI_FLOOR", "VAE_K",
-    "SearchSpace", "canonical_json", "complete_config", "get", "names", "trial_fields",
-    "trial_key",
+    "BUDGET_FIELDS", "DATASET_MODEL_FIELDS", "KEY_FIELD", "NON_IDENTITY_FIELDS", "PI_FLOOR",
+    "VAE_K", "SearchSpace", "canonical_json", "complete_config", "config_key", "get", "names",
+    "trial_fields", "trial_key",
 ]
 
 _OPEN: tuple[SearchSpace, ...] = (

@@ -32,6 +32,9 @@ NON_IDENTITY_FIELDS = frozenset({"device", "data_dir", "eval_memory_mb", "compil
 KEY_OMITTED_DEFAULTS = {"precision": "fp32"}
 # The key of a key: a trial dict from ``StudySpec.plan`` carries it next to the config fields.
 KEY_FIELD = "trial_key"
+# A trial's budget: in its trial key (one key per configuration and budget), left out of its
+# `config_key` (one key per configuration, whatever its budget; docs/BUDGETS.md).
+BUDGET_FIELDS = ("max_epochs",)
 # K for the standard-prior VAE, which has no pseudo-inputs: one canonical value so that the
 # VAE is one configuration; the analysis ignores K where prior = "standard".
 VAE_K = 1
@@ -74,26 +77,40 @@ def _canonical(name: str, value: Any) -> Any:
     return value
 
 
-def canonical_json(flat: dict[str, Any]) -> str:
+def canonical_json(flat: dict[str, Any], leave_out: tuple[str, ...] = ()) -> str:
     """The identity of a configuration as text: its complete config without the fields of
-    ``NON_IDENTITY_FIELDS``, floats rounded to 12 significant digits, keys sorted."""
+    ``NON_IDENTITY_FIELDS`` (and of ``leave_out``), floats rounded to 12 significant digits,
+    keys sorted."""
     full = complete_config(flat)
-    ident = {k: _canonical(k, v) for k, v in full.items() if k not in NON_IDENTITY_FIELDS
+    ident = {k: _canonical(k, v) for k, v in full.items()
+             if k not in NON_IDENTITY_FIELDS and k not in leave_out
              and not (k in KEY_OMITTED_DEFAULTS and v == KEY_OMITTED_DEFAULTS[k])}
     return json.dumps(ident, sort_keys=True, separators=(",", ":"), allow_nan=False)
 
 
 def trial_key(flat: dict[str, Any]) -> str:
-    """Stable key of a configuration:
+    """Stable key of a configuration at its budget:
     ``<dataset>-<arch>-<vae|mM-kK>-<kl_estimator>-s<seed>-<12 hex digits>``.
 
     The hex digits are the start of the SHA-256 of ``canonical_json(flat)``, so the same
     configuration has the same key in every process and every run (no Python ``hash()``), a
     partial dict and its ``complete_config`` share a key, and device, data folder and
-    evaluation memory do not change it. The readable prefix is for people; the hash decides.
+    evaluation memory do not change it. ``max_epochs`` is in the hash: one configuration at
+    two budgets is two trials (docs/BUDGETS.md). The readable prefix is for people; the hash
+    decides.
     """
+    return _key(flat, ())
+
+
+def config_key(flat: dict[str, Any]) -> str:
+    """The key of a configuration whatever its budget: `trial_key`'s form, its hash over the
+    configuration without `BUDGET_FIELDS`, so every budget of one configuration shares it."""
+    return _key(flat, BUDGET_FIELDS)
+
+
+def _key(flat: dict[str, Any], leave_out: tuple[str, ...]) -> str:
     full = complete_config(flat)
-    digest = hashlib.sha256(canonical_json(full).encode("utf-8")).hexdigest()[:12]
+    digest = hashlib.sha256(canonical_json(full, leave_out).encode("utf-8")).hexdigest()[:12]
     model = "vae" if full["prior"] == "standard" else f"m{full['M']}-k{full['K']}"
     estimator = full["kl_estimator"]
     return f"{full['dataset']}-{full['arch']}-{model}-{estimator}-s{full['seed']}-{digest}"

@@ -4,8 +4,9 @@ torch.
 
 - `layout`: file and folder names, local paths and URIs, atomic writes, and `StudyFolder`: a
   study folder resolved once (one filesystem resolution) and passed down;
-- `schemas`: the Parquet schemas (version 2), record file names, trial states;
-- `records`: a trial's ``trial.json``, its ``epochs.parquet``, the plan;
+- `schemas`: the Parquet schemas (version 3), record file names, trial states;
+- `records`: a trial's ``trial.json`` (and a carried one's, `carried_record`), its
+  ``epochs.parquet``, the plan;
 - `running`: a running attempt's marker (``running.json``), read by ``status`` instead of
   Ray Tune's state;
 - `damage`: torn trial files, detected and named;
@@ -45,18 +46,21 @@ from study.store.layout import (
     write_table,
 )
 from study.store.records import (
+    carried_record,
     make_record,
     now_utc,
     read_markers,
     read_plan,
     read_record,
     read_records,
+    record_config,
     trial_folders,
     write_epochs,
     write_plan,
     write_record,
 )
 from study.store.schemas import (
+    BUDGET_SOURCES,
     COMPLETED,
     DIAGNOSTIC_METRICS,
     EPOCHS_FILE,
@@ -78,19 +82,15 @@ from study.store.schemas import (
 )
 
 __all__ = [
-    "COMPLETED", "DIAGNOSTIC_METRICS", "EPOCH_COLUMNS", "EPOCHS_FILE", "EPOCHS_SCHEMA", "ERROR",
-    "METRICS_FILE",
-    "MODEL_COLUMNS", "OPTUNA_JOURNAL", "PLAN_FILE", "PLAN_SCHEMA", "PRUNED", "RECORD_FILE",
-    "RESULTS_DIR", "RUNNING_FILE", "SCHEMA_VERSION", "STATES", "STUDY_FILE", "TEST_LL_FILE",
-    "TEST_LL_SCHEMA",
-    "TEST_METRICS", "TRAIN_COLUMNS", "TRIALS_DIR", "TRIALS_FILE", "TRIALS_SCHEMA", "TUNE_DIR",
-    "Consolidated", "StudyFolder", "check_writable", "consolidate", "copy_folder",
-    "damage_line", "exists", "filesystem", "is_uri", "join", "local_path", "log_folder",
-    "make_record",
-    "move_folder",
+    "BUDGET_SOURCES", "COMPLETED", "DIAGNOSTIC_METRICS", "EPOCH_COLUMNS", "EPOCHS_FILE",
+    "EPOCHS_SCHEMA", "ERROR", "METRICS_FILE", "MODEL_COLUMNS", "OPTUNA_JOURNAL", "PLAN_FILE",
+    "PLAN_SCHEMA", "PRUNED", "RECORD_FILE", "RESULTS_DIR", "RUNNING_FILE", "SCHEMA_VERSION",
+    "STATES", "STUDY_FILE", "TEST_LL_FILE", "TEST_LL_SCHEMA", "TEST_METRICS", "TRAIN_COLUMNS",
+    "TRIALS_DIR", "TRIALS_FILE", "TRIALS_SCHEMA", "TUNE_DIR", "Consolidated", "StudyFolder",
+    "carried_record", "check_writable", "consolidate", "copy_folder", "damage_line", "exists",
+    "filesystem", "is_uri", "join", "local_path", "log_folder", "make_record", "move_folder",
     "normalise", "now_utc", "one_line", "read_bytes", "read_json", "read_markers", "read_plan",
-    "read_record",
-    "read_records", "records_table", "scratch", "trial_damage", "trial_folders", "utc_stamp",
-    "write_bytes",
-    "write_epochs", "write_json", "write_plan", "write_record", "write_table", "running",
+    "read_record", "read_records", "record_config", "records_table", "scratch", "trial_damage",
+    "trial_folders", "utc_stamp", "write_bytes", "write_epochs", "write_json", "write_plan",
+    "write_record", "write_table", "running",
 ]

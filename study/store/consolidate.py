@@ -4,6 +4,10 @@ the trial folders.
 The trial folders are the source of truth: `consolidate` rebuilds the three files from them
 (sorted by trial_key, epoch, image), so it is idempotent and a resumed study cannot duplicate a
 row — a trial_key has one folder, and its latest attempt overwrote the earlier one's files.
+A trial_key is one configuration at one budget, so every budget keeps its rows, once each; a
+carried trial (``carried_from``) gets its source's epochs and test images under its own key.
+``config_key`` is derived from each row's config columns (`search_spaces.config_key`), so the
+trial folders of earlier schema versions get it too.
 Every write is atomic (`study.store.layout.write_bytes`). A trial with torn files is named
 and left out (`study.store.damage`). Nothing here imports torch or Ray.
 """
@@ -19,9 +23,10 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from search_spaces import config_key
 from study.store.damage import damage_line, trial_damage
 from study.store.layout import RESULTS_DIR, TRIALS_DIR, StudyFolder, exists, join, write_table
-from study.store.records import read_record, trial_folders
+from study.store.records import read_record, record_config, trial_folders
 from study.store.schemas import (
     COMPLETED,
     EPOCHS_FILE,
@@ -45,6 +50,7 @@ def records_table(records: Iterable[dict[str, Any]]) -> pa.Table:
     rows = []
     for record in records:
         row = {name: record.get(name) for name in TRIALS_SCHEMA.names}
+        row["config_key"] = config_key(record_config(record))
         for name in _TIMESTAMPS:
             if isinstance(row[name], str):
                 row[name] = datetime.fromisoformat(row[name])
@@ -108,11 +114,19 @@ def consolidate(study_dir: StudyFolder | str, study: str | None = None) -> Conso
         record = read_record(fs, folder)
         if record is not None:
             records.append(record)
+    # A carried trial's files are its source's: left out with it when the source is torn.
+    for record in records:
+        source = record.get("carried_from")
+        if source in damaged:
+            damaged[record["trial_key"]] = (
+                f"trial {record['trial_key']}: carries the result of {source}, whose files are "
+                "torn; both are left out of the results")
+    records = [r for r in records if r["trial_key"] not in damaged]
     records.sort(key=lambda r: r["trial_key"])
     epochs, test_ll = [], []
     for record in records:
         key, name = record["trial_key"], study or record["study"]
-        folder = join(root, TRIALS_DIR, key)
+        folder = join(root, TRIALS_DIR, record.get("carried_from") or key)
         e = _trial_table(fs, join(folder, EPOCHS_FILE), name, key, EPOCHS_SCHEMA)
         if e is not None:
             epochs.append(e)

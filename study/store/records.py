@@ -58,12 +58,16 @@ def make_record(
     versions: dict[str, str] | str | None = None,
     git_rev: str = "unknown",
     trial_dir: str | None = None,
+    continued_from: str | None = None,
 ) -> dict[str, Any]:
     """The record of one trial (a row of trials.parquet as JSON-ready values).
 
     ``config`` is the flat trial configuration (``TrialConfig.to_flat()``); ``metrics`` the dict
     `models.trial.run_trial` returns (absent for a failed or pruned trial, whose ``epochs_run``,
     ``best_epoch`` and ``best_val_loss`` then come from ``epochs``, the rows reported so far).
+    ``continued_from``: the trial_key of the smaller budget whose checkpoint the trial continued
+    from (`study.extend_plan`; None: trained from scratch). ``config_key`` is derived when the
+    study is consolidated (`study.store.consolidate`), not stored here.
     """
     if state not in STATES:
         raise ValueError(f"state={state!r} is invalid: expected one of {', '.join(STATES)}")
@@ -80,6 +84,7 @@ def make_record(
     for name in ("epochs_run", "best_epoch", "best_val_loss", "stopped_early", *TEST_METRICS,
                  "n_test", "train_seconds", "eval_seconds", *DIAGNOSTIC_METRICS, "collapsed"):
         record[name] = metrics.get(name)
+    record["continued_from"], record["carried_from"] = continued_from, None
     if "is_samples" in metrics:
         record["is_samples"] = metrics["is_samples"]
     record["started_at"] = _iso(started_at)
@@ -94,6 +99,33 @@ def make_record(
     record["trial_dir"] = trial_dir
     record["schema_version"] = SCHEMA_VERSION
     return record
+
+
+def carried_record(source: dict[str, Any], config: dict[str, Any], trial_key: str,
+                   trial_dir: str) -> dict[str, Any]:
+    """The record of ``config`` (a larger budget of ``source``'s configuration) that repeats
+    ``source``'s result unchanged: the trial ended before its budget (stopped early, pruned,
+    errored) and would have ended the same way at this one (docs/BUDGETS.md). The config
+    columns, key and folder are this budget's; every other column is the source's, and
+    ``carried_from`` names the trial whose folder holds the files (the first source of a
+    chain of carries)."""
+    record = {**source, **_config_columns(config), "trial_key": trial_key,
+              "trial_dir": trial_dir, "continued_from": None,
+              "carried_from": source.get("carried_from") or source["trial_key"],
+              "schema_version": SCHEMA_VERSION}
+    record.pop("config_key", None)  # derived when consolidated
+    return record
+
+
+def record_config(record: dict[str, Any]) -> dict[str, Any]:
+    """The flat trial configuration of a record (or a trials.parquet / plan.parquet row): its
+    config columns, ``device_requested`` back to ``device``, absent (null) fields left out."""
+    out = {}
+    for name, _ in MODEL_COLUMNS + TRAIN_COLUMNS:
+        value = record.get(name)
+        if value is not None:
+            out["device" if name == "device_requested" else name] = value
+    return out
 
 
 def _iso(value: datetime | str | None) -> str | None:

@@ -1,23 +1,35 @@
-"""The study's Parquet schemas (version 2) and its file names: defined once, here.
+"""The study's Parquet schemas (version 3) and its file names: defined once, here.
 
 A study's results: per-trial records and the consolidated Parquet dataset. The study folder's
 layout is `study.store.layout`'s; records are written by `study.store.records`, the
 consolidated dataset by `study.store.consolidate`. The files:
 
-``STUDY/trials/<trial_key>/``: one folder per trial: trial.json (the record below, written as the
+``STUDY/trials/<trial_key>/``: one folder per trial — one configuration at one budget
+(``max_epochs`` is in the key; docs/BUDGETS.md): trial.json (the record below, written as the
 trial ends), running.json while an attempt runs (`study.store.running`), epochs.parquet,
-test_ll.parquet, metrics.json, config.json, checkpoint/, images (see models.trial).
+test_ll.parquet, metrics.json, config.json, checkpoint/, images (see models.trial). A carried
+trial's folder holds its trial.json only: its files are its source's (``carried_from``).
 ``STUDY/plan.parquet`` (`PLAN_SCHEMA`): the planned trials, written when the study starts.
 ``STUDY/results/``: the consolidated dataset:
 
-``trials.parquet`` (`TRIALS_SCHEMA`, one row per trial_key):
-    ``study``, ``trial_key`` (stable, `search_spaces.trial_key`), ``state`` (``COMPLETED``;
+``trials.parquet`` (`TRIALS_SCHEMA`, one row per trial_key, i.e. per configuration and budget):
+    ``study``, ``trial_key`` (stable, `search_spaces.trial_key`; it covers ``max_epochs``),
+    ``config_key`` (v3: `search_spaces.config_key`, the same for every budget of one
+    configuration; derived from the config columns when the study is consolidated, so version-2
+    rows get it too), ``state`` (``COMPLETED``;
     ``ERROR``: a non-finite loss or a crash that used up its retries, reason in ``error``;
     ``PRUNED``: stopped early by the scheduler, no test metrics), ``error``; every ModelConfig
     field and every TrainConfig field under its own name (``pi`` list<double>, ``image_shape``
     list<int64>) except TrainConfig's ``device``, stored as ``device_requested`` (``auto`` …),
-    because ``device`` is the device the trial actually ran on; ``epochs_run``, ``best_epoch``,
-    ``best_val_loss``, ``stopped_early``, ``test_re``, ``test_kl`` (the bound U), ``test_kl_mc``,
+    because ``device`` is the device the trial actually ran on (``max_epochs`` is the row's
+    budget); ``epochs_run`` (the epochs trained, ≤ max_epochs), ``best_epoch``,
+    ``best_val_loss``, ``stopped_early``, the budget's provenance (v3; null in version-2 rows,
+    which were all trained from scratch): ``continued_from`` (the trial_key of the smaller
+    budget whose last checkpoint this trial continued from; null: trained from scratch) and
+    ``carried_from`` (the trial_key whose result this row repeats unchanged, because that trial
+    ended before its budget — stopped early, pruned, errored — and would have ended the same
+    way at this one; every result column is the source's, the config columns this row's own;
+    null otherwise), ``test_re``, ``test_kl`` (the bound U), ``test_kl_mc``,
     ``test_elbo_bound`` (−(RE + U), the paper's "≤ ln p(x)"), ``test_elbo_mc``, ``test_ll`` (all
     nats per test image), ``test_kl_lse`` (U_lse, v2), ``n_test``, ``train_seconds``,
     ``eval_seconds``, the collapse diagnostics of the best epoch ``spread_ratio``,
@@ -29,7 +41,8 @@ test_ll.parquet, metrics.json, config.json, checkpoint/, images (see models.tria
     memory the trial's tensors held, ``torch.cuda.max_memory_allocated``; null on CPU and
     for a trial without metrics), ``versions`` (JSON: torch, ray, optuna, python), ``git_rev``
     (``git rev-parse HEAD`` at study start, or ``unknown``), ``trial_dir``, ``schema_version``
-    (= 2; version-1 studies lack the v2 columns, which readers fill with nulls).
+    (= 3; version-1 and version-2 trial folders lack the later columns, which readers fill with
+    nulls — but ``config_key``, derived).
 
 ``epochs.parquet`` (`EPOCHS_SCHEMA`): ``study``, ``trial_key``, ``epoch`` (from 1), ``beta``,
 ``train_loss``, ``train_re``, ``train_kl``, ``val_loss``, ``val_re``, ``val_kl``,
@@ -40,6 +53,12 @@ the validation diagnostics ``spread_ratio`` … ``lse_gap`` (models.records).
 ``log_likelihood`` (importance-sampled), ``elbo_bound``, ``elbo_mc``, ``re``, ``kl_bound``,
 ``kl_mc``, ``kl_lse`` (v2) (nats, per image).
 
+Every budget keeps its rows, once each: a trial continued from a smaller budget has all its
+epochs (1 … epochs_run, the smaller budget's included: its history) under its own key, next to
+the smaller budget's trial and rows; a carried trial's epochs and test images are its source's,
+under its own key. So scoping by ``max_epochs`` (a join on trial_key for epochs and test_ll)
+gives every configuration once per budget.
+
 The trial folders are the source of truth: `consolidate` rebuilds the three files from them
 """
 
@@ -49,7 +68,9 @@ import pyarrow as pa
 
 from models.records import EPOCHS_TRIAL_SCHEMA, TEST_LL_TRIAL_SCHEMA
 
-SCHEMA_VERSION = 2  # 2: test_kl_lse, the collapse diagnostics and ``collapsed`` (issue 8)
+# 2: test_kl_lse, the collapse diagnostics and ``collapsed`` (issue 8);
+# 3: config_key, continued_from, carried_from: one configuration at several budgets (issue 23)
+SCHEMA_VERSION = 3
 RECORD_FILE = "trial.json"
 RUNNING_FILE = "running.json"  # a running attempt's marker, removed by its record
 EPOCHS_FILE = "epochs.parquet"
@@ -78,14 +99,17 @@ TRAIN_COLUMNS: tuple[tuple[str, pa.DataType], ...] = (
 )
 TEST_METRICS = ("test_re", "test_kl", "test_kl_mc", "test_elbo_bound", "test_elbo_mc", "test_ll",
                 "test_kl_lse")
+# Where a budget's result came from (v3): a smaller budget's checkpoint, or a trial it repeats.
+BUDGET_SOURCES = ("continued_from", "carried_from")
 # models.diagnostics.DIAGNOSTICS of the best epoch's weights, and the collapse flag from them.
 DIAGNOSTIC_METRICS = ("spread_ratio", "members_used", "resp_perplexity", "bound_gap", "lse_gap")
 
 TRIALS_SCHEMA = pa.schema([
-    ("study", _STR), ("trial_key", _STR), ("state", _STR), ("error", _STR),
+    ("study", _STR), ("trial_key", _STR), ("config_key", _STR), ("state", _STR), ("error", _STR),
     *MODEL_COLUMNS,
     *TRAIN_COLUMNS,
     ("epochs_run", _I64), ("best_epoch", _I64), ("best_val_loss", _F64), ("stopped_early", _BOOL),
+    *[(name, _STR) for name in BUDGET_SOURCES],
     *[(name, _F64) for name in TEST_METRICS],
     ("n_test", _I64), ("train_seconds", _F64), ("eval_seconds", _F64),
     *[(name, _F64) for name in DIAGNOSTIC_METRICS], ("collapsed", _BOOL),

@@ -12,7 +12,7 @@ import pytest
 
 import search_spaces
 from models.config import TrialConfig
-from search_spaces import VAE_K, trial_key
+from search_spaces import VAE_K, config_key, trial_key
 
 REPO = Path(__file__).resolve().parents[2]
 GRIDS = [n for n in search_spaces.names() if search_spaces.get(n).kind == "grid"]
@@ -143,6 +143,18 @@ def test_trial_key_identity():
     assert trial_key({**base, "lr": 5.1e-4}) != key
     assert trial_key({**base, "seed": 1}) != key
     assert trial_key({**base, "pi": [0.4, 0.6]}) != key
+
+
+def test_a_budget_is_in_the_trial_key_and_out_of_the_config_key():
+    base = search_spaces.get("table1").enumerate(MNIST, seeds=1)[4]
+    longer = {**base, "max_epochs": base["max_epochs"] * 2}
+    assert trial_key(longer) != trial_key(base)  # one trial per configuration and budget
+    assert config_key(longer) == config_key(base)  # one configuration
+    assert config_key(base) != trial_key(base)
+    assert config_key(base).startswith("mnist-mlp-m2-k100-greedy-s0-")
+    for change in ({"seed": 1}, {"lr": 1e-3}, {"patience": 3}, {"warmup_epochs": 7}):
+        assert config_key({**base, **change}) != config_key(base), change
+    assert config_key({**base, "device": "cuda:0", "compile": True}) == config_key(base)
 
 
 _SCRIPT = """

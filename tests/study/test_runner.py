@@ -107,7 +107,7 @@ def test_local_study_of_real_trials_writes_the_three_files(local_ray, tmp_path):
     assert set(trials["state"].to_pylist()) == {"COMPLETED"}
     rows = trials.to_pylist()
     for row in rows:
-        assert row["study"] == "real" and row["schema_version"] == 2
+        assert row["study"] == "real" and row["schema_version"] == store.SCHEMA_VERSION
         assert row["test_kl_lse"] <= row["test_kl"] + 1e-6  # U_lse ≤ U, reported beside it
         mixture = row["prior"] == "pseudo_mixture"
         assert (row["spread_ratio"] is not None) == mixture == (row["collapsed"] is not None)

@@ -94,6 +94,25 @@ def test_another_config_in_the_same_folder_is_refused(trial_dir, capsys):
     assert "another trial" in line and "K: 6 -> 7" in line
 
 
+def test_a_larger_max_epochs_continues_the_finished_trial(trial_dir, tmp_path, capsys):
+    """docs/BUDGETS.md: the folder continues from its checkpoint to 5 epochs, the 3-epoch
+    result kept in budgets/3/; a smaller budget is refused in one line."""
+    import shutil
+
+    out = tmp_path / "copy"
+    shutil.copytree(trial_dir, out)
+    before = json.loads((out / "metrics.json").read_text())
+    longer = [*TINY, "--max-epochs", "5", "--out", str(out)]  # the later flag wins
+    assert main(longer) == 0
+    capsys.readouterr()
+    after = json.loads((out / "metrics.json").read_text())
+    assert after["epochs_run"] == 5 and json.loads((out / "budgets/3/metrics.json").read_text()) \
+        == before
+    assert pl.read_parquet(out / "epochs.parquet")["epoch"].to_list() == [1, 2, 3, 4, 5]
+    assert main([*TINY, "--max-epochs", "2", "--out", str(out)]) == 2
+    assert "max_epochs: 5 -> 2 (it may only grow)" in _one_error_line(capsys)
+
+
 def test_toml_config_with_flags_overriding(tmp_path):
     config = tmp_path / "c.toml"
     config.write_text('latent_dim = 4\n[model]\npi = [0.25, 0.75]\nK = 9\n'

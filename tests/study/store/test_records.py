@@ -4,20 +4,21 @@ row per trial_key), and the small summaries. No Ray."""
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import fields
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
+from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
 from models.config import ModelConfig, TrainConfig, TrialConfig
-from search_spaces import complete_config, trial_key
+from search_spaces import trial_key
 from study import store, summary
 
-
-def flat(**changes) -> dict:
-    return complete_config({"dataset": "digits", "M": 2, "K": 10, **changes})
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # --import-mode=importlib
+from trial_folders import flat, write_trial  # noqa: E402
 
 
 def test_trials_schema_has_every_config_field_with_its_type():
@@ -45,9 +46,11 @@ def test_trials_schema_has_every_config_field_with_its_type():
     assert store.TEST_LL_SCHEMA.names == [
         "study", "trial_key", "image", "log_likelihood", "elbo_bound", "elbo_mc", "re",
         "kl_bound", "kl_mc", "kl_lse"]
-    assert store.SCHEMA_VERSION == 2
+    assert store.SCHEMA_VERSION == 3
+    for name in ("config_key", "continued_from", "carried_from"):  # version 3: budgets
+        assert schema.field(name).type == pa.string()
     for schema in (store.TRIALS_SCHEMA, store.EPOCHS_SCHEMA, store.TEST_LL_SCHEMA):
-        assert schema.metadata[b"schema_version"] == b"2"
+        assert schema.metadata[b"schema_version"] == b"3"
 
 
 def test_module_docstring_documents_every_column():
@@ -56,41 +59,6 @@ def test_module_docstring_documents_every_column():
         for name in schema.names:
             if name not in {n for n, _ in store.MODEL_COLUMNS + store.TRAIN_COLUMNS}:
                 assert f"``{name}``" in doc, name
-
-
-def epoch_rows(n: int, offset: float = 0.0) -> list[dict]:
-    return [{"epoch": e, "beta": min(1.0, e / 2), "train_loss": 10.0 - e + offset,
-             "train_re": 9.0 - e, "train_kl": 1.0, "val_loss": 11.0 - e + offset,
-             "val_re": 10.0 - e, "val_kl": 1.0, "seconds": 0.1} for e in range(1, n + 1)]
-
-
-def write_trial(study_dir, config: dict, state: str = "COMPLETED", epochs: int = 3,
-                started: datetime | None = None, n_test: int = 4, offset: float = 0.0) -> str:
-    """A trial folder as the trainable leaves it."""
-    fs, root = store.filesystem(str(study_dir))
-    key = trial_key(config)
-    folder = store.join(root, store.TRIALS_DIR, key)
-    rows = epoch_rows(epochs, offset)
-    store.write_epochs(fs, folder, rows)
-    metrics = None
-    if state == "COMPLETED":
-        pq.write_table(pa.table({
-            "image": list(range(n_test)), "log_likelihood": [-9.0] * n_test,
-            "elbo_bound": [-10.0] * n_test, "elbo_mc": [-9.5] * n_test, "re": [8.0] * n_test,
-            "kl_bound": [2.0] * n_test, "kl_mc": [1.5] * n_test}), f"{folder}/test_ll.parquet")
-        metrics = {"epochs_run": epochs, "best_epoch": epochs, "best_val_loss": rows[-1][
-            "val_loss"], "stopped_early": False, "test_re": 8.0, "test_kl": 2.0,
-            "test_kl_mc": 1.5, "test_elbo_bound": -10.0, "test_elbo_mc": -9.5,
-            "test_ll": -9.0 - offset, "is_samples": config["is_samples"], "train_seconds": 0.3,
-            "eval_seconds": 0.1, "device": "cpu", "n_test": n_test}
-    started = started or datetime(2026, 1, 1, tzinfo=UTC)
-    record = store.make_record(
-        study="s", trial_key=key, state=state, config=config, metrics=metrics, epochs=rows,
-        error=None if state == "COMPLETED" else "non-finite loss", started_at=started,
-        ended_at=started + timedelta(seconds=10), node="host/127.0.0.1",
-        versions={"torch": "x"}, git_rev="abc", trial_dir=folder)
-    store.write_record(fs, folder, record)
-    return key
 
 
 def test_consolidate_writes_one_row_per_trial_with_the_schemas(tmp_path):
@@ -110,7 +78,7 @@ def test_consolidate_writes_one_row_per_trial_with_the_schemas(tmp_path):
     assert rows[ka]["started_at"] == datetime(2026, 1, 1, tzinfo=UTC)
     assert rows[kb]["state"] == "ERROR" and rows[kb]["test_ll"] is None
     assert rows[kb]["epochs_run"] == 1 and rows[kb]["best_val_loss"] == 10.0
-    assert rows[kc]["M"] == 3 and rows[kc]["K"] == 5 and rows[kc]["schema_version"] == 2
+    assert rows[kc]["M"] == 3 and rows[kc]["K"] == 5 and rows[kc]["schema_version"] == 3
     assert json.loads(rows[ka]["versions"]) == {"torch": "x"}
     assert TrialConfig.from_flat({
         **{k: rows[ka][k] for k in a if k != "device"}, "device": "auto"}).to_flat() == a
