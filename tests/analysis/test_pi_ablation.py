@@ -78,8 +78,9 @@ def test_span_is_the_fitted_range_over_the_observed_x():
 
 def test_answer_is_a_description_without_replicates_and_a_verdict_with_them():
     text = pi_ablation.answer(0.4, 0.1, 0.7, 1.0, 12, [])
-    assert text.startswith("description, not a verdict") and "within the margin" in text
-    assert "more than the margin" in pi_ablation.answer(3.0, 1.5, 4.0, 1.0, 12, [])
+    assert text.startswith("description, not a verdict")
+    assert "below the margin of 1 nat over its whole interval" in text
+    assert "above the margin" in pi_ablation.answer(3.0, 1.5, 4.0, 1.0, 12, [])
     assert "straddles" in pi_ablation.answer(1.2, 0.5, 2.0, 1.0, 12, [])
     few = pi_ablation.answer(0.4, 0.1, 0.7, 1.0, 12, [cs.FEW_SEEDS])
     assert few.startswith("description")  # fewer than 3 seeds: still no verdict
