@@ -94,6 +94,11 @@ def notes(df: pl.DataFrame) -> list[str]:
                                                                                     named=True)
         out.append(f"{study}: {part.height} completed trials rebuilt as an Optuna study; best "
                    f"by {best['metric']}: {best['trial_key']} ({best['value']:.4f}).")
+        if part["order"][0] != "journal":
+            out.append(f"{study}: no Optuna journal to read the order the trials were asked "
+                       "in: they are in the order they started (trials that started together "
+                       "may be swapped, and fANOVA can differ from a call on the Optuna "
+                       "storage in its last digits).")
         if part["left_out"][0]:
             out.append(f"{study}: left out (not rebuilt): {part['left_out'][0]}.")
     return out
@@ -209,5 +214,5 @@ def render_top(df: pl.DataFrame, out_dir: Path) -> list[Path]:
     ).rename({"rank_metric": f"rank by {df['metric'][0]}", "rank_test_ll": "rank by test IS LL"})
     if df["study"].n_unique() <= 1:
         shown = shown.drop("study")
-    return write_table(df.drop("params", "distributions", "left_out"), shown, out_dir,
+    return write_table(df.drop("params", "distributions", "left_out", "order"), shown, out_dir,
                        "search_top")

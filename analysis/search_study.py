@@ -20,8 +20,13 @@ from the same trials and agree to the digit. What each rebuilt trial holds:
 - **user attributes**: ``trial_key`` and ``test_ll`` (the second target of the importances).
 
 Only completed trials with a finite value are added (Optuna's importances and plots read
-complete trials only); their order is the order they started (``started_at``, the order the
-search asked them), which makes the numbering of the optimisation history the search's own.
+complete trials only), **in the order the search asked them**: the trial numbers of the
+study's Optuna journal (``STUDY/optuna.journal``, or ``[study] optuna_storage`` when it is a
+local journal file; read with ``optuna.load_study``, matched by the ``trial_key`` user
+attribute), so the optimisation history is numbered as the search was and fANOVA — whose
+forest depends on the order of its rows — agrees with a call on the journal to the digit.
+Without a readable journal (an RDB storage, a study on an object store) the order is
+``started_at``, which can swap trials that started together (`Rebuilt.order` says which).
 """
 
 from __future__ import annotations
@@ -32,13 +37,16 @@ import math
 import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import optuna
 import polars as pl
+from optuna.storages.journal import JournalFileBackend, JournalStorage
 
 import search_spaces
 from analysis.load import COMPLETED, EPOCHS, Frames, study_spec
+from analysis.location import Location
 from search_spaces.simplex import FIGURE4_PIS, PI_FLOOR, decode_pi
 
 # Grid settings that become categorical parameters where they vary (π as its label).
@@ -50,7 +58,8 @@ NOT_COMPARED = frozenset({"data_dir", "device", "image_shape", "likelihood", "co
 TRIAL_FRAME = {"study": pl.String, "metric": pl.String, "direction": pl.String,
                "number": pl.Int64, "trial_key": pl.String, "value": pl.Float64,
                "test_ll": pl.Float64, "params": pl.String, "distributions": pl.String,
-               "left_out": pl.String}
+               "left_out": pl.String, "order": pl.String}
+JOURNAL_FILE = "optuna.journal"  # the study folder's default Optuna storage (study.spec)
 TOLERANCE = 1e-9  # a recovered configuration matches its row within this (π floats)
 
 
@@ -65,6 +74,7 @@ class Rebuilt:
     space: str  # the search space's name ("" when study.json does not say)
     kind: str  # "open" or "grid"
     left_out: list[str] = field(default_factory=list)  # trials not rebuilt, with why
+    order: str = "journal"  # where the trials' order came from: "journal" or "started_at"
 
     @property
     def trials(self) -> list[optuna.trial.FrozenTrial]:
@@ -177,6 +187,28 @@ def _fixed_fields(spec: dict[str, Any]) -> dict[str, Any]:
     return fixed
 
 
+def ask_order(study_dir: str, spec: dict[str, Any]) -> dict[str, int]:
+    """trial_key → the number of its COMPLETE trial in the study's local Optuna journal (the
+    order the search asked them; a re-run's later trial wins); {} without a readable one."""
+    where = Location.of(study_dir)
+    configured = (spec.get("study") or {}).get("optuna_storage")
+    if where.remote or (configured and "://" in configured):
+        return {}
+    path = Path(configured) if configured else Path(where.path) / JOURNAL_FILE
+    name = (spec.get("study") or {}).get("name")
+    if not path.is_file() or not name:
+        return {}
+    try:
+        with quiet():
+            study = optuna.load_study(study_name=name, storage=JournalStorage(
+                JournalFileBackend(str(path))))
+    except (KeyError, ValueError, OSError):  # another study's journal, or a torn one
+        return {}
+    return {t.user_attrs["trial_key"]: t.number
+            for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+            if "trial_key" in t.user_attrs}
+
+
 def _grid_params(done: pl.DataFrame) -> list[str]:
     return [c for c in GRID_PARAMS if done[c].n_unique() > 1]
 
@@ -195,12 +227,17 @@ def rebuild(frames: Frames, label: str) -> Rebuilt:
     space = search_spaces.get(space_name) if space_name in search_spaces.names() else None
     kind = space.kind if space is not None else "grid"
     values = metric_values(frames, metric).filter(pl.col("study") == label)
+    numbers = ask_order(where["path"][0], spec) if where.height else {}
     done = (
         frames.trials.filter((pl.col("study") == label) & (pl.col("state") == COMPLETED))
         .join(values, on=["study", "trial_key"], how="inner")
         .filter(pl.col("value").is_finite())
-        .sort("started_at", "trial_key", nulls_last=True)
+        .with_columns(pl.col("trial_key").replace_strict(numbers, default=None,
+                                                         return_dtype=pl.Int64).alias("asked"))
     )
+    order = "journal" if numbers and done["asked"].null_count() == 0 else "started_at"
+    done = done.sort(*(["asked"] if order == "journal" else []), "started_at", "trial_key",
+                     nulls_last=True)
     left_out: list[str] = []
     trials = []
     grid = _grid_params(done) if kind == "grid" else []
@@ -225,7 +262,7 @@ def rebuild(frames: Frames, label: str) -> Rebuilt:
         study = optuna.create_study(storage=optuna.storages.InMemoryStorage(),
                                     direction=direction, study_name=label)
         study.add_trials(trials)
-    return Rebuilt(label, study, metric, direction, space_name, kind, left_out)
+    return Rebuilt(label, study, metric, direction, space_name, kind, left_out, order)
 
 
 def rebuild_all(frames: Frames) -> list[Rebuilt]:
@@ -242,7 +279,7 @@ def to_frame(rebuilt: Sequence[Rebuilt]) -> pl.DataFrame:
         {"study": r.label, "metric": r.metric, "direction": r.direction, "number": t.number,
          "trial_key": t.user_attrs["trial_key"], "value": t.value,
          "test_ll": t.user_attrs["test_ll"], "params": json.dumps(t.params),
-         "left_out": "; ".join(r.left_out),
+         "left_out": "; ".join(r.left_out), "order": r.order,
          "distributions": json.dumps({n: optuna.distributions.distribution_to_json(d)
                                       for n, d in t.distributions.items()})}
         for r in rebuilt for t in r.trials

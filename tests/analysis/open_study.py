@@ -42,6 +42,7 @@ def write_open_study(root: Path, n: int, seed: int = 0, space: str = "open") -> 
     spec = load_spec("open_search_digits", {"study.storage": str(root), "search.space": space})
     root.mkdir(parents=True, exist_ok=True)
     (root / "study.json").write_text(json.dumps({"spec": {
+        "study": {"name": spec.name, "optuna_storage": None},
         "search": {"space": spec.search.space, "metric": spec.search.metric,
                    "mode": spec.search.mode, "sampler": spec.search.sampler},
         "model": spec.model, "budget": spec.budget, "data": {"dataset": spec.data.dataset},

@@ -214,3 +214,38 @@ def test_a_trial_the_space_cannot_give_back_is_left_out_with_a_note(open_dir, tm
     assert "gives back another pi" in got.left_out[0]
     notes = open_search.notes(open_search.prep(frames))
     assert any(f"left out (not rebuilt): {bad}" in n for n in notes)
+
+
+def test_the_order_is_the_journals_even_where_trials_started_together(open_dir, tmp_path):
+    """Two trials that started together can be written in either order; fANOVA's forest
+    depends on the order of its rows, so the rebuilt study takes the journal's numbers, and
+    falls back on started_at (named in ``order``) without a journal."""
+    from study import store
+
+    assert search_study.JOURNAL_FILE == store.OPTUNA_JOURNAL
+    trials = pl.read_parquet(open_dir / "results" / "trials.parquet")
+    first, second = trials["started_at"][0], trials["started_at"][1]
+    swapped = trials.with_columns(
+        pl.when(pl.int_range(pl.len()) == 0).then(pl.lit(second))
+        .when(pl.int_range(pl.len()) == 1).then(pl.lit(first))
+        .otherwise(pl.col("started_at")).alias("started_at"))
+    copy = tmp_path / "open_search_digits"
+    (copy / "results").mkdir(parents=True)
+    swapped.write_parquet(copy / "results" / "trials.parquet")
+    for name in ("study.json", "results/epochs.parquet", "optuna.journal"):
+        (copy / name).write_bytes((open_dir / name).read_bytes())
+    frames = load([copy])
+    got = search_study.rebuild(frames, frames.studies["study"][0])
+    journal = journal_study(copy)
+    assert got.order == "journal"
+    assert [t.user_attrs["trial_key"] for t in got.trials] == [
+        t.user_attrs["trial_key"] for t in journal.get_trials(
+            states=(optuna.trial.TrialState.COMPLETE,))]
+    assert importances.importances(got.study, "fANOVA", None) == \
+        optuna.importance.get_param_importances(
+            journal, evaluator=optuna.importance.FanovaImportanceEvaluator(seed=0))
+    (copy / "optuna.journal").unlink()
+    without = search_study.rebuild(load([copy]), frames.studies["study"][0])
+    assert without.order == "started_at"
+    keys = [t.user_attrs["trial_key"] for t in without.trials]
+    assert keys[:2] == trials["trial_key"][:2].reverse().to_list()
