@@ -232,6 +232,7 @@ def notes(df: pl.DataFrame) -> list[str]:
         "the trials used (the CSV lists all, with every number unrounded)."
     ),
     prep=prep,
+    verdicts=True,
     absent="no completed trial has an IS log-likelihood",
     notes=notes,
 )
