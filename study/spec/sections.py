@@ -22,7 +22,7 @@ from typing import Any
 
 import search_spaces
 from models.config import DATASETS, MODEL_FIELDS, TRAIN_FIELDS, ModelConfig, TrainConfig
-from study.retry import OUTAGE_GRACE
+from study.patience import OUTAGE_GRACE
 from study.store.layout import is_uri, normalise, one_line
 from study.watch import tracking as tracking_spec
 

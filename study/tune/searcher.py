@@ -36,16 +36,18 @@ Ray Tune: ``Searcher`` (``suggest``, ``on_trial_result``, ``on_trial_complete``,
   ``restore``) — and again after a failed call (below). The Tune-trial → Optuna-number map is
   all that ``save`` writes; the searcher pickles as its recipe (Tune puts it into
   ``tuner.pkl``).
-- **Database outages** (`study.optuna_outage`): every Optuna call is retried while the
+- **Database outages** (`study.optuna_outage.database_patience`): every Optuna call is
+  retried while the
   database is away, for at most ``[failure] outage_grace``. A call cut in flight is safe to
   repeat (``tell(skip_if_finished=True)``, ``report``, ``suggest_*`` rewrite the same rows)
   except ``ask``, whose lost trial is RUNNING and nobody's: after a failed call the searcher
   reads the unfinished trials again and adopts it (an asked trial whose parameters were not
   all recorded is finished by the retry, ``_half``). A trial is marked told only once
   ``tell`` returned. Past the grace the searcher does not raise into Tune (Tune logs a
-  searcher's exception with a traceback, or fails the trial): it hands the `Unreachable` to
-  `study.tune.stopper.give_up`, Tune ends the experiment leaving the trials in flight
-  unfinished, and the runner raises it (one line, exit status 3; ``gmmpvae resume``).
+  searcher's exception with a traceback, or fails the trial): it records the `Unreachable` in
+  the experiment's `study.ending.Ending` (``give_up``), the stopper ends the experiment leaving
+  the trials in flight unfinished, and the runner raises it (one line, exit status 3;
+  ``gmmpvae resume``).
 - Optuna's own INFO lines ("Trial 3 finished …") are silenced around each call
   (`study.optuna_study.quiet_optuna`), not process-wide.
 """
@@ -65,7 +67,7 @@ from ray.tune.search import Searcher
 from models.checkpoint import atomic_write_text
 from search_spaces import KEY_FIELD
 from study.errors import Unreachable
-from study.optuna_outage import patient
+from study.optuna_outage import database_patience
 from study.optuna_study import (
     DUPLICATE_ATTR,
     counted,
@@ -76,9 +78,9 @@ from study.optuna_study import (
     open_study,
     quiet_optuna,
 )
+from study.process_state import driven
 from study.spec import StudySpec
 from study.store import COMPLETED, ERROR
-from study.tune import stopper
 from study.tune.trainable import STATE_KEY
 
 MAX_DUPLICATE_DRAWS = 100  # open searches: draws of an already-run configuration in a row
@@ -127,7 +129,7 @@ class StudySearcher(Searcher):
 
     def _patient(self, call: Callable[[], T]) -> T:
         """``call()`` retried while the Optuna database is away (`study.optuna_outage`)."""
-        return patient(self._spec, call, on_wait=self._mark_stale)
+        return database_patience(self._spec).call(call, on_wait=self._mark_stale)
 
     def _mark_stale(self, _error: BaseException) -> None:
         self._stale = True
@@ -165,12 +167,13 @@ class StudySearcher(Searcher):
 
     # -- choosing trials
     def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
-        if stopper.stopped():
-            return None  # the experiment is ending (the database stayed away, or stranded)
+        ending = driven().ending
+        if ending.stopped:
+            return None  # the experiment is ending (a server stayed away, or stranded)
         try:
             return self._patient(lambda: self._suggest_once(trial_id))
         except Unreachable as exc:
-            stopper.give_up(exc)  # Tune ends the experiment; the runner raises it
+            ending.give_up(exc)  # Tune ends the experiment; the runner raises it
             return None
 
     def _suggest_once(self, trial_id: str) -> dict[str, Any] | str | None:
@@ -312,17 +315,17 @@ class StudySearcher(Searcher):
         trial = self._asked.get(trial_id)
         value, step = result.get(self.metric), result.get("epoch")
         if (trial is None or trial_id in self._told or STATE_KEY in result or step is None
-                or not finite(value) or stopper.stopped()):
+                or not finite(value) or driven().ending.stopped):
             return
         try:
             self._patient(lambda: _report(trial, float(value), int(step)))
         except Unreachable as exc:
-            stopper.give_up(exc)
+            driven().ending.give_up(exc)
 
     def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None,
                           error: bool = False) -> None:
         number = self._numbers.get(trial_id)
-        if number is None or trial_id in self._told or stopper.stopped():
+        if number is None or trial_id in self._told or driven().ending.stopped:
             return  # (a stranded study's trials stay unfinished: adopted by the next resume)
         result = result or {}
         outcome, value = result.get(STATE_KEY), result.get(self.metric)
@@ -336,7 +339,7 @@ class StudySearcher(Searcher):
             # idempotent: a retry after a commit that did land finds the trial finished
             self._patient(lambda: self._tell(number, told))
         except Unreachable as exc:
-            stopper.give_up(exc)  # left RUNNING: the resumed study reconciles it
+            driven().ending.give_up(exc)  # left RUNNING: the resumed study reconciles it
             return
         self._told.add(trial_id)  # only once told: a failed tell is not forgotten
         self._asked.pop(trial_id, None)

@@ -10,7 +10,7 @@ filesystem (`tune_storage`). **Stopping**: `StrandedStopper` ends a study
 no node can hold a trial of. **Callbacks**: `LiveProgress` (the live view), `StudyCallback`
 (progress lines, driver-side records), `TrackerCallback` (the study's ``[tracking]``); Tune's
 own loggers are off (`study.tune.session.quiet_tune`).
-Imports Ray at the top: used only inside `study.tune.session.session`.
+Imports Ray at the top: imported only by `study.tune.engine.run`, inside the session.
 """
 
 from __future__ import annotations
@@ -26,7 +26,6 @@ from study import store
 from study.console import say
 from study.spec import StudySpec
 from study.store.outage import DriverWarning
-from study.tune import stopper
 from study.tune.callback import StudyCallback
 from study.tune.live import LiveProgress
 from study.tune.searcher import StudySearcher
@@ -50,18 +49,6 @@ def _context(spec: StudySpec, info: dict[str, Any]) -> dict[str, Any]:
 def _trainable(spec: StudySpec) -> Any:
     r = spec.resources
     return tune.with_resources(train_trial, {"cpu": r.cpus_per_trial, "gpu": r.gpus_per_trial})
-
-
-def stranded() -> bool:
-    """Whether the experiment that just ended was stopped as stranded; forgotten afterwards
-    (the flag is process-wide, see `study.tune.stopper`). Raises the `Unreachable` the searcher
-    gave up with instead (the Optuna database stayed away: `study.tune.stopper.give_up`)."""
-    gave_up = stopper.gave_up()
-    was = stopper.stopped()
-    stopper.reset()
-    if gave_up is not None:
-        raise gave_up
-    return was
 
 
 def new_stopper(spec: StudySpec) -> StrandedStopper:
@@ -105,13 +92,13 @@ def new_tuner(spec: StudySpec, info: dict[str, Any], max_concurrent: int, verbos
 def tune_storage(spec: StudySpec) -> tuple[str, Any]:
     """Tune's ``storage_path`` and ``storage_filesystem`` (public ``RunConfig`` settings): the
     study folder; on an object store, through the study's patient filesystem
-    (`study.store.StudyFolder.patient`), so that Tune's checkpoint uploads in the trials and
+    (`study.store.StudyFolder.waiting_out`), so that Tune's checkpoint uploads in the trials and
     its state saves in the driver wait out an outage for ``outage_grace`` as our own writes do,
     each call bounded (pyarrow's own S3 client hangs ~99 s per call on a frozen server)."""
     if not store.is_uri(spec.storage):
         return spec.storage, None
-    folder = store.StudyFolder.open(spec.storage).patient(spec.failure.outage_grace,
-                                                          DriverWarning())
+    folder = store.StudyFolder.open(spec.storage).waiting_out(spec.failure.outage_grace,
+                                                              DriverWarning())
     return folder.root, folder.fs
 
 
