@@ -62,5 +62,6 @@ def database_patience(spec: StudySpec, sleep: Callable[[float], None] = time.sle
     answer for N s (last error: …); `gmmpvae resume STUDY` continues it". The outage is the
     call's (the driver's calls follow one another). A journal file never waits (its errors
     are not database outages)."""
+    hint = resume_hint(spec)
     return Patience(database(spec), spec.failure.outage_grace, database_outage, warn,
-                    away="did not answer", cut=200, hint=resume_hint(spec), sleep=sleep)
+                    away="did not answer", cut=200, hint=hint, sleep=sleep)

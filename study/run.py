@@ -106,10 +106,10 @@ def run_study(spec: StudySpec, *, trial_function: Any = None, verbose: bool = Fa
         check_new(spec, folder)
 
         def prepare(slots: int, max_concurrent: int) -> engine.Trials:
-            info = {"spec": spec.to_dict(), "git_rev": git_revision(), "versions": versions(),
-                    "created_at": store.now_utc().isoformat(), "host": platform.node(),
-                    "trial_function": chosen_function(trial_function)
-                    or DEFAULT_TRIAL_FUNCTION}
+            function = chosen_function(trial_function) or DEFAULT_TRIAL_FUNCTION
+            rev, libraries, created = git_revision(), versions(), store.now_utc().isoformat()
+            info = {"spec": spec.to_dict(), "git_rev": rev, "versions": libraries,
+                    "created_at": created, "host": platform.node(), "trial_function": function}
             store.write_plan(folder, spec.name, spec.plan() or [])
             store.write_json(folder.fs, folder.path(store.STUDY_FILE), info)
             say(spec.name, f"{spec.search.num_samples} trials, up to {max_concurrent} at once "

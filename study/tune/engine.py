@@ -65,23 +65,19 @@ def run(spec: StudySpec, ending: Ending, prepare: Prepare, *, verbose: bool = Fa
     with session(spec, verbose) as slots:
         max_concurrent = spec.resources.max_concurrent or slots
         trials = prepare(slots, max_concurrent)
-        if trials is not None:
-            _fit(spec, ending, trials, max_concurrent, verbose, quiet)
+        if trials is None:
+            return Ran(slots, max_concurrent)
+        from study.tune import tuner  # Ray: imported only now that the session has set it up
+
+        resumed = trials.resumed
+        finished = {} if resumed is None else {r["trial_key"]: r["state"]
+                                               for r in resumed.records}
+        with quiet_tune(verbose, spec.storage), \
+                driving(Driving(ending, quiet=quiet or verbose, finished=finished)):
+            if resumed is None:
+                made = tuner.new_tuner(spec, trials.info, max_concurrent, verbose)
+            else:
+                made = tuner.resumed_tuner(spec, trials.info, resumed.records, max_concurrent,
+                                           verbose, resumed.rerun, resumed.rerun_errored)
+            made.fit()
     return Ran(slots, max_concurrent)
-
-
-def _fit(spec: StudySpec, ending: Ending, trials: Trials, max_concurrent: int, verbose: bool,
-         quiet: bool) -> None:
-    from study.tune import tuner  # Ray: imported only now that the session has set it up
-
-    resumed = trials.resumed
-    finished = {} if resumed is None else {r["trial_key"]: r["state"] for r in resumed.records}
-    stopper = tuner.new_stopper(spec)
-    with quiet_tune(verbose, spec.storage), \
-            driving(Driving(ending, quiet=quiet or verbose, finished=finished)):
-        if resumed is None:
-            made = tuner.new_tuner(spec, trials.info, max_concurrent, verbose, stopper)
-        else:
-            made = tuner.resumed_tuner(spec, trials.info, resumed.records, max_concurrent,
-                                       verbose, stopper, resumed.rerun, resumed.rerun_errored)
-        made.fit()
