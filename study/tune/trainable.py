@@ -47,7 +47,7 @@ import ray.util
 import torch
 from ray import tune
 
-from models.checkpoint import atomic_write, atomic_write_text
+from models.checkpoint import CHECKPOINT_FILE, atomic_write, atomic_write_text
 from models.config import TrialConfig
 from models.data import DataError
 from models.training import NonFiniteLossError
@@ -59,7 +59,6 @@ from study.store import COMPLETED, ERROR, PRUNED
 
 CONTEXT_KEY = "_study"
 META_FILE = "meta.json"
-CHECKPOINT_FILE = "checkpoint.pt"
 # Result keys: TIME_ATTR is the epoch as the scheduler sees it. It is left out of a trial's last
 # epoch, so that ASHA never stops a trial that has finished training and is about to be
 # evaluated; STATE_KEY marks a trial's final result (COMPLETED, ERROR, or PRUNED re-reported).
