@@ -62,12 +62,13 @@ class OptunaTrials:
         self.stale = False  # a call failed: an ask cut in flight may have left an orphan
         # (Tune trial id, trial) asked by an attempt whose next step failed
         self._half: tuple[str, optuna.trial.Trial] | None = None
-        self.study = self.call(lambda: open_study(spec, make_sampler(spec)))
+        self.study = self._patience.call(lambda: open_study(spec, make_sampler(spec)),
+                                         on_wait=self._mark_stale)
         plan = spec.plan()
         self.plan = None if plan is None else {t[KEY_FIELD]: t for t in plan}
         self._dists = grid_distributions(plan) if plan is not None else {}
         if self.plan is not None:
-            self.call(self._enqueue_missing)
+            self._patience.call(self._enqueue_missing, on_wait=self._mark_stale)
 
     def call(self, fn: Callable[[], T]) -> T:
         """``fn()`` — calls on the study — retried while the database is away."""

@@ -57,17 +57,17 @@ def _locked(spec: StudySpec, new: bool, folder: StudyFolder | None = None
     fs, root = folder.fs, folder.root
     created = new and not store.exists(fs, root)
     grace = spec.failure.outage_grace
-    ending = Ending()
     try:
-        with _outage_line(spec), lock.study_lock(
-                fs, root, spec.storage, lease_seconds=lock.lease_for(grace),
-                outage_grace=grace, on_lost=ending.lose_lease):
-            try:
-                yield folder.waiting_out(grace, warn), ending
-            finally:
-                with contextlib.suppress(OSError):  # a store away: the error above is the one
-                    if created and not store.exists(fs, store.join(root, store.STUDY_FILE)):
-                        _remove_empty_study(fs, root)
+        with _outage_line(spec):
+            ending = Ending()
+            with lock.study_lock(fs, root, spec.storage, lease_seconds=lock.lease_for(grace),
+                                 outage_grace=grace, on_lost=ending.lose_lease):
+                try:
+                    yield folder.waiting_out(grace, warn), ending
+                finally:
+                    with contextlib.suppress(OSError):  # a store away: the error above is it
+                        if created and not store.exists(fs, store.join(root, store.STUDY_FILE)):
+                            _remove_empty_study(fs, root)
     except lock.StudyLockedError as exc:
         raise UsageError(str(exc)) from None
 

@@ -60,14 +60,14 @@ class StudySearcher(Searcher):
         spec = spec if spec is not None else StudySpec.from_dict(recipe["spec"])
         super().__init__(metric=spec.search.metric, mode=spec.search.mode)
         self._recipe, self._budget = recipe, int(recipe["budget"])
-        self._optuna = OptunaTrials(spec)
-        reruns = self._optuna.call(lambda: self._optuna.rerun_configs(
-            dict(recipe.get("rerun", {}))))
+        self._optuna = optuna_ = OptunaTrials(spec)
+        reruns = optuna_.call(lambda: optuna_.rerun_configs(dict(recipe.get("rerun", {}))))
+        orphans, waiting = optuna_.call(lambda: optuna_.unfinished(set()))
         self._choice = TrialChoice(spec.plan(), reruns)
+        self._choice.saw(orphans, waiting)
         self._numbers: dict[str, int] = {}  # Tune trial id → Optuna trial number
         self._asked: dict[str, optuna.trial.Trial] = {}  # trials asked here (for report)
         self._told: set[str] = set()
-        self._optuna.call(self._look)
 
     def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
         return _rebuild, (self._recipe,)
