@@ -74,11 +74,12 @@ def _locked(spec: StudySpec, new: bool, folder: StudyFolder | None = None
 
 @contextlib.contextmanager
 def _outage_line(spec: StudySpec) -> Iterator[None]:
-    """A server that stayed unreachable: its `Unreachable` line says how to continue (the
-    Optuna database's says it already)."""
+    """A server that stayed unreachable: its `Unreachable` line says how to continue."""
     try:
         yield
     except Unreachable as exc:
+        if exc.hint:
+            raise  # the Optuna database's: it says how to continue already
         raise exc.with_hint(f"the study is left as it was: `gmmpvae resume {spec.storage}` "
                             "continues it once the store answers") from None
 
