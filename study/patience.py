@@ -16,7 +16,8 @@ neither should cost a trial or the driver.
   once, and its grace counts from when it began for the process (`study.process_state`).
 - Whether an error is an outage is the server's to say: `study.store.outage.store_outage` (the
   object store's words), `study.optuna_outage.database_outage` (the database's exceptions).
-- `one_line(exc)`: an error in the server's own words, on one line.
+- `one_line(exc)`: an error in its server's own words (or any text), on one line — the one
+  such function of `study/` (`study.store.one_line` is it too).
 
 Ray-free and server-free: the clock and the sleep are arguments, so the tests need no server.
 """
@@ -62,7 +63,7 @@ def patiently(call: Callable[[], T], *, what: str, grace: float,
             waited = clock() - start
             if waited >= grace:
                 raise Unreachable(f"{what} did not answer for {waited:.0f} s "
-                                  f"(last error: {one_line(exc)})", hint=hint) from exc
+                                  f"(last error: {one_line(exc, 200)})", hint=hint) from exc
             pause = min(wait * random.uniform(0.5, 1.0), max_wait, grace - waited)
             if on_wait is not None:
                 on_wait(exc, pause)
@@ -116,11 +117,15 @@ class Patience:
         return out
 
 
-def one_line(exc: BaseException, limit: int | None = 200) -> str:
-    """An error in its server's own words, on one line of at most ``limit`` characters: a
-    database driver's message rather than SQLAlchemy's text (with its SQL and link) or Optuna's
-    wrapper around it (``StorageInternalError``, raised ``from`` the SQLAlchemy error)."""
-    root = exc
+def one_line(what: object, limit: int | None = None) -> str:
+    """A text, or an error in its server's own words, on one line (of at most ``limit``
+    characters): for an error, a database driver's message rather than SQLAlchemy's text (with
+    its SQL and link) or Optuna's wrapper around it (``StorageInternalError``, raised ``from``
+    the SQLAlchemy error), and its type's name when it says nothing."""
+    if not isinstance(what, BaseException):
+        text = " ".join(str(what).split())
+        return text if limit is None else text[:limit]
+    root = what
     optuna = sys.modules.get("optuna")  # (no Optuna error exists before Optuna is imported)
     if optuna is not None and isinstance(root, optuna.exceptions.StorageInternalError) \
             and root.__cause__ is not None:

@@ -35,6 +35,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from models.checkpoint import atomic_write
+from study.patience import one_line
 from study.store.outage import bounded, log_warning, patient_filesystem, store_name
 
 STUDY_FILE = "study.json"
@@ -56,10 +57,6 @@ def utc_stamp() -> str:
     """The current UTC time as it goes into file names (``.torn-``, ``.set-aside-``, ``.old-``
     suffixes): ``20261201T220000Z``."""
     return now_utc().strftime("%Y%m%dT%H%M%SZ")
-
-
-def one_line(text: object) -> str:
-    return " ".join(str(text).split())
 
 
 def is_uri(location: str | os.PathLike[str]) -> bool:

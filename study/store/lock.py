@@ -218,7 +218,7 @@ class _Lease:
             except Exception as exc:  # gave up, taken over, refused: the lease is not kept
                 # (told unless the driver has ended meanwhile)
                 if not self.stop.is_set() and self.on_lost is not None:
-                    self.on_lost(one_line(exc, limit=None))
+                    self.on_lost(one_line(exc))
                 self.lost.set()
                 return
 
