@@ -10,6 +10,8 @@ from __future__ import annotations
 import pyarrow as pa
 
 METRICS_FILE = "metrics.json"  # a finished trial's summary (models.trial), defined once here
+EPOCHS_FILE = "epochs.parquet"  # a trial's epochs (`EPOCHS_TRIAL_SCHEMA`), defined once here
+TEST_LL_FILE = "test_ll.parquet"  # its per-image test rows (`TEST_LL_TRIAL_SCHEMA`), here too
 # ``val_elbo_mc``: the validation MC ELBO (models.training), null in epochs recorded before it.
 # The last five: models.diagnostics.DIAGNOSTICS (null for the standard prior and for epochs
 # recorded before they existed).

@@ -45,7 +45,14 @@ from models.config import TrialConfig
 from models.diagnostics import DIAGNOSTICS, is_collapsed
 from models.evaluation import Evaluation, evaluate
 from models.precision import check_precision
-from models.records import EPOCH_COLUMNS, EPOCHS_TRIAL_SCHEMA, METRICS_FILE, TEST_LL_TRIAL_SCHEMA
+from models.records import (
+    EPOCH_COLUMNS,
+    EPOCHS_FILE,
+    EPOCHS_TRIAL_SCHEMA,
+    METRICS_FILE,
+    TEST_LL_FILE,
+    TEST_LL_TRIAL_SCHEMA,
+)
 from models.training import (
     BUDGET_FIELD,
     Callback,
@@ -60,8 +67,6 @@ from models.training import (
 CONFIG_FILE = "config.json"
 CHECKPOINT_DIR = "checkpoint"
 BEST_FILE = "best.pt"
-EPOCHS_FILE = "epochs.parquet"
-TEST_LL_FILE = "test_ll.parquet"
 RECONSTRUCTIONS_FILE = "reconstructions.png"
 SAMPLES_FILE = "samples.png"
 BUDGETS_DIR = "budgets"  # budgets/<max_epochs>/: a smaller budget's results, kept

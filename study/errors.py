@@ -25,3 +25,20 @@ class Unreachable(RuntimeError):
     the grace period: printed as one line, exit status 3; the study is left resumable."""
 
     exit_status = RESUMABLE_EXIT
+
+    def __init__(self, line: str, *, hint: str | None = None) -> None:
+        """``line``: what did not answer, for how long, its last error; ``hint``: how to
+        continue (the one who knows it adds it: `with_hint`), after a ``;``."""
+        super().__init__(f"{line}; {hint}" if hint else line)
+        self.line, self.hint = line, hint
+
+    def with_hint(self, hint: str) -> Unreachable:
+        """The same line with ``hint``, unless it says how to continue already."""
+        return self if self.hint else Unreachable(self.line, hint=hint)
+
+    def __reduce__(self) -> tuple[object, ...]:  # pickled with its hint (Ray ships errors)
+        return _unreachable, (self.line, self.hint)
+
+
+def _unreachable(line: str, hint: str | None) -> Unreachable:
+    return Unreachable(line, hint=hint)

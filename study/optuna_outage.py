@@ -1,6 +1,7 @@
-"""The Optuna database's outages (issue 17): which errors are worth waiting for (`transient`),
-and `patient` — one of the driver's Optuna calls retried with `study.retry.patiently` for the
-study's ``[failure] outage_grace``, then `study.errors.Unreachable` naming the database (its
+"""The Optuna database's outages (issue 17): which errors say it is away for now
+(`database_outage`), and `database_patience` — the study's one patience
+(`study.patience.Patience`) for its Optuna calls: each waits out the database for the study's
+``[failure] outage_grace``, then raises `study.errors.Unreachable` naming the database (its
 password shown as ``***``) and how to continue. Ray-free.
 
 **Transient** (public exception classes only): SQLAlchemy's ``OperationalError`` and
@@ -22,27 +23,23 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import TypeVar
 
 import optuna
 import sqlalchemy.exc as sa_exc
 
 from study.console import warn
-from study.errors import Unreachable
-from study.retry import patiently
+from study.patience import Patience
 from study.spec import StudySpec
 from study.spec.checks import hide_password
-
-T = TypeVar("T")
 
 TRANSIENT = (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.DisconnectionError)
 
 
-def transient(exc: BaseException) -> bool:
+def database_outage(exc: BaseException) -> bool:
     """Whether ``exc`` says the database is away for now (see the module docstring)."""
     if isinstance(exc, optuna.exceptions.StorageInternalError):
         cause = exc.__cause__
-        return cause is not None and transient(cause)
+        return cause is not None and database_outage(cause)
     if isinstance(exc, TRANSIENT):
         return True
     return isinstance(exc, sa_exc.DBAPIError) and bool(exc.connection_invalidated)
@@ -57,58 +54,14 @@ def resume_hint(spec: StudySpec) -> str:
     return f"`gmmpvae resume {spec.storage}` continues it"
 
 
-def patient(spec: StudySpec, call: Callable[[], T], *,
-            on_wait: Callable[[BaseException], None] | None = None,
-            sleep: Callable[[float], None] = time.sleep) -> T:
-    """``call()``, retried while the database is away, for at most the study's outage grace;
-    one warning line when it first fails and one when it answers again. ``on_wait(error)``:
-    told before each wait (the searcher marks its view of the study stale). Then
-    `Unreachable`: "the Optuna database URL did not answer for N s (last error: …);
-    `gmmpvae resume STUDY` continues it". A journal file never waits (its errors are not
-    transient)."""
-    first: list[float] = []
-
-    def waiting(away: BaseException, seconds: float) -> None:
-        exc = away.__cause__ or away
-        if not first:
-            first.append(time.monotonic())
-            warn(f"{database(spec)} did not answer ({one_line(exc)}); retrying for up to "
-                 f"{spec.failure.outage_grace:g} s")
-        if on_wait is not None:
-            on_wait(exc)
-
-    def attempt() -> T:
-        try:
-            return call()
-        except Exception as exc:
-            if transient(exc):  # carried as the database's own words (Unreachable's line)
-                raise _Away(one_line(exc)) from exc
-            raise
-
-    try:
-        out = patiently(attempt, what=database(spec), grace=spec.failure.outage_grace,
-                        transient=lambda exc: isinstance(exc, _Away), on_wait=waiting,
-                        sleep=sleep)
-    except Unreachable as exc:
-        away = exc.__cause__
-        raise Unreachable(f"{exc}; {resume_hint(spec)}") from (
-            away.__cause__ if away is not None else None)
-    if first:
-        warn(f"{database(spec)} answers again (after {time.monotonic() - first[0]:.0f} s)")
-    return out
-
-
-class _Away(Exception):
-    """A transient database error, in its one line (its ``__cause__``: the error itself)."""
-
-
-def one_line(exc: BaseException) -> str:
-    """The database's own words for an error: the driver's message (a DBAPI error's
-    ``orig``), without SQLAlchemy's SQL text and link, or Optuna's wrapper."""
-    root: BaseException = exc
-    if isinstance(root, optuna.exceptions.StorageInternalError) and root.__cause__ is not None:
-        root = root.__cause__
-    if isinstance(root, sa_exc.DBAPIError) and root.orig is not None:
-        root = root.orig
-    text = " ".join(str(root).split()) or type(root).__name__
-    return text[:200]
+def database_patience(spec: StudySpec, sleep: Callable[[float], None] = time.sleep
+                      ) -> Patience:
+    """The patience of the study's Optuna calls: ``call(fn)`` retries ``fn`` while the
+    database is away, for at most the study's outage grace; one warning line when it first
+    fails and one when it answers again; then `Unreachable`: "the Optuna database URL did not
+    answer for N s (last error: …); `gmmpvae resume STUDY` continues it". The outage is the
+    call's (the driver's calls follow one another). A journal file never waits (its errors
+    are not database outages)."""
+    hint = resume_hint(spec)
+    return Patience(database(spec), spec.failure.outage_grace, database_outage, warn,
+                    away="did not answer", cut=200, hint=hint, sleep=sleep)

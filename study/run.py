@@ -3,15 +3,19 @@ its trials, in order:
 
 1. the spec is validated once (`study.spec.validate`; the command line hands its result on);
 2. the study folder is held (`study.store.lock`: one live driver per study) and, on resume,
-   repaired (`study.recovery`);
-3. Ray is set up (`study.tune.session`) and the Tuner assembled and run (`study.tune.tuner`);
-   a run first writes ``study.json`` (spec, versions) and ``plan.parquet`` (the planned trials);
-4. the results are consolidated (`study.store`) and the Optuna study told the results of
-   re-run trials (`study.optuna_study`); the `Outcome` is returned for `study.summary`.
+   repaired (`study.recovery`); the run's `study.ending.Ending` is made with the hold (the
+   lease's thread writes to it when it cannot keep the lease);
+3. the engine runs the trials (`study.tune.engine.run`: Ray set up, the Tuner assembled and run
+   to the end of ``fit``); once Ray counted the slots, a run writes ``study.json`` (spec,
+   versions) and ``plan.parquet`` (the planned trials), a resume reconciles its Optuna study;
+4. `_ended` reads the ending once ``fit`` has returned — a server that stayed away is raised
+   (`study.errors.Unreachable`, exit status 3) — then the results are consolidated
+   (`study.store`) and the Optuna study told the results of re-run trials
+   (`study.optuna_study`); the `Outcome` is returned for `study.summary`.
 
-Every call on the Optuna study waits out a database outage (`study.optuna_outage.patient`).
-
-Ray is imported only inside step 3 (see `study.tune`).
+Every call on the Optuna study waits out a database outage
+(`study.optuna_outage.database_patience`). Ray is imported only inside step 3 (see
+`study.tune`).
 """
 
 from __future__ import annotations
@@ -25,10 +29,11 @@ from typing import Any
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from study import optuna_study, store, summary, tune
+from study import optuna_study, store, summary
 from study.console import say, warn
+from study.ending import Ending
 from study.errors import Unreachable, UsageError
-from study.optuna_outage import patient
+from study.optuna_outage import database_patience
 from study.optuna_study import finite
 from study.outcome import Outcome
 from study.provenance import DEFAULT_TRIAL_FUNCTION, chosen_function, git_revision, versions
@@ -36,27 +41,33 @@ from study.recovery import repair
 from study.spec import StudySpec, Validated, load_study, validate
 from study.spec.checks import check_new
 from study.store import StudyFolder, lock
+from study.tune import engine
 
 
 @contextlib.contextmanager
-def _locked(spec: StudySpec, new: bool, folder: StudyFolder | None = None) -> Iterator[None]:
+def _locked(spec: StudySpec, new: bool, folder: StudyFolder | None = None
+            ) -> Iterator[tuple[StudyFolder, Ending]]:
     """Hold the study (`study.store.lock`) for the block: a second live driver is refused in one
-    line before it touches anything. A new study's folder is removed again if the run ends before
-    writing ``study.json`` (a refusal after joining a cluster, …)."""
+    line before it touches anything. Yields the driver's folder (an outage of the object store
+    waited out for ``outage_grace`` seconds, announced once: `StudyFolder.waiting_out`) and
+    the run's `Ending` (the lease's thread tells it when the lease cannot be kept). A new
+    study's folder is removed again if the run ends before writing ``study.json`` (a refusal
+    after joining a cluster, …)."""
     folder = folder or StudyFolder.open(spec.storage)
     fs, root = folder.fs, folder.root
     created = new and not store.exists(fs, root)
     grace = spec.failure.outage_grace
     try:
-        with _outage_line(spec), lock.study_lock(
-                fs, root, spec.storage, lease_seconds=lock.lease_for(grace),
-                outage_grace=grace):
-            try:
-                yield
-            finally:
-                with contextlib.suppress(OSError):  # a store away: the error above is the one
-                    if created and not store.exists(fs, store.join(root, store.STUDY_FILE)):
-                        _remove_empty_study(fs, root)
+        with _outage_line(spec):
+            ending = Ending()
+            with lock.study_lock(fs, root, spec.storage, lease_seconds=lock.lease_for(grace),
+                                 outage_grace=grace, on_lost=ending.lose_lease):
+                try:
+                    yield folder.waiting_out(grace, warn), ending
+                finally:
+                    with contextlib.suppress(OSError):  # a store away: the error above is it
+                        if created and not store.exists(fs, store.join(root, store.STUDY_FILE)):
+                            _remove_empty_study(fs, root)
     except lock.StudyLockedError as exc:
         raise UsageError(str(exc)) from None
 
@@ -67,16 +78,10 @@ def _outage_line(spec: StudySpec) -> Iterator[None]:
     try:
         yield
     except Unreachable as exc:
-        if f"gmmpvae resume {spec.storage}" in str(exc):
-            raise  # it says how to continue already (the Optuna database's line)
-        raise Unreachable(f"{exc}; the study is left as it was: `gmmpvae resume "
-                          f"{spec.storage}` continues it once the store answers") from None
-
-
-def _patient(spec: StudySpec, folder: StudyFolder) -> StudyFolder:
-    """The driver's folder for everything but its lease (`study.store.lock` keeps that):
-    an outage of the object store waited out for ``outage_grace`` seconds, announced once."""
-    return folder.patient(spec.failure.outage_grace, warn)
+        if exc.hint:
+            raise  # the Optuna database's: it says how to continue already
+        raise exc.with_hint(f"the study is left as it was: `gmmpvae resume {spec.storage}` "
+                            "continues it once the store answers") from None
 
 
 def _remove_empty_study(fs: Any, root: str) -> None:
@@ -96,32 +101,25 @@ def run_study(spec: StudySpec, *, trial_function: Any = None, verbose: bool = Fa
     ``quiet`` (nor ``verbose``) the terminal shows the running trials live."""
     start = time.monotonic()
     folder = (validated or validate(spec, new=True)).folder
-    with _locked(spec, new=True, folder=folder):
-        # Again, under the lock: a driver started seconds earlier passed validation too and
-        # has written study.json by now.
+    # Checked again under the lock: a driver started seconds earlier passed validation too
+    # and has written study.json by now.
+    with _locked(spec, new=True, folder=folder) as (folder, ending):
         check_new(spec, folder)
-        folder = _patient(spec, folder)
-        with tune.session.session(spec, verbose) as slots:
-            info = {"spec": spec.to_dict(), "git_rev": git_revision(), "versions": versions(),
-                    "created_at": store.now_utc().isoformat(), "host": platform.node(),
-                    "trial_function": chosen_function(trial_function)
-                    or DEFAULT_TRIAL_FUNCTION}
+
+        def prepare(slots: int, max_concurrent: int) -> engine.Trials:
+            function = chosen_function(trial_function) or DEFAULT_TRIAL_FUNCTION
+            rev, libraries, created = git_revision(), versions(), store.now_utc().isoformat()
+            info = {"spec": spec.to_dict(), "git_rev": rev, "versions": libraries,
+                    "created_at": created, "host": platform.node(), "trial_function": function}
             store.write_plan(folder, spec.name, spec.plan() or [])
             store.write_json(folder.fs, folder.path(store.STUDY_FILE), info)
-            max_concurrent = spec.resources.max_concurrent or slots
             say(spec.name, f"{spec.search.num_samples} trials, up to {max_concurrent} at once "
                 f"({slots} slot(s) of {spec.resources.cpus_per_trial:g} CPU + "
                 f"{spec.resources.gpus_per_trial:g} GPU); folder {spec.storage}")
-            stopper = tune.tuner.new_stopper(spec)
-            try:
-                with tune.session.quiet_tune(verbose, spec.storage), \
-                        tune.live.watching(quiet or verbose):
-                    tune.tuner.new_tuner(spec, info, max_concurrent, verbose, stopper).fit()
-            finally:  # (raises the searcher's Unreachable: the Optuna database stayed away)
-                stranded = tune.tuner.stranded()
-            if lock.lost():
-                raise Unreachable(lock.lost())  # nothing consolidated from a store gone away
-            return _finish(spec, folder, slots, max_concurrent, start, stranded)
+            return engine.Trials(info)
+
+        ran = engine.run(spec, ending, prepare, verbose=verbose, quiet=quiet)
+        return _ended(spec, folder, ran, ending, start)
 
 
 def resume_study(study_dir: str, *, rerun_errored: bool = False, address: str | None = None,
@@ -140,30 +138,22 @@ def resume_study(study_dir: str, *, rerun_errored: bool = False, address: str | 
     if name is not None:
         info["trial_function"] = name
     folder = validate(spec, new=False).folder
-    with _locked(spec, new=False, folder=folder):
-        folder = _patient(spec, folder)
+    with _locked(spec, new=False, folder=folder) as (folder, ending):
         repairs = repair.repair_study(spec, folder)  # before anything opens the journal
         for line in repairs.lines:
             say(spec.name, line)
-        with tune.session.session(spec, verbose) as slots:
-            max_concurrent = spec.resources.max_concurrent or slots
+
+        def prepare(slots: int, max_concurrent: int) -> engine.Trials | None:
             records = store.read_records(folder.fs, folder.root)
-            rerun = patient(spec, lambda: repair.reconcile_optuna(
+            rerun = database_patience(spec).call(lambda: repair.reconcile_optuna(
                 spec, records, lambda r: _record_metric(spec, folder, r)))
-            stopper = tune.tuner.new_stopper(spec)
-            try:
-                with tune.session.quiet_tune(verbose, spec.storage), \
-                        tune.live.watching(quiet or verbose, tune.live.states(records)):
-                    if _nothing_left(spec, records, rerun, rerun_errored):
-                        say(spec.name, "every planned trial has finished; nothing to run")
-                    else:
-                        tune.tuner.resumed_tuner(spec, info, records, max_concurrent, verbose,
-                                                 stopper, rerun, rerun_errored).fit()
-            finally:  # (raises the searcher's Unreachable: the Optuna database stayed away)
-                stranded = tune.tuner.stranded()
-            if lock.lost():
-                raise Unreachable(lock.lost())  # nothing consolidated from a store gone away
-            return _finish(spec, folder, slots, max_concurrent, start, stranded)
+            if _nothing_left(spec, records, rerun, rerun_errored):
+                say(spec.name, "every planned trial has finished; nothing to run")
+                return None
+            return engine.Trials(info, engine.Resumed(records, rerun, rerun_errored))
+
+        ran = engine.run(spec, ending, prepare, verbose=verbose, quiet=quiet)
+        return _ended(spec, folder, ran, ending, start)
 
 
 def _nothing_left(spec: StudySpec, records: list[dict[str, Any]], rerun: dict[str, int],
@@ -178,17 +168,24 @@ def _nothing_left(spec: StudySpec, records: list[dict[str, Any]], rerun: dict[st
     return all(t["trial_key"] in states for t in plan)
 
 
-def _finish(spec: StudySpec, folder: StudyFolder, slots: int, max_concurrent: int,
-            start: float, stranded: bool = False) -> Outcome:
+def _ended(spec: StudySpec, folder: StudyFolder, ran: engine.Ran, ending: Ending,
+           start: float) -> Outcome:
+    """The tail of a run and a resume, once ``fit`` has returned: a server that stayed away
+    is raised (nothing is consolidated from a store gone away); else the results are
+    consolidated and the Optuna study told the results of re-run trials."""
+    unreachable = ending.unreachable()
+    if unreachable is not None:
+        raise unreachable
     consolidated = store.consolidate(folder, spec.name)
     completed = {r["trial_key"]: r for r in consolidated.records
                  if r["state"] == store.COMPLETED}
-    patient(spec, lambda: optuna_study.record_reruns(
+    patience = database_patience(spec)
+    patience.call(lambda: optuna_study.record_reruns(
         spec, completed, lambda r: _record_metric(spec, folder, r)))
     overlap = summary.max_overlap(summary.record_intervals(consolidated.records))
-    return Outcome(spec.storage, consolidated, slots, max_concurrent, overlap,
-                   time.monotonic() - start, patient(spec, lambda: optuna_study.counts(spec)),
-                   stranded, spec)
+    return Outcome(spec.storage, consolidated, ran.slots, ran.max_concurrent, overlap,
+                   time.monotonic() - start, patience.call(lambda: optuna_study.counts(spec)),
+                   ending.stranded, spec)
 
 
 def _record_metric(spec: StudySpec, folder: StudyFolder, record: dict[str, Any]

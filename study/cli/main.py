@@ -51,10 +51,7 @@ def build_parser(load: Sequence[str] | None = None) -> argparse.ArgumentParser:
     for name, (module_name, help_text) in COMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
         if load is None or name in load:
-            try:
-                module = importlib.import_module(module_name)
-            except ModuleNotFoundError:
-                continue  # a sub-command not built yet is listed but unavailable
+            module = importlib.import_module(module_name)  # a missing dependency: raised
             module.add_arguments(p)
             p.set_defaults(command_module=module)
     return parser
@@ -72,12 +69,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 0
-    module = getattr(args, "command_module", None)
-    if module is None:
-        print(f"gmmpvae: error: the '{args.command}' command is not available", file=sys.stderr)
-        return 2
     try:
-        return int(module.run(args) or 0)
+        return int(args.command_module.run(args) or 0)
     except (UsageError, ValueError, FileNotFoundError) as exc:
         print(f"gmmpvae {args.command}: error: {exc}", file=sys.stderr)
         return 2

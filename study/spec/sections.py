@@ -1,7 +1,7 @@
 """The sections of a study file, each validated: `parse` turns the nested dict of a study file
-into its nine sections (``[study]``, ``[data]``, ``[search]``, ``[model]``, ``[budget]``,
-``[scheduler]``, ``[resources]``, ``[failure]``, ``[tracking]`` — the last one parsed by
-`study.watch.tracking`) or raises one ``ValueError`` of one line that names the file (or
+into its ten sections (``[study]``, ``[data]``, ``[search]``, ``[model]``, ``[budget]``,
+``[scheduler]``, ``[resources]``, ``[failure]``, ``[claims]``, ``[tracking]`` — the last one
+parsed by `study.watch.tracking`) or raises one ``ValueError`` of one line that names the file (or
 "command line"), the field, the value and what is accepted.
 
 Every field is documented in docs/STUDY_FILE.md (kept by hand with this file: a field added or
@@ -22,7 +22,7 @@ from typing import Any
 
 import search_spaces
 from models.config import DATASETS, MODEL_FIELDS, TRAIN_FIELDS, ModelConfig, TrainConfig
-from study.retry import OUTAGE_GRACE
+from study.patience import OUTAGE_GRACE
 from study.store.layout import is_uri, normalise, one_line
 from study.watch import tracking as tracking_spec
 

@@ -35,7 +35,8 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from models.checkpoint import atomic_write
-from study.store.outage import bounded, log_warning, patient, store_name
+from study.patience import one_line
+from study.store.outage import bounded, log_warning, patient_filesystem, store_name
 
 STUDY_FILE = "study.json"
 PLAN_FILE = "plan.parquet"
@@ -56,10 +57,6 @@ def utc_stamp() -> str:
     """The current UTC time as it goes into file names (``.torn-``, ``.set-aside-``, ``.old-``
     suffixes): ``20261201T220000Z``."""
     return now_utc().strftime("%Y%m%dT%H%M%SZ")
-
-
-def one_line(text: object) -> str:
-    return " ".join(str(text).split())
 
 
 def is_uri(location: str | os.PathLike[str]) -> bool:
@@ -85,7 +82,7 @@ def filesystem(location: str | os.PathLike[str]) -> tuple[pafs.FileSystem, str]:
     """The pyarrow filesystem and path of a local location or a URI.
 
     An S3 client's single calls end within seconds when the server hangs
-    (`study.store.outage.bounded`): waiting out an outage is `StudyFolder.patient`'s.
+    (`study.store.outage.bounded`): waiting out an outage is `StudyFolder.waiting_out`'s.
     Raises ``ValueError`` (one line) for a URI pyarrow cannot open (unknown scheme, …)."""
     if not is_uri(location):
         return pafs.LocalFileSystem(), local_path(location)
@@ -259,15 +256,16 @@ class StudyFolder:
         """Whether the folder is on a remote filesystem (a URI, no shared POSIX file system)."""
         return is_uri(self.location)
 
-    def patient(self, grace: float, announce: Callable[[str], None] = log_warning
-                ) -> StudyFolder:
+    def waiting_out(self, grace: float, announce: Callable[[str], None] = log_warning
+                    ) -> StudyFolder:
         """The folder whose every store call waits out an outage of the object store for at
         most ``grace`` seconds (``[failure] outage_grace``), then raises `study.errors.
-        Unreachable` naming it (`study.store.outage.patient`); a local folder as it is."""
+        Unreachable` naming it (`study.store.outage.patient_filesystem`); a local folder as
+        it is."""
         if not self.is_remote:
             return self
-        return StudyFolder(self.location, patient(self.fs, store_name(self.location), grace,
-                                                  announce), self.root)
+        fs = patient_filesystem(self.fs, store_name(self.location), grace, announce)
+        return StudyFolder(self.location, fs, self.root)
 
     def path(self, *parts: str) -> str:
         """The filesystem path of ``parts`` inside the folder."""

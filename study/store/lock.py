@@ -19,11 +19,11 @@ Two mechanisms, chosen by where the study lives:
   holder's clock with the reader's: keep hosts' clocks within a small fraction of the lease.
 
 **An outage of the object store** does not lose the lease silently: a renewal that fails is
-retried (`study.retry.patiently`) for at most ``outage_grace`` seconds and never past the point
-where a second driver could take the lease over (``lease_seconds`` since the last renewal, less
-a margin). Then the renewal stops, `lost` says why (one line: `study.errors.Unreachable`'s),
-and the driver stops its study (`study.tune.stopper` asks `lost`) rather than run on beside a
-driver that took over. `lease_for` sizes the lease so that it outlasts ``outage_grace``.
+retried (`study.patience.patiently`) for at most ``outage_grace`` seconds and never past the
+point where a second driver could take the lease over (``lease_seconds`` since the last renewal,
+less a margin). Then the renewal stops, tells the driver why (``on_lost(line)``: the driver's
+`study.ending.Ending`), and the driver stops its study rather than run on beside a driver that
+took over. `lease_for` sizes the lease so that it outlasts ``outage_grace``.
 
 A refusal is one line naming the holder (`StudyLockedError`). Nothing here imports Ray.
 """
@@ -40,29 +40,21 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 import pyarrow.fs as pafs
 
-from study.retry import OUTAGE_GRACE, patiently
-from study.store.outage import store_name, transient
+from study.patience import OUTAGE_GRACE, one_line, patiently
+from study.store.outage import store_name, store_outage
 
 LOCK_FILE = "driver.lock"
 LEASE_FILE = "driver.lease"
 LEASE_SECONDS = 60.0
 SETTLE_SECONDS = 2.0
 _NO_LOCKS = {errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS}
-# Why this process's lease was lost (one line), while it is; cleared by the next lease taken.
-_LOST: list[str] = []
-
-
-def lost() -> str | None:
-    """Why the lease of this process's driver could not be kept (its renewal gave up during
-    an outage, or another driver took it over), or None while it holds one (or none)."""
-    return _LOST[0] if _LOST else None
 
 
 def lease_for(outage_grace: float) -> float:
@@ -181,6 +173,7 @@ class _Lease:
     lease_seconds: float
     holder: dict[str, Any]
     outage_grace: float = OUTAGE_GRACE
+    on_lost: Callable[[str], None] | None = None
     lost: threading.Event = field(default_factory=threading.Event)
     stop: threading.Event = field(default_factory=threading.Event)
     renewed: float = field(default_factory=time.monotonic)  # the last renewal, this clock
@@ -210,7 +203,7 @@ class _Lease:
         self.write()
         self.renewed = time.monotonic()
 
-    def patience(self) -> float:
+    def grace_left(self) -> float:
         """How long a renewal may wait: at most the outage grace, and never past the moment
         a second driver could take the lease over (less a margin for stopping)."""
         margin = min(self.lease_seconds / 6, 15.0)
@@ -220,11 +213,12 @@ class _Lease:
     def renew_forever(self) -> None:
         while not self.stop.wait(self.lease_seconds / 3):
             try:
-                patiently(self.renew, what=store_name(self.location), grace=self.patience(),
-                          transient=transient)
+                patiently(self.renew, what=store_name(self.location),
+                          grace=self.grace_left(), transient=store_outage)
             except Exception as exc:  # gave up, taken over, refused: the lease is not kept
-                if not self.stop.is_set():  # (not a driver that has ended meanwhile)
-                    _LOST[:] = [" ".join(str(exc).split()) or type(exc).__name__]
+                # (told unless the driver has ended meanwhile)
+                if not self.stop.is_set() and self.on_lost is not None:
+                    self.on_lost(one_line(exc))
                 self.lost.set()
                 return
 
@@ -252,10 +246,11 @@ def lease_is_live(holder: dict[str, Any] | None, now: float | None = None) -> bo
 
 @contextlib.contextmanager
 def _lease_lock(fs: pafs.FileSystem, folder: str, location: str, lease_seconds: float,
-                settle_seconds: float, outage_grace: float) -> Iterator[dict[str, Any]]:
+                settle_seconds: float, outage_grace: float,
+                on_lost: Callable[[str], None] | None) -> Iterator[dict[str, Any]]:
     fs.create_dir(folder, recursive=True)
     lease = _Lease(fs, f"{folder.rstrip('/')}/{LEASE_FILE}", location, lease_seconds,
-                   _holder_info(uuid.uuid4().hex, lease_seconds), outage_grace)
+                   _holder_info(uuid.uuid4().hex, lease_seconds), outage_grace, on_lost)
     current = lease.read()
     if lease_is_live(current):
         raise _refusal(location, current, lease.path)
@@ -293,15 +288,14 @@ def _release(lease: _Lease) -> None:
 @contextlib.contextmanager
 def study_lock(fs: pafs.FileSystem, folder: str, location: str, *,
                lease_seconds: float = LEASE_SECONDS, settle_seconds: float = SETTLE_SECONDS,
-               force_lease: bool = False, outage_grace: float = OUTAGE_GRACE
-               ) -> Iterator[dict[str, Any]]:
+               force_lease: bool = False, outage_grace: float = OUTAGE_GRACE,
+               on_lost: Callable[[str], None] | None = None) -> Iterator[dict[str, Any]]:
     """Hold the study at ``folder`` on ``fs`` (``location`` is how the user named it) for the
     duration of the block; yields the holder's record. Raises `StudyLockedError` when another
     live driver holds it. ``force_lease`` uses the lease on a local folder (tests). A lease's
-    renewal waits out an outage of the store for at most ``outage_grace`` seconds (`lost`)."""
-    _LOST.clear()
+    renewal waits out an outage of the store for at most ``outage_grace`` seconds; a lease that
+    could not be kept is told to ``on_lost(line)``, once, while the block runs."""
     with contextlib.ExitStack() as stack:
-        stack.callback(_LOST.clear)  # `lost` is about the driver holding the study now
         holder = None
         if isinstance(fs, pafs.LocalFileSystem) and not force_lease:
             try:
@@ -312,7 +306,7 @@ def study_lock(fs: pafs.FileSystem, folder: str, location: str, *,
         if holder is None:
             holder = stack.enter_context(
                 _lease_lock(fs, folder, location, lease_seconds, settle_seconds,
-                            outage_grace))
+                            outage_grace, on_lost))
         yield holder
 
 

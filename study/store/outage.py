@@ -1,9 +1,9 @@
-"""An object store that stops answering for a while: which of its errors are worth waiting for
-(`transient`), a client whose single calls end within seconds when the server hangs
+"""An object store that stops answering for a while: which of its errors are an outage
+(`store_outage`), a client whose single calls end within seconds when the server hangs
 (`bounded`), and a filesystem whose every call waits out an outage for at most the study's
-``[failure] outage_grace`` (`patient`). Nothing here imports Ray.
+``[failure] outage_grace`` (`patient_filesystem`). Nothing here imports Ray.
 
-- `transient(exc)`: pyarrow's S3 errors that an outage makes (``NETWORK_CONNECTION``: a refused
+- `store_outage(exc)`: pyarrow's S3 errors that an outage makes (``NETWORK_CONNECTION``: a refused
   connection, a timeout; throttling, ``SLOW_DOWN``, 5xx) — not wrong keys, a missing bucket or
   key, which waiting does not mend.
 - `bounded(fs)`: pyarrow's ``FileSystem.from_uri`` gives an S3 client that retries a hanging
@@ -12,13 +12,13 @@
   ours and bounded by the grace period. It is the same endpoint (``AWS_ENDPOINT_URL_S3`` or
   ``AWS_ENDPOINT_URL``, as ``from_uri`` reads it), region and credentials (the environment's);
   a URI with options of its own (``?…``, keys in it) keeps ``from_uri``'s client.
-- `patient(fs, …)`: ``pafs.PyFileSystem`` (pyarrow's public way to wrap a filesystem) whose
-  calls go through `study.retry.patiently`; a file is read whole and written whole (one upload
-  on close, retried as a whole), so a retried call never resumes half a transfer. The first
-  wait of an outage is announced once per process (``announce``), and its end too. The grace
-  is the outage's, not each call's: once an outage has lasted ``grace`` seconds for a process,
-  its later calls try once and give up. It pickles (Ray ships it to the trials inside Tune's
-  storage settings).
+- `patient_filesystem(fs, …)`: ``pafs.PyFileSystem`` (pyarrow's public way to wrap a
+  filesystem) whose calls go through the study's one patience (`study.patience.Patience`,
+  shared by the process); a file is read whole and written whole (one upload on close, retried
+  as a whole), so a retried call never resumes half a transfer. The first wait of an outage is
+  announced once per process (``announce``), and its end too. The grace is the outage's, not
+  each call's: once an outage has lasted ``grace`` seconds for a process, its later calls try
+  once and give up. It pickles (Ray ships it to the trials inside Tune's storage settings).
 """
 
 from __future__ import annotations
@@ -27,8 +27,6 @@ import io
 import logging
 import os
 import re
-import threading
-import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
@@ -37,14 +35,10 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 
 from study.console import warn
-from study.retry import patiently
+from study.patience import Patience
 
 T = TypeVar("T")
 _log = logging.getLogger(__name__)
-# store name → when this process first waited on it in the current outage: every patient
-# filesystem of a process (the driver has several) announces an outage once, and its end.
-_OUTAGES: dict[str, float] = {}
-_OUTAGES_LOCK = threading.Lock()
 
 SDK_ATTEMPTS = 2  # the S3 client's own attempts per call (`bounded`)
 # Words of pyarrow's S3 errors (``AWS Error NAME during Operation: …``).
@@ -58,7 +52,7 @@ _PERMANENT = re.compile(
     r"|NoSuchBucket|NO_SUCH_KEY|NoSuchKey|RESOURCE_NOT_FOUND|does not exist")
 
 
-def transient(exc: BaseException) -> bool:
+def store_outage(exc: BaseException) -> bool:
     """Whether an object store's error may mend by waiting (an outage, throttling)."""
     if isinstance(exc, FileNotFoundError | PermissionError | IsADirectoryError |
                   NotADirectoryError | FileExistsError):
@@ -121,34 +115,17 @@ class _Upload(io.BytesIO):
 
 
 class PatientHandler(pafs.FileSystemHandler):
-    """The handler of `patient`'s ``PyFileSystem``: every call of ``fs`` through `patiently`
-    for at most ``grace`` seconds; ``what`` names the store in the `Unreachable` line."""
+    """The handler of `patient_filesystem`'s ``PyFileSystem``: every call of ``fs`` through
+    ``patience`` (`study.patience.Patience`)."""
 
-    def __init__(self, fs: pafs.FileSystem, what: str, grace: float,
-                 announce: Callable[[str], None] = log_warning) -> None:
-        self.fs, self.what, self.grace, self.announce = fs, what, float(grace), announce
+    def __init__(self, fs: pafs.FileSystem, patience: Patience) -> None:
+        self.fs, self.patience = fs, patience
 
     def call(self, fn: Callable[[], T]) -> T:
         """``fn()``, patiently: for what is left of the grace of the outage in course (one
         wait per outage and process, not one per call: a driver or trial whose calls follow
         one another gives up ``grace`` seconds after the outage began for it)."""
-        out = patiently(fn, what=self.what, grace=self.grace, transient=transient,
-                        on_wait=self._waiting, since=_OUTAGES.get(self.what))
-        if self.what in _OUTAGES:
-            with _OUTAGES_LOCK:
-                since = _OUTAGES.pop(self.what, None)
-            if since is not None:
-                self.announce(f"{self.what} answers again (after {time.monotonic() - since:.0f}"
-                              " s)")
-        return out
-
-    def _waiting(self, exc: BaseException, seconds: float) -> None:
-        with _OUTAGES_LOCK:
-            first = self.what not in _OUTAGES
-            _OUTAGES.setdefault(self.what, time.monotonic())
-        if first:
-            self.announce(f"{self.what} does not answer ({' '.join(str(exc).split())[:160]}); "
-                          f"retrying for up to {self.grace:g} s")
+        return self.patience.call(fn)
 
     # pafs.FileSystemHandler
     def get_type_name(self) -> str:
@@ -207,11 +184,12 @@ class PatientHandler(pafs.FileSystemHandler):
         raise pa.ArrowNotImplementedError("appending is not offered by object stores")
 
 
-def patient(fs: pafs.FileSystem, what: str, grace: float,
-            announce: Callable[[str], None] = log_warning) -> pafs.FileSystem:
+def patient_filesystem(fs: pafs.FileSystem, what: str, grace: float,
+                       announce: Callable[[str], None] = log_warning) -> pafs.FileSystem:
     """``fs`` with every call waiting out an outage for at most ``grace`` seconds, then
-    `Unreachable` naming ``what`` (see `PatientHandler`)."""
-    return pafs.PyFileSystem(PatientHandler(fs, what, grace, announce))
+    `Unreachable` naming ``what`` (see the module docstring)."""
+    patience = Patience(what, grace, store_outage, announce, shared=True)
+    return pafs.PyFileSystem(PatientHandler(fs, patience))
 
 
 def store_name(location: str) -> str:

@@ -147,9 +147,9 @@ def write_plan(study_dir: StudyFolder | str, study: str, plan: Sequence[dict[str
                ) -> None:
     """Write ``STUDY/plan.parquet`` (atomically): one row per planned trial (``plan``: flat
     configs with their ``trial_key``), so that readers need no spec to know the plan."""
+    rows = [{"study": study, "trial_key": t["trial_key"], **_config_columns(t)} for t in plan]
     folder = StudyFolder.of(study_dir)
     fs, root = folder.fs, folder.root
-    rows = [{"study": study, "trial_key": t["trial_key"], **_config_columns(t)} for t in plan]
     write_table(fs, join(root, PLAN_FILE), pa.Table.from_pylist(rows, schema=PLAN_SCHEMA))
 
 

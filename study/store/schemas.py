@@ -1,4 +1,5 @@
-"""The study's Parquet schemas (version 3) and its file names: defined once, here.
+"""The study's Parquet schemas (version 3) and its file names: defined once, here (a trial's
+``epochs.parquet`` and ``test_ll.parquet`` in `models.records`, next to their schemas).
 
 A study's results: per-trial records and the consolidated Parquet dataset. The study folder's
 layout is `study.store.layout`'s; records are written by `study.store.records`, the
@@ -66,15 +67,15 @@ from __future__ import annotations
 
 import pyarrow as pa
 
+from models.records import EPOCHS_FILE as EPOCHS_FILE  # a trial's file names: the trial's own
 from models.records import EPOCHS_TRIAL_SCHEMA, TEST_LL_TRIAL_SCHEMA
+from models.records import TEST_LL_FILE as TEST_LL_FILE
 
 # 2: test_kl_lse, the collapse diagnostics and ``collapsed`` (issue 8);
 # 3: config_key, continued_from, carried_from: one configuration at several budgets (issue 23)
 SCHEMA_VERSION = 3
 RECORD_FILE = "trial.json"
 RUNNING_FILE = "running.json"  # a running attempt's marker, removed by its record
-EPOCHS_FILE = "epochs.parquet"
-TEST_LL_FILE = "test_ll.parquet"
 TRIALS_FILE = "trials.parquet"
 # A trial record's states, defined here once.
 COMPLETED, ERROR, PRUNED = "COMPLETED", "ERROR", "PRUNED"

@@ -14,7 +14,8 @@ from ray.tune import Callback
 from search_spaces import KEY_FIELD
 from study import store
 from study.console import warn
-from study.tune import stopper, trainable
+from study.process_state import driven
+from study.tune import trainable
 
 
 class StudyCallback(Callback):
@@ -52,8 +53,9 @@ class StudyCallback(Callback):
     def on_trial_complete(self, iteration: int, trials: list[Any], trial: Any,
                           **info: Any) -> None:
         record = self._record(trial)
-        if record is None and stopper.stopped():  # not pruned: left for `gmmpvae resume`
-            print(f"  unfinished {trial.config.get(KEY_FIELD)} ({stopper.why()})", flush=True)
+        ending = driven().ending
+        if record is None and ending.stopped:  # not pruned: left for `gmmpvae resume`
+            print(f"  unfinished {trial.config.get(KEY_FIELD)} ({ending.why()})", flush=True)
             return
         if record is None:
             record = trainable.driver_record(trial.config, trial.checkpoint, store.PRUNED,

@@ -10,45 +10,22 @@ where it was and it is redrawn below them. Imported only once Ray runs (`study.t
 
 Tune pickles a Tuner's callbacks into ``tuner.pkl`` and a restored experiment (``gmmpvae
 resume``) runs those: so the callback holds only the study's name and size, and what the
-driver of *this* run wants (``--quiet``, the trials finished before it) is set around
-``fit()`` by `watching` and read in ``setup``, when the experiment starts.
+driver of *this* run wants (``--quiet``, the trials finished before it) is read in ``setup``,
+when the experiment starts, from the experiment in course (`study.process_state.driven`, set
+around ``fit()`` by `study.tune.engine.run`).
 """
 
 from __future__ import annotations
 
-import contextlib
 import time
-from collections.abc import Iterator
 from typing import Any
 
 from ray.tune import Callback
 
 from search_spaces import KEY_FIELD
-from study.tune import stopper
+from study.process_state import driven
 from study.tune.trainable import STATE_KEY
 from study.watch.live_view import LiveState, Screen, render
-
-_OPTIONS: dict[str, Any] = {"quiet": True, "finished": {}, "screen": None}
-
-
-@contextlib.contextmanager
-def watching(quiet: bool, finished: dict[str, str] | None = None,
-             screen: Screen | None = None) -> Iterator[None]:
-    """The live view of the experiment run in the block: off with ``quiet``; ``finished``
-    (trial_key → state) counts the trials done before this driver; ``screen`` is where it
-    draws (default: stdout). Off outside the block."""
-    saved = dict(_OPTIONS)
-    _OPTIONS.update(quiet=quiet, finished=dict(finished or {}), screen=screen)
-    try:
-        yield
-    finally:
-        _OPTIONS.clear()
-        _OPTIONS.update(saved)
-
-
-def states(records: list[dict[str, Any]]) -> dict[str, str]:
-    """trial_key → state of the trial records a resumed driver found."""
-    return {r["trial_key"]: r["state"] for r in records}
 
 
 class LiveProgress(Callback):
@@ -68,10 +45,11 @@ class LiveProgress(Callback):
         self.__init__(state["name"], state["total"])  # type: ignore[misc]
 
     def setup(self, **info: Any) -> None:
-        self.active = not _OPTIONS["quiet"]
+        options = driven()
+        self.active = not options.quiet
         self.state = LiveState(self.name, self.total, self.clock(),
-                               finished=dict(_OPTIONS["finished"]))
-        self.screen = _OPTIONS["screen"] or Screen()
+                               finished=dict(options.finished))
+        self.screen = options.screen or Screen()
 
     @staticmethod
     def _key(trial: Any) -> str:
@@ -113,7 +91,7 @@ class LiveProgress(Callback):
 
     def on_trial_complete(self, iteration: int, trials: list[Any], trial: Any,
                           **info: Any) -> None:
-        if stopper.stopped():  # unfinished, left for resume: neither done nor failed
+        if driven().ending.stopped:  # unfinished, left for resume: neither done nor failed
             self.state.running.pop(self._key(trial), None)
             self.screen.clear()
             return

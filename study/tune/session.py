@@ -24,7 +24,7 @@ import socket
 import threading
 from collections.abc import Iterator
 
-from study import store, tune
+from study import store
 from study.errors import UsageError
 from study.logs import quiet_loggers
 from study.spec import StudySpec
@@ -193,7 +193,8 @@ def session(spec: StudySpec, verbose: bool = False) -> Iterator[int]:
     loopback = embedded or is_loopback(spec.study.address)
     with _loopback_environ() if loopback else contextlib.nullcontext():
         prefetch = _prefetch_imports()
-        cluster = tune.cluster  # Ray is first imported here, inside the environment
+        from study.tune import cluster  # Ray is first imported here, inside the environment
+
         started = cluster.start(spec, verbose)
     try:
         slots, nodes = cluster.slots(spec)
@@ -218,5 +219,7 @@ def tune_states(study_dir: str) -> dict[str, str]:
     fs, fs_path = store.filesystem(path)
     if not store.exists(fs, fs_path):
         return {}
+    from study.tune import cluster  # Ray, once a saved experiment is there to read
+
     with quiet_tune(verbose=True):
-        return tune.cluster.experiment_states(path)
+        return cluster.experiment_states(path)

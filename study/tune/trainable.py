@@ -47,19 +47,18 @@ import ray.util
 import torch
 from ray import tune
 
-from models.checkpoint import atomic_write, atomic_write_text
+from models.checkpoint import CHECKPOINT_FILE, atomic_write, atomic_write_text
 from models.config import TrialConfig
 from models.data import DataError
 from models.training import NonFiniteLossError
 from search_spaces import KEY_FIELD
 from study import store
+from study.patience import OUTAGE_GRACE
 from study.provenance import resolve_function, versions
-from study.retry import OUTAGE_GRACE
 from study.store import COMPLETED, ERROR, PRUNED
 
 CONTEXT_KEY = "_study"
 META_FILE = "meta.json"
-CHECKPOINT_FILE = "checkpoint.pt"
 # Result keys: TIME_ATTR is the epoch as the scheduler sees it. It is left out of a trial's last
 # epoch, so that ASHA never stops a trial that has finished training and is about to be
 # evaluated; STATE_KEY marks a trial's final result (COMPLETED, ERROR, or PRUNED re-reported).
@@ -79,7 +78,7 @@ def study_folder(ctx: dict[str, Any], announce: Callable[[str], None] | None = N
                  ) -> store.StudyFolder:
     """The study's folder as the driver's callbacks write it (``announce``: the driver's
     warning): on an object store, every call waits out an outage for at most the study's
-    ``outage_grace`` (`study.store.StudyFolder.patient`). A trial (no ``announce``) gets the
+    ``outage_grace`` (`study.store.StudyFolder.waiting_out`). A trial (no ``announce``) gets the
     store's bounded client itself: a call that fails raises, and Tune retries the trial from
     its last checkpoint (``[failure] retries``); Tune's own checkpoint uploads are patient
     (`study.tune.tuner.tune_storage`). Measured: real trials writing through the patient
@@ -89,7 +88,7 @@ def study_folder(ctx: dict[str, Any], announce: Callable[[str], None] | None = N
     if announce is None:
         return folder
     grace = float(ctx.get("outage_grace", OUTAGE_GRACE))  # a context saved before it existed
-    return folder.patient(grace, announce)
+    return folder.waiting_out(grace, announce)
 
 
 def node_name() -> str:

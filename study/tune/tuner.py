@@ -6,11 +6,12 @@ Tune allows as many pending trials as the limiter's bound (1 without it), so the
 epoch, which is about to be evaluated). **Failures**: ``FailureConfig(max_failures=retries)``;
 a retried trial resumes from its last per-epoch checkpoint. **Storage**:
 ``RunConfig(storage_path=STUDY, name="tune")``, on an object store through the study's patient
-filesystem (`tune_storage`). **Stopping**: `StrandedStopper` ends a study
-no node can hold a trial of. **Callbacks**: `LiveProgress` (the live view), `StudyCallback`
-(progress lines, driver-side records), `TrackerCallback` (the study's ``[tracking]``); Tune's
-own loggers are off (`study.tune.session.quiet_tune`).
-Imports Ray at the top: used only inside `study.tune.session.session`.
+filesystem (`tune_storage`). **Stopping**: `StrandedStopper` ends a study no node can hold a
+trial of, or one whose server stayed away (`study.ending.Ending`). **Callbacks**:
+`LiveProgress` (the live view), `StudyCallback` (progress lines, driver-side records),
+`TrackerCallback` (the study's ``[tracking]``); Tune's own loggers are off
+(`study.tune.session.quiet_tune`).
+Imports Ray at the top: imported only by `study.tune.engine.run`, inside the session.
 """
 
 from __future__ import annotations
@@ -26,7 +27,6 @@ from study import store
 from study.console import say
 from study.spec import StudySpec
 from study.store.outage import DriverWarning
-from study.tune import stopper
 from study.tune.callback import StudyCallback
 from study.tune.live import LiveProgress
 from study.tune.searcher import StudySearcher
@@ -52,41 +52,26 @@ def _trainable(spec: StudySpec) -> Any:
     return tune.with_resources(train_trial, {"cpu": r.cpus_per_trial, "gpu": r.gpus_per_trial})
 
 
-def stranded() -> bool:
-    """Whether the experiment that just ended was stopped as stranded; forgotten afterwards
-    (the flag is process-wide, see `study.tune.stopper`). Raises the `Unreachable` the searcher
-    gave up with instead (the Optuna database stayed away: `study.tune.stopper.give_up`)."""
-    gave_up = stopper.gave_up()
-    was = stopper.stopped()
-    stopper.reset()
-    if gave_up is not None:
-        raise gave_up
-    return was
-
-
-def new_stopper(spec: StudySpec) -> StrandedStopper:
-    r = spec.resources
-    return StrandedStopper({"CPU": r.cpus_per_trial, "GPU": r.gpus_per_trial},
-                           spec.failure.stranded_grace)
-
-
 def new_tuner(spec: StudySpec, info: dict[str, Any], max_concurrent: int, verbose: bool,
-               stopper: Any = None, rerun: dict[str, int] | None = None) -> Any:
-    budget = spec.search.num_samples
+              rerun: dict[str, int] | None = None) -> Any:
+    """A new Tuner for the study: where Tune saves, what runs a trial, how it is scheduled
+    and what every trial shares; then what stops the experiment, what chooses the trials, and
+    the driver's callbacks. ``rerun``: keys to run again (see `StudySearcher`)."""
+    storage_path, filesystem = tune_storage(spec)
+    trainable = _trainable(spec)
+    scheduler = _scheduler(spec)
+    context = _context(spec, info)
+    r, budget = spec.resources, spec.search.num_samples
+    stopper = StrandedStopper({"CPU": r.cpus_per_trial, "GPU": r.gpus_per_trial},
+                              spec.failure.stranded_grace)
     searcher = StudySearcher({"spec": spec.to_dict(), "budget": budget, "rerun": rerun or {}},
                              spec)
-    storage_path, filesystem = tune_storage(spec)
-    s = spec.scheduler
-    if s.kind == "asha":
-        scheduler = ASHAScheduler(time_attr=TIME_ATTR, metric=spec.search.metric,
-                                  mode=spec.search.mode, max_t=s.max_t,
-                                  grace_period=s.grace_period,
-                                  reduction_factor=s.reduction_factor, stop_last_trials=False)
-    else:
-        scheduler = FIFOScheduler()
+    out: list[Any] = [LiveProgress(spec.name, budget), StudyCallback(budget)]
+    if spec.tracking.enabled:
+        out.append(TrackerCallback(spec.tracking.to_dict(), spec.storage, spec.name))
     return tune.Tuner(
-        _trainable(spec),
-        param_space={CONTEXT_KEY: _context(spec, info)},
+        trainable,
+        param_space={CONTEXT_KEY: context},
         tune_config=tune.TuneConfig(
             search_alg=ConcurrencyLimiter(searcher, max_concurrent=max_concurrent),
             scheduler=scheduler, num_samples=budget, reuse_actors=True,
@@ -98,35 +83,37 @@ def new_tuner(spec: StudySpec, info: dict[str, Any], max_concurrent: int, verbos
             # The last two checkpoints of a trial; Tune saves its state before deleting one,
             # so a restored experiment always finds the checkpoint it names.
             checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
-            stop=stopper, callbacks=callbacks(spec, budget)),
+            # The driver's callbacks: the live view (first: it erases its block before the
+            # others print), the end-of-trial lines and records, the study's trackers.
+            stop=stopper, callbacks=out),
     )
+
+
+def _scheduler(spec: StudySpec) -> Any:
+    s = spec.scheduler
+    if s.kind == "asha":
+        return ASHAScheduler(time_attr=TIME_ATTR, metric=spec.search.metric,
+                             mode=spec.search.mode, max_t=s.max_t, grace_period=s.grace_period,
+                             reduction_factor=s.reduction_factor, stop_last_trials=False)
+    return FIFOScheduler()
 
 
 def tune_storage(spec: StudySpec) -> tuple[str, Any]:
     """Tune's ``storage_path`` and ``storage_filesystem`` (public ``RunConfig`` settings): the
     study folder; on an object store, through the study's patient filesystem
-    (`study.store.StudyFolder.patient`), so that Tune's checkpoint uploads in the trials and
+    (`study.store.StudyFolder.waiting_out`), so that Tune's checkpoint uploads in the trials and
     its state saves in the driver wait out an outage for ``outage_grace`` as our own writes do,
     each call bounded (pyarrow's own S3 client hangs ~99 s per call on a frozen server)."""
     if not store.is_uri(spec.storage):
         return spec.storage, None
-    folder = store.StudyFolder.open(spec.storage).patient(spec.failure.outage_grace,
-                                                          DriverWarning())
+    folder = store.StudyFolder.open(spec.storage).waiting_out(spec.failure.outage_grace,
+                                                              DriverWarning())
     return folder.root, folder.fs
 
 
-def callbacks(spec: StudySpec, budget: int) -> list[Any]:
-    """The driver's callbacks: the live view (first: it erases its block before the others
-    print), the end-of-trial lines and records, the study's trackers."""
-    out: list[Any] = [LiveProgress(spec.name, budget), StudyCallback(budget)]
-    if spec.tracking.enabled:
-        out.append(TrackerCallback(spec.tracking.to_dict(), spec.storage, spec.name))
-    return out
-
-
 def resumed_tuner(spec: StudySpec, info: dict[str, Any], records: list[dict[str, Any]],
-                   max_concurrent: int, verbose: bool, stopper: Any, rerun: dict[str, int],
-                   rerun_errored: bool) -> Any:
+                  max_concurrent: int, verbose: bool, rerun: dict[str, int],
+                  rerun_errored: bool) -> Any:
     """Tune's saved experiment when it can plan what remains; otherwise a new Tuner on the
     study's own plan and records (the Optuna study and the trial folders), with the old Tune
     folder set aside. Tune's state cannot plan what remains when it is absent or unreadable
@@ -162,7 +149,7 @@ def resumed_tuner(spec: StudySpec, info: dict[str, Any], records: list[dict[str,
     if rerun:
         say(spec.name, f"re-running {len(rerun)} finished trial(s) whose records were lost: "
                        f"{', '.join(sorted(rerun))}")
-    return new_tuner(spec, info, max_concurrent, verbose, stopper, rerun)
+    return new_tuner(spec, info, max_concurrent, verbose, rerun)
 
 
 def _errored_keys(records: list[dict[str, Any]]) -> dict[str, int]:

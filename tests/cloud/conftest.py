@@ -15,9 +15,12 @@ import pytest
 
 HERE = Path(__file__).resolve().parent
 STUDY_TESTS = HERE.parent / "study"
-for folder in (HERE, STUDY_TESTS):  # servers; fake_trials and write_study
-    if str(folder) not in sys.path:
-        sys.path.insert(0, str(folder))
+# servers; fake_trials and write_study. This folder first: its tests import this conftest's
+# helpers as ``conftest``, and tests/study has a conftest.py of its own.
+for folder in (STUDY_TESTS, HERE):
+    if str(folder) in sys.path:
+        sys.path.remove(str(folder))
+    sys.path.insert(0, str(folder))
 
 from servers import BUCKET, PgServer, S3Server, Unavailable  # noqa: E402
 

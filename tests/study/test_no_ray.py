@@ -16,8 +16,6 @@ from pathlib import Path
 import pyarrow.fs as pafs
 
 HERE = Path(__file__).resolve().parent
-if str(HERE) not in sys.path:
-    sys.path.insert(0, str(HERE))
 
 from test_reliability import fake_study  # noqa: E402
 

@@ -8,7 +8,7 @@ import pytest
 import sqlalchemy.exc as sa_exc
 
 from study.errors import Unreachable
-from study.optuna_outage import patient, transient
+from study.optuna_outage import database_outage, database_patience
 from study.spec import load_spec
 
 URL = "postgresql+psycopg://user:s3cret@127.0.0.1:5999/optuna"
@@ -40,7 +40,7 @@ def refused() -> sa_exc.OperationalError:
     (ValueError("a bug"), False),
 ])
 def test_transient_errors(error, expected):
-    assert transient(error) is expected
+    assert database_outage(error) is expected
 
 
 def spec(tmp_path, grace: float):
@@ -58,7 +58,7 @@ def test_an_outage_that_ends_costs_two_warning_lines(tmp_path, capsys):
             raise wrapped(refused())
         return "ok"
 
-    assert patient(spec(tmp_path, 60), call, sleep=lambda s: None) == "ok"
+    assert database_patience(spec(tmp_path, 60), sleep=lambda s: None).call(call) == "ok"
     err = capsys.readouterr().err.splitlines()
     assert len(err) == 2, err
     assert err[0].startswith("gmmpvae: warning: the Optuna database postgresql+psycopg://"
@@ -76,7 +76,7 @@ def test_past_the_grace_one_unreachable_line(tmp_path):
         raise refused()
 
     with pytest.raises(Unreachable) as caught:
-        patient(s, call)
+        database_patience(s).call(call)
     text = str(caught.value)
     assert text.startswith("the Optuna database postgresql+psycopg://user:***@127.0.0.1:5999/"
                            "optuna did not answer for 0 s (last error: connection failed: ")
@@ -93,5 +93,5 @@ def test_other_errors_are_raised_at_once(tmp_path):
         raise wrapped(sa_exc.IntegrityError("INSERT", {}, Exception("duplicate key")))
 
     with pytest.raises(optuna.exceptions.StorageInternalError):
-        patient(spec(tmp_path, 60), call)
+        database_patience(spec(tmp_path, 60)).call(call)
     assert len(calls) == 1

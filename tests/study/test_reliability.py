@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from pathlib import Path
 
 import pyarrow.fs as pafs
@@ -19,8 +18,6 @@ from study.store import lock
 from study.tune.session import join_error
 
 HERE = Path(__file__).resolve().parent
-if str(HERE) not in sys.path:
-    sys.path.insert(0, str(HERE))
 
 from test_runner import write_study  # noqa: E402
 

@@ -4,18 +4,11 @@ the fast stand-in `fake_trials.fake_trial` for failures, ASHA, open searches and
 from __future__ import annotations
 
 import json
-import os
-import sys
 from pathlib import Path
 
 import pytest
 
 HERE = Path(__file__).resolve().parent
-os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # Ray on 127.0.0.1 only
-os.environ["PYTHONPATH"] = os.pathsep.join(
-    p for p in (str(HERE), os.environ.get("PYTHONPATH", "")) if p)  # workers import fake_trials
-if str(HERE) not in sys.path:
-    sys.path.insert(0, str(HERE))
 
 import fake_trials  # noqa: E402
 import pyarrow.parquet as pq  # noqa: E402

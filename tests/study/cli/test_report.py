@@ -3,14 +3,11 @@ line — on a study folder of records (no Ray)."""
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pyarrow.parquet as pq
 
 HERE = Path(__file__).resolve().parents[1]
-if str(HERE) not in sys.path:
-    sys.path.insert(0, str(HERE))
 
 from test_reliability import fake_study  # noqa: E402
 

@@ -4,12 +4,9 @@ starts (the resumes themselves run in tests/study/test_runner.py and test_fault_
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parents[1]
-if str(HERE) not in sys.path:
-    sys.path.insert(0, str(HERE))
 
 from test_reliability import fake_study  # noqa: E402
 

@@ -3,15 +3,12 @@ listing, consolidation or not, the best trials — on a study folder of records 
 
 from __future__ import annotations
 
-import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pyarrow.fs as pafs
 
 HERE = Path(__file__).resolve().parents[1]
-if str(HERE) not in sys.path:
-    sys.path.insert(0, str(HERE))
 
 from test_reliability import fake_study  # noqa: E402
 

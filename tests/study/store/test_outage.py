@@ -51,18 +51,18 @@ HTTP_503 = ("When getting information for key 'k' in bucket 'b': AWS Error UNKNO
 
 @pytest.mark.parametrize("text", [FROZEN, FROZEN_HEAD, REFUSED, SLOW_DOWN, HTTP_503])
 def test_outage_errors_are_transient(text):
-    assert outage.transient(OSError(text))
+    assert outage.store_outage(OSError(text))
 
 
 @pytest.mark.parametrize("error", [OSError(NO_BUCKET), OSError(BAD_KEY), OSError(DENIED),
                                    FileNotFoundError(MISSING), ValueError(FROZEN),
                                    PermissionError("denied")])
 def test_refusals_and_missing_things_are_not(error):
-    assert not outage.transient(error)
+    assert not outage.store_outage(error)
 
 
 def test_socket_errors_are_transient():
-    assert outage.transient(ConnectionRefusedError()) and outage.transient(TimeoutError())
+    assert outage.store_outage(ConnectionRefusedError()) and outage.store_outage(TimeoutError())
 
 
 class Flaky(pafs.FileSystemHandler):
@@ -104,7 +104,7 @@ def patient_over(flaky: Flaky, grace: float = 30.0, what: str = ""):
     """A patient store over ``flaky`` (its own name: outages are per store and process)."""
     lines: list[str] = []
     what = what or f"the object store of s3://b/{uuid.uuid4().hex[:8]}"
-    return outage.patient(pafs.PyFileSystem(flaky), what, grace, lines.append), lines
+    return outage.patient_filesystem(pafs.PyFileSystem(flaky), what, grace, lines.append), lines
 
 
 def test_writes_and_reads_wait_out_a_short_outage(tmp_path):
@@ -175,8 +175,8 @@ def test_an_outage_is_announced_once_per_process(tmp_path):
     flaky = Flaky(failures=4)
     what = f"the object store of s3://b/{uuid.uuid4().hex[:8]}"
     lines: list[str] = []
-    one = outage.patient(pafs.PyFileSystem(flaky), what, 30.0, lines.append)
-    two = outage.patient(pafs.PyFileSystem(flaky), what, 30.0, lines.append)
+    one = outage.patient_filesystem(pafs.PyFileSystem(flaky), what, 30.0, lines.append)
+    two = outage.patient_filesystem(pafs.PyFileSystem(flaky), what, 30.0, lines.append)
     errors = []
 
     def read(fs):
@@ -224,18 +224,19 @@ def test_missing_files_stay_missing(tmp_path):
 
 def test_a_local_folder_is_not_made_patient(tmp_path):
     folder = store.StudyFolder.open(str(tmp_path))
-    assert folder.patient(5.0) is folder
+    assert folder.waiting_out(5.0) is folder
     remote = store.StudyFolder("s3://b/q", pafs.PyFileSystem(Flaky()), str(tmp_path))
-    patient = remote.patient(5.0)
+    patient = remote.waiting_out(5.0)
     assert isinstance(patient.fs, pafs.PyFileSystem) and patient.root == remote.root
-    assert patient.fs.handler.what == "the object store of s3://b/q"
+    assert patient.fs.handler.patience.what == "the object store of s3://b/q"
 
 
 def test_a_patient_store_pickles(tmp_path):
     """It travels to Ray's workers and into Tune's state with the grace and the name."""
-    fs = outage.patient(pafs.LocalFileSystem(), "the object store of s3://b/q", 7.0)
+    fs = outage.patient_filesystem(pafs.LocalFileSystem(), "the object store of s3://b/q", 7.0)
+    copy = pickle.loads(pickle.dumps(fs)).handler
+    assert (copy.patience.what, copy.patience.grace) == ("the object store of s3://b/q", 7.0)
     copy = pickle.loads(pickle.dumps(fs))
-    assert (copy.handler.what, copy.handler.grace) == ("the object store of s3://b/q", 7.0)
     store.write_json(copy, str(tmp_path / "x.json"), {"a": 1})
     assert store.read_json(copy, str(tmp_path / "x.json")) == {"a": 1}
 
@@ -249,37 +250,42 @@ def test_bounded_keeps_other_filesystems():
 # The driver's lease through an outage (study.store.lock)
 
 
-def hold_lease(tmp_path, flaky: Flaky, **kw):
+def hold_lease(tmp_path, flaky: Flaky, lost: list[str], **kw):
+    """A lease on ``flaky``; why it was lost (told by the lease's thread) goes to ``lost``."""
     return lock.study_lock(pafs.PyFileSystem(flaky), str(tmp_path), "s3://b/q", force_lease=True,
-                           settle_seconds=0, **kw)
+                           settle_seconds=0, on_lost=lost.append, **kw)
+
+
+def told(lost: list[str]) -> str | None:
+    return lost[0] if lost else None
 
 
 def test_a_lease_outlives_an_outage_shorter_than_it(tmp_path):
-    flaky = Flaky()
-    with hold_lease(tmp_path, flaky, lease_seconds=6, outage_grace=30) as holder:
+    flaky, lost = Flaky(), []
+    with hold_lease(tmp_path, flaky, lost, lease_seconds=6, outage_grace=30) as holder:
         first = holder["renewed_at"]
         time.sleep(1.5)
         flaky.down = True  # the renewal at 2 s finds the store away for 1.5 s
         time.sleep(1.5)
         flaky.down = False
         time.sleep(3.0)  # retried within 1 + 2 s of backoff
-        assert lock.lost() is None
+        assert told(lost) is None
         assert holder["renewed_at"] > first + 2 and flaky.calls > 4
-    assert lock.lost() is None and not (tmp_path / lock.LEASE_FILE).exists()
+    assert told(lost) is None and not (tmp_path / lock.LEASE_FILE).exists()
 
 
 @pytest.mark.parametrize(("lease_seconds", "grace", "gives_up_by"), [(3, 100, 3.0), (6, 1, 4.0)])
 def test_a_lease_not_renewable_stops_the_driver(tmp_path, lease_seconds, grace, gives_up_by):
     """Before a second driver could take it over (lease less a margin), or after the grace."""
-    flaky = Flaky()
-    with hold_lease(tmp_path, flaky, lease_seconds=lease_seconds, outage_grace=grace):
+    flaky, lost = Flaky(), []
+    with hold_lease(tmp_path, flaky, lost, lease_seconds=lease_seconds, outage_grace=grace):
         flaky.down = True
         start = time.monotonic()
-        while lock.lost() is None and time.monotonic() - start < 10:
+        while told(lost) is None and time.monotonic() - start < 10:
             time.sleep(0.05)
         took = time.monotonic() - start
-        why = lock.lost()
-    assert lock.lost() is None  # forgotten with the driver's lock
+        why = told(lost)
+    assert len(lost) == 1  # told once, to this driver's lock only
     assert why is not None and took <= gives_up_by, (why, took)
     assert why.startswith("the object store of s3://b/q did not answer for "), why
     assert "NETWORK_CONNECTION" in why

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from study import store
+from study.process_state import Driving, driving
 from study.spec import load_spec
 from study.tune import stopper, trainable
 from study.tune.callback import StudyCallback
@@ -85,9 +86,9 @@ def test_a_trial_that_wrote_its_record_is_reported_as_it_wrote_it(tmp_path, caps
 
 @pytest.fixture
 def stranded():
-    stopper.reset()
-    yield stopper
-    stopper.reset()
+    """The ending of the experiment in course (as `study.tune.engine.run` sets it)."""
+    with driving(Driving()) as experiment:
+        yield experiment.ending
 
 
 def test_a_stranded_studys_trials_are_left_unfinished(tmp_path, capsys, stranded):
@@ -96,7 +97,7 @@ def test_a_stranded_studys_trials_are_left_unfinished(tmp_path, capsys, stranded
     stopper_ = stopper.StrandedStopper({"CPU": 1.0}, grace_seconds=1.0, resources=dict,
                                        clock=clock)
     stopper_.stop_all()
-    assert stopper_.stop_all() and stranded.stopped()
+    assert stopper_.stop_all() and stranded.stopped
     trial = FakeTrial("t1", config)
     StudyCallback(3).on_trial_complete(0, [trial], trial)
     assert not (tmp_path / "s" / "trials").exists()

@@ -16,8 +16,6 @@ from pathlib import Path
 import pytest
 
 HERE = Path(__file__).resolve().parents[1]  # tests/study: the drivers' helpers
-if str(HERE) not in sys.path:
-    sys.path.insert(0, str(HERE))
 
 from drivers import kill_group  # noqa: E402
 

@@ -4,23 +4,19 @@ in-memory Optuna storage behind `flaky_storage.Flaky`, failing the calls each te
 from __future__ import annotations
 
 import re
-import sys
 from pathlib import Path
 
 import optuna
 import pytest
+from flaky_storage import WRITES, Flaky  # noqa: E402
 from ray.tune.search import Searcher
 
 from study import optuna_study
 from study.errors import Unreachable
+from study.process_state import Driving, driving
 from study.spec import load_spec
-from study.tune import stopper
 from study.tune.searcher import StudySearcher
 from study.tune.trainable import STATE_KEY
-
-if str(Path(__file__).resolve().parents[1]) not in sys.path:  # tests/study: flaky_storage
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from flaky_storage import WRITES, Flaky  # noqa: E402
 
 
 @pytest.fixture
@@ -33,9 +29,9 @@ def flaky(monkeypatch) -> Flaky:
         return made["storage"]
 
     monkeypatch.setattr(optuna_study, "open_storage", storage)
-    stopper.reset()
-    yield made
-    stopper.reset()
+    with driving(Driving()) as experiment:  # (as `study.tune.engine.run` sets it)
+        made["ending"] = experiment.ending
+        yield made
 
 
 def grid_spec(tmp_path: Path, grace: float = 60.0):
@@ -94,7 +90,7 @@ def test_calls_cut_before_or_after_their_commit_are_retried_without_a_lost_or_do
 
     storage.fail = fail
     keys = run_all(s, "t", float)
-    assert storage.failures >= 8 and stopper.gave_up() is None
+    assert storage.failures >= 8 and flaky["ending"].database is None
     assert sorted(keys) == sorted(t["trial_key"] for t in spec.plan())
     check_each_key_once(spec, storage)
 
@@ -150,7 +146,7 @@ def test_past_the_grace_the_searcher_gives_up_in_one_line(tmp_path, flaky):
     s.suggest("t0")
     storage.fail = lambda name, n: "before"
     assert s.suggest("t1") is None
-    error = stopper.gave_up()
+    error = flaky["ending"].database
     assert isinstance(error, Unreachable)
     assert re.fullmatch(r"the Optuna database postgresql\+psycopg://u:\*\*\*@127\.0\.0\.1:9/db "
                         r"did not answer for [12] s \(last error: server closed the connection "
@@ -160,10 +156,10 @@ def test_past_the_grace_the_searcher_gives_up_in_one_line(tmp_path, flaky):
     storage.fail = lambda name, n: pytest.fail(f"{name} called while stopping")
     s.on_trial_complete("t0", {STATE_KEY: "COMPLETED", "val_loss": 1.0})  # the stop: not told
     s.on_trial_result("t0", {"epoch": 2, "val_loss": 1.0})
-    stopper.reset()
     storage.fail = lambda name, n: None
-    again = new_searcher(spec)  # the resumed driver: adopts t0's trial, runs the rest
-    keys = run_all(again, "r")
+    with driving(Driving()):  # the resumed driver's experiment: adopts t0's trial, runs the rest
+        again = new_searcher(spec)
+        keys = run_all(again, "r")
     assert sorted(keys) == sorted(t["trial_key"] for t in spec.plan())
     check_each_key_once(spec, storage)
 

@@ -5,15 +5,12 @@ removes it — also after a crash, whose retry marks itself again."""
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 
 HERE = Path(__file__).resolve().parents[1]  # tests/study: fake_trials, test_runner
-if str(HERE) not in sys.path:
-    sys.path.insert(0, str(HERE))
 
 from test_runner import write_study  # noqa: E402
 

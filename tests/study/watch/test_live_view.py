@@ -64,14 +64,15 @@ def test_screen_in_place_on_a_tty_and_periodic_blocks_otherwise():
 
 
 def test_callback_counts_trials_from_tune_events():
-    from study.tune.live import LiveProgress, watching
+    from study.process_state import Driving, driving
+    from study.tune.live import LiveProgress
 
     now = [0.0]
     out = io.StringIO()
     cb = LiveProgress("s", total=3)
     cb.clock = lambda: now[0]
-    with watching(quiet=False, finished={"done-before": "COMPLETED"},
-                  screen=Screen(out, tty=False, interval=10)):
+    with driving(Driving(quiet=False, finished={"done-before": "COMPLETED"},
+                         screen=Screen(out, tty=False, interval=10))):
         cb.setup()
     trial = SimpleNamespace(config={"trial_key": "t1", "max_epochs": 4}, trial_id="x")
     cb.on_trial_start(0, [trial], trial)
@@ -93,11 +94,12 @@ def test_callback_counts_trials_from_tune_events():
 
 
 def test_quiet_keeps_the_callback_silent():
-    from study.tune.live import LiveProgress, watching
+    from study.process_state import Driving, driving
+    from study.tune.live import LiveProgress
 
     out = io.StringIO()
     cb = LiveProgress("s", total=1)
-    with watching(quiet=True, screen=Screen(out, tty=False, interval=0)):
+    with driving(Driving(quiet=True, screen=Screen(out, tty=False, interval=0))):
         cb.setup()
     cb.on_step_end(0, [])
     assert out.getvalue() == ""
@@ -107,10 +109,11 @@ def test_callback_costs_microseconds_per_event():
     """The driver-side cost that trials never see: a result plus a step, timed."""
     import time
 
-    from study.tune.live import LiveProgress, watching
+    from study.process_state import Driving, driving
+    from study.tune.live import LiveProgress
 
     cb = LiveProgress("s", total=50)
-    with watching(quiet=False, screen=Screen(io.StringIO(), tty=True)):
+    with driving(Driving(quiet=False, screen=Screen(io.StringIO(), tty=True))):
         cb.setup()
     trials = [SimpleNamespace(config={"trial_key": f"t{i}", "max_epochs": 5000}, trial_id=str(i))
               for i in range(8)]

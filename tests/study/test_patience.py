@@ -1,4 +1,4 @@
-"""`study.retry.patiently` against a fake clock: retried while transient, at most the grace
+"""`study.patience.patiently` against a fake clock: retried while transient, at most the grace
 period, waits growing and capped; other errors at once; then one `Unreachable` line."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from study.errors import Unreachable
-from study.retry import patiently
+from study.patience import patiently
 
 
 class Clock:
