@@ -67,7 +67,7 @@ def prep(frames: Frames) -> pl.DataFrame:
         families.setdefault((c.claim, c.scope), []).append(c)
     rows = []
     for (claim, scope), family in families.items():
-        margin = claims._study_setting(frames, scope, "pi_margin", DEFAULT_PI_MARGIN) \
+        margin = claims.study_setting(frames, scope, "pi_margin", DEFAULT_PI_MARGIN) \
             if claim == "c" else None  # the claims section's margin of the study
         rows += ee.family_rows(family, frame, configs, elbo, found, margin)
     rows += ee.collapse_rows(frame, configs, values)
