@@ -51,7 +51,7 @@ STATEMENTS = cr.STATEMENTS
 SCHEMA = cr.SCHEMA
 
 
-def _study_setting(frames: Frames, scope: str, column: str, default: float | None
+def study_setting(frames: Frames, scope: str, column: str, default: float | None
                    ) -> float | None:
     study = scope.split(" · ")[0]
     match = frames.studies.filter(pl.col("study") == study)
@@ -74,10 +74,10 @@ def prep(frames: Frames) -> pl.DataFrame:
         families.setdefault((c.claim, c.scope), []).append(c)
     rows = []
     for (claim, scope), family in families.items():
-        margin = _study_setting(frames, scope, "pi_margin", DEFAULT_PI_MARGIN) \
+        margin = study_setting(frames, scope, "pi_margin", DEFAULT_PI_MARGIN) \
             if claim == "c" else None
         rows += cr.family_rows(family, frame, values, found, images, margin,
-                               _study_setting(frames, scope, "smallest_effect", None))
+                               study_setting(frames, scope, "smallest_effect", None))
     rows += cr.claim_d(frame)
     rows += cr.claim_f(frame.filter(pl.col("state") == COMPLETED))
     for claim in STATEMENTS:
@@ -86,7 +86,7 @@ def prep(frames: Frames) -> pl.DataFrame:
                                verdict=cs.NO_DATA))
     for r in rows:
         if r["claim"] == "c" and r["scope"]:
-            margin = _study_setting(frames, r["scope"], "pi_margin", DEFAULT_PI_MARGIN)
+            margin = study_setting(frames, r["scope"], "pi_margin", DEFAULT_PI_MARGIN)
             r["statement"] = f"π matters little (|Δ IS LL| < {margin:g} nat)"
     order = {c: i for i, c in enumerate(["a", "b", "c", "d", "d*", "e", "e*", "f", "g", "g*"])}
     rows.sort(key=lambda r: order[r["claim"]])
@@ -232,6 +232,7 @@ def notes(df: pl.DataFrame) -> list[str]:
         "the trials used (the CSV lists all, with every number unrounded)."
     ),
     prep=prep,
+    verdicts=True,
     absent="no completed trial has an IS log-likelihood",
     notes=notes,
 )

@@ -115,6 +115,7 @@ TRIALS: dict[str, pl.DataType] = {
     "config_key": pl.String(),
     "continued_from": pl.String(),
     "carried_from": pl.String(),
+    "started_at": pl.Datetime("us", "UTC"),  # the first attempt's start: a search's order
 }
 EPOCHS: dict[str, pl.DataType] = {
     "study": pl.String(),
@@ -430,14 +431,7 @@ def claims_setting(study_dir: Location, key: str) -> float | None:
     """``spec.claims.<key>`` (a number of nats > 0) of the study's study.json, None when the
     study sets none; a malformed value is a `ResultsError` (one line)."""
     path = study_dir.child(STUDY_FILE)
-    try:
-        if not path.is_file():
-            return None
-        info = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise ResultsError(f"cannot read {path}: {_one_line(exc)}") from exc
-    spec = info.get("spec") if isinstance(info, dict) else None
-    value = ((spec or {}).get("claims") or {}).get(key)
+    value = (study_spec(study_dir).get("claims") or {}).get(key)
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
@@ -465,6 +459,22 @@ def _with_collapse(trials: pl.DataFrame, epochs: pl.LazyFrame) -> pl.DataFrame:
         pl.Series("collapse_state", states, pl.String),
         pl.Series("collapsed", [{COLLAPSED: True, HEALTHY: False}.get(x) for x in states],
                   pl.Boolean))
+
+
+def study_spec(study_dir: Location | Path | str) -> dict:
+    """The ``spec`` of the study's study.json (the study file as run: ``search``, ``model``,
+    ``budget``, ``data``, ``claims`` tables); {} without one; an unreadable one is a
+    `ResultsError` (one line)."""
+    path = Location.of(study_dir).child(STUDY_FILE) if not isinstance(study_dir, Location) \
+        else study_dir.child(STUDY_FILE)
+    try:
+        if not path.is_file():
+            return {}
+        info = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise ResultsError(f"cannot read {path}: {_one_line(exc)}") from exc
+    spec = info.get("spec") if isinstance(info, dict) else None
+    return spec if isinstance(spec, dict) else {}
 
 
 def _single_name(trials: pl.DataFrame) -> str | None:

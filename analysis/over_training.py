@@ -67,7 +67,7 @@ def prep(frames: Frames) -> pl.DataFrame:
         families.setdefault((c.claim, c.scope), []).append(c)
     rows = []
     for (claim, scope), family in families.items():
-        margin = claims._study_setting(frames, scope, "pi_margin", DEFAULT_PI_MARGIN) \
+        margin = claims.study_setting(frames, scope, "pi_margin", DEFAULT_PI_MARGIN) \
             if claim == "c" else None  # the claims section's margin of the study
         rows += ee.family_rows(family, frame, configs, elbo, found, margin)
     rows += ee.collapse_rows(frame, configs, values)
@@ -78,6 +78,13 @@ def prep(frames: Frames) -> pl.DataFrame:
     df = df.join(series.with_row_index("series").with_columns(pl.col("series").cast(pl.Int64)),
                  on=["claim", "comparison", "where", "configs"], how="left",
                  maintain_order="left", nulls_equal=True)
+    # a comparison without a difference at any epoch is left to the claims section's one
+    # "no data" line (analysis.report.collapse_no_data)
+    has_value = pl.any_horizontal(pl.col(c).is_not_null() for c in ("difference", "spread")
+                                  if c in df.columns)
+    df = df.filter(has_value.any().over("series"))
+    if df.is_empty():
+        return pl.DataFrame(schema=SCHEMA)
     df = with_claims_verdict(df.with_columns(
         (pl.col("max_epochs") == pl.col("max_epochs").max().over("series")).alias("largest")),
         frames)
@@ -119,6 +126,8 @@ def stability(df: pl.DataFrame) -> pl.DataFrame:
                                                part["difference"].cast(pl.Float64)
                                                .fill_null(np.nan).to_numpy())})
     return pl.DataFrame(out, schema_overrides={"stable_since": pl.Int64,
+                                               "difference": pl.Float64,
+                                               "ci_low": pl.Float64, "ci_high": pl.Float64,
                                                "difference_then": pl.Float64,
                                                "slope_last": pl.Float64, "sign": pl.Int64})
 

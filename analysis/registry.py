@@ -35,6 +35,8 @@ OUTPUT_MODULES = (
     "claims",
     "over_training",
     "budget_curves",
+    "open_search",
+    "pi_ablation",
     "table1",
     "paper",
     "bound_gap",
@@ -57,18 +59,22 @@ class Output:
     render: Render
     absent: str
     notes: Notes | None = None
+    verdicts: bool = False  # a table of verdicts: its "no data" rows become one line (report)
 
 
 _OUTPUTS: dict[str, Output] = {}
 
 
 def register(
-    name: str, *, title: str, caption: str, prep: Prep, absent: str, notes: Notes | None = None
+    name: str, *, title: str, caption: str, prep: Prep, absent: str, notes: Notes | None = None,
+    verdicts: bool = False,
 ) -> Callable[[Render], Render]:
-    """Register ``render`` (the decorated function) with its ``prep`` under ``name``."""
+    """Register ``render`` (the decorated function) with its ``prep`` under ``name``;
+    ``verdicts``: its table is one verdict per row (claim, verdict), whose "no data" rows the
+    report folds into one line."""
 
     def decorator(render: Render) -> Render:
-        _OUTPUTS[name] = Output(name, title, caption, prep, render, absent, notes)
+        _OUTPUTS[name] = Output(name, title, caption, prep, render, absent, notes, verdicts)
         return render
 
     return decorator

@@ -2,8 +2,14 @@
 
 Layout of the report folder: ``index.html`` and ``report.md`` at the top, ``tables/`` (CSV with
 the raw numbers, Markdown and HTML as shown), ``figures/`` (PNG and SVG), ``reconstructions/``
-(the trial images). An output whose data is absent is skipped with a note; an output that fails
-is reported in its section (and in ``Report.failed``) without losing the others.
+(the trial images). An output that fails is reported in its section (and in ``Report.failed``)
+without losing the others.
+
+The report says only what the study can answer: an output whose data is absent (it does not
+apply to the study's design, e.g. Figure 3 without two K) gets no section of its own — all such
+outputs are listed once, under "Not applicable to this study", each with its reason; and in a
+table of verdicts (rows with ``claim`` and ``verdict`` columns: the claims section) the claims
+with no data collapse into one line instead of a row each.
 """
 
 from __future__ import annotations
@@ -13,7 +19,10 @@ import html
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import polars as pl
+
 from analysis import registry, status
+from analysis.claims_stats import NO_DATA
 from analysis.load import Frames
 
 
@@ -51,16 +60,33 @@ def run_outputs(frames: Frames, out_dir: Path, names: list[str] | None = None) -
     for output in registry.outputs(names):
         section = Section(output.name, output.title, output.caption)
         try:
-            df = output.prep(frames)
+            df, collapsed = output.prep(frames), None
+            if output.verdicts:
+                df, collapsed = collapse_no_data(df)
             if df.is_empty():
-                section.skipped = f"Skipped: {output.absent}."
+                section.skipped = f"Skipped: {collapsed or output.absent}."
             else:
                 section.files = output.render(df, out_dir)
-                section.notes = output.notes(df) if output.notes else []
+                section.notes = [*([collapsed] if collapsed else []),
+                                 *(output.notes(df) if output.notes else [])]
         except Exception as exc:  # one broken output must not cost the reader the others
             section.error = f"{type(exc).__name__}: {exc}".splitlines()[0]
         sections.append(section)
     return sections
+
+
+def collapse_no_data(df: pl.DataFrame) -> tuple[pl.DataFrame, str | None]:
+    """A table of verdicts without its "no data" rows, and the one line that replaces them
+    ("No data for claims (a), (b): …"); other tables unchanged (None)."""
+    if not {"claim", "verdict"} <= set(df.columns):
+        return df, None
+    empty = df.filter(pl.col("verdict") == NO_DATA)
+    if empty.is_empty():
+        return df, None
+    names = ", ".join(f"({c})" for c in empty["claim"].unique(maintain_order=True))
+    plural = "s" if empty["claim"].n_unique() > 1 else ""
+    return (df.filter(pl.col("verdict") != NO_DATA),
+            f"No data for claim{plural} {names}: the study has no trials for their comparisons")
 
 
 def build(frames: Frames, out_dir: Path | str, names: list[str] | None = None) -> Report:
@@ -104,8 +130,15 @@ figure { margin: 1em 0; } img { max-width: 100%; border: 1px solid #eee; }
 """
 
 
+def _applicable(sections: list[Section]) -> tuple[list[Section], list[Section]]:
+    """(sections shown, sections listed once as not applicable: skipped for absent data)."""
+    return ([s for s in sections if s.skipped is None],
+            [s for s in sections if s.skipped is not None])
+
+
 def _html(frames: Frames, summary: str, sections: list[Section], out_dir: Path) -> str:
     esc = html.escape
+    shown, absent = _applicable(sections)
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
@@ -120,14 +153,18 @@ def _html(frames: Frames, summary: str, sections: list[Section], out_dir: Path) 
         f'<p class="banner">{esc(summary)}</p>',
         *[f'<p class="banner">{esc(w)}</p>' for w in frames.warnings],
         "<h2>Contents</h2><ul>"
-        + "".join(f'<li><a href="#{s.name}">{esc(s.title)}</a></li>' for s in sections)
+        + "".join(f'<li><a href="#{s.name}">{esc(s.title)}</a></li>' for s in shown)
+        + (f'<li><a href="#not-applicable">Not applicable to this study ({len(absent)})</a>'
+           "</li>" if absent else "")
         + "</ul>",
     ]
-    for s in sections:
+    if absent:
+        parts.append('<section id="not-applicable"><h2>Not applicable to this study</h2><ul>'
+                     + "".join(f'<li class="note">{esc(s.title)}: {esc(s.skipped or "")}</li>'
+                               for s in absent) + "</ul></section>")
+    for s in shown:
         parts.append(f'<section id="{s.name}"><h2>{esc(s.title)}</h2>')
         parts.append(f'<p class="caption">{esc(s.caption)}</p>')
-        if s.skipped:
-            parts.append(f'<p class="note">{esc(s.skipped)}</p>')
         if s.error:
             parts.append(f'<p class="error">This output failed: {esc(s.error)}</p>')
         parts += [f'<p class="note">{esc(n)}</p>' for n in s.notes]
@@ -157,10 +194,12 @@ def _markdown(frames: Frames, summary: str, sections: list[Section], out_dir: Pa
     lines += [f"- `{p}` ({s})" for s, p in frames.studies.select("study", "path").iter_rows()]
     lines += ["", f"> {summary}", ""]
     lines += [line for w in frames.warnings for line in (f"> {w}", "")]
-    for s in sections:
+    shown, absent = _applicable(sections)
+    if absent:
+        lines += ["## Not applicable to this study", ""]
+        lines += [f"- {s.title}: {s.skipped}" for s in absent] + [""]
+    for s in shown:
         lines += [f"## {s.title}", "", f"*{s.caption}*", ""]
-        if s.skipped:
-            lines += [f"> {s.skipped}", ""]
         if s.error:
             lines += [f"> **This output failed:** {s.error}", ""]
         lines += [f"> {n}\n" for n in s.notes]

@@ -9,11 +9,15 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
+import pyarrow as pa
+import pyarrow.parquet as pq
+
 from search_spaces import KEY_FIELD
 from study.errors import RESUMABLE_EXIT
 from study.outcome import Outcome
 from study.spec import StudySpec
-from study.store import COMPLETED, RESULTS_DIR, join
+from study.spec.sections import EPOCH_METRICS
+from study.store import COMPLETED, EPOCHS_FILE, RESULTS_DIR, filesystem, join
 
 
 def describe(spec: StudySpec) -> str:
@@ -83,13 +87,39 @@ def summary_lines(spec: StudySpec, outcome: Outcome) -> list[str]:
                      f"`gmmpvae resume {outcome.study_dir}`")
     metric = spec.search.metric
     column = "best_val_loss" if metric == "val_loss" else metric
-    best = best_records(c.records, column, spec.search.mode)
+    records = with_last_epoch(c.records, column, outcome.study_dir)
+    best = best_records(records, column, spec.search.mode)
     for label, record, name in (("best", best["metric"], column),
                                 ("best", best["test_ll"], "test_ll")):
         if record is not None:
             lines.append(f"{label:<10} by {name}: {record['trial_key']} ({name} "
                          f"{record[name]:.4f})")
+    if best["metric"] is None:
+        lines.append(f"best       by {column}: no completed trial has a value of it")
     return lines
+
+
+def with_last_epoch(records: Sequence[dict[str, Any]], metric: str, study_dir: str
+                    ) -> list[dict[str, Any]]:
+    """``records`` with ``metric`` added from each trial's last epoch of the consolidated
+    epochs.parquet when it is an epoch metric the record lacks (``val_elbo_mc``, ``val_re``,
+    …): the value the trial's final result told the searcher. Records unchanged otherwise,
+    or when the file cannot be read (the summary then says no trial has a value)."""
+    if metric not in EPOCH_METRICS or any(metric in r for r in records):
+        return list(records)
+    try:
+        fs, root = filesystem(study_dir)
+        table = pq.read_table(join(root, RESULTS_DIR, EPOCHS_FILE), filesystem=fs,
+                              columns=["trial_key", "epoch", metric])
+    except (OSError, pa.ArrowInvalid, KeyError):
+        return list(records)
+    last: dict[str, tuple[int, Any]] = {}
+    for key, epoch, value in zip(*(table.column(c).to_pylist() for c in table.column_names),
+                                 strict=True):
+        if value is not None and (key not in last or epoch > last[key][0]):
+            last[key] = (epoch, value)
+    return [{**r, metric: last[r["trial_key"]][1]} if r.get("trial_key") in last else r
+            for r in records]
 
 
 def device_lines(records: Iterable[dict[str, Any]]) -> list[str]:

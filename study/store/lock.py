@@ -48,6 +48,7 @@ from typing import Any
 import pyarrow.fs as pafs
 
 from study.patience import OUTAGE_GRACE, one_line, patiently
+from study.store.layout import write_bytes
 from study.store.outage import store_name, store_outage
 
 LOCK_FILE = "driver.lock"
@@ -190,9 +191,10 @@ class _Lease:
             raise
 
     def write(self) -> None:
+        """Rewrite the lease whole (a rename locally, one upload on an object store): a reader
+        never sees it half-written."""
         self.holder["renewed_at"] = time.time()
-        with self.fs.open_output_stream(self.path) as out:
-            out.write((json.dumps(self.holder) + "\n").encode())
+        write_bytes(self.fs, self.path, (json.dumps(self.holder) + "\n").encode())
 
     def renew(self) -> None:
         """Rewrite the lease, unless another driver holds it now (`_TakenOver`)."""

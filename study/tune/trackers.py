@@ -28,7 +28,7 @@ from typing import Any
 from ray.tune.logger import LoggerCallback
 
 from search_spaces import KEY_FIELD
-from study.tune import stopper
+from study.process_state import driven
 from study.tune.trainable import CONTEXT_KEY, STATE_KEY
 from study.watch import trackers, tracking
 
@@ -82,7 +82,7 @@ class TrackerCallback(LoggerCallback):
     def log_trial_end(self, trial: Any, failed: bool = False) -> None:
         key = self._key(trial)
         final = self._final.pop(key, None)
-        if final is None and not failed and stopper.stopped():
+        if final is None and not failed and driven().ending.stopped:
             return  # unfinished, left for `gmmpvae resume`: the run stays open
         last = trial.last_result or {}
         final = final or {}

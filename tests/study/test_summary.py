@@ -99,3 +99,29 @@ def test_stranded_exit_is_zero_or_three_with_one_line(tmp_path, capsys):
     assert "\n" not in err and f"gmmpvae resume {spec.storage}" in err
     assert f"{spec.search.num_samples} trial(s) unfinished" in err
 
+
+
+def test_summary_names_the_best_trial_by_an_epoch_metric_from_its_last_epoch(tmp_path):
+    """An open search ranked by val_elbo_mc (an epoch metric, not in the trial records): the
+    best by it comes from each trial's last epoch in results/epochs.parquet — the value the
+    trial's final result told the searcher —, next to the best by test_ll."""
+    import polars as pl
+
+    spec = load_spec("open_search_digits", {"study.storage": str(tmp_path / "o")})
+    (tmp_path / "o" / "results").mkdir(parents=True)
+    pl.DataFrame({"trial_key": ["a", "a", "b", "b", "c"], "epoch": [1, 2, 1, 2, 1],
+                  # a is best at its first epoch, but its last epoch is what was told
+                  "val_elbo_mc": [-10.0, -40.0, -30.0, -20.0, None]}).write_parquet(
+        tmp_path / "o" / "results" / "epochs.parquet")
+    records = [{"trial_key": k, "state": "COMPLETED", "best_val_loss": 1.0, "test_ll": ll}
+               for k, ll in (("a", -5.0), ("b", -6.0), ("c", -7.0))]
+    lines = summary.summary_lines(spec, _outcome(spec, records))
+    assert "best       by val_elbo_mc: b (val_elbo_mc -20.0000)" in lines
+    assert "best       by test_ll: a (test_ll -5.0000)" in lines
+
+
+def test_summary_says_when_no_trial_has_the_metric(tmp_path):
+    spec = load_spec("open_search_digits", {"study.storage": str(tmp_path / "o")})
+    records = [{"trial_key": "a", "state": "COMPLETED", "test_ll": -5.0}]
+    lines = summary.summary_lines(spec, _outcome(spec, records))  # no epochs.parquet at all
+    assert "best       by val_elbo_mc: no completed trial has a value of it" in lines
