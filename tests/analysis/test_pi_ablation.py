@@ -12,6 +12,7 @@ from scipy import stats
 
 from analysis import claims_stats as cs
 from analysis import pi_ablation
+from analysis.load import DEFAULT_PI_MARGIN
 
 
 def test_relative_entropy_is_scipys_entropy_over_log_m():
@@ -100,7 +101,7 @@ def test_prep_and_summary_on_the_fixture_study(frames):
     summary = pi_ablation.summarise(df)
     assert summary["M"].to_list() == [2, 3]
     for row in summary.iter_rows(named=True):
-        assert row["answer"].startswith("description") and row["margin"] == 1.0
+        assert row["answer"].startswith("description") and row["margin"] == DEFAULT_PI_MARGIN  # the study sets none
         part = df.filter(pl.col("M") == row["M"])
         x, y = part["entropy"].to_numpy(), part["test_ll"].to_numpy()
         assert row["span"] == pytest.approx(pi_ablation.span(x, y, 1))
