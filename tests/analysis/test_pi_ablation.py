@@ -100,8 +100,9 @@ def test_prep_and_summary_on_the_fixture_study(frames):
     assert df.height == done.height
     summary = pi_ablation.summarise(df)
     assert summary["M"].to_list() == [2, 3]
+    # the study sets no margin: the claims' default
     for row in summary.iter_rows(named=True):
-        assert row["answer"].startswith("description") and row["margin"] == DEFAULT_PI_MARGIN  # the study sets none
+        assert row["answer"].startswith("description") and row["margin"] == DEFAULT_PI_MARGIN
         part = df.filter(pl.col("M") == row["M"])
         x, y = part["entropy"].to_numpy(), part["test_ll"].to_numpy()
         assert row["span"] == pytest.approx(pi_ablation.span(x, y, 1))
