@@ -40,9 +40,10 @@ import polars as pl
 
 from analysis.load import Frames
 from analysis.registry import register
-from analysis.search_study import Rebuilt, quiet, rebuild_all
+from analysis.search_study import Rebuilt, rebuild_all
 from analysis.style import new_figure, save_figure
 from analysis.tables import number, write_table
+from search_spaces.quiet import quiet_optuna
 
 SEED = 0
 N_BOOT = 50  # each fANOVA resample fits a 64-tree forest: ≈ 0.1-0.5 s
@@ -70,7 +71,7 @@ def importances(study: optuna.Study, evaluator: str,
                 target: Callable[[optuna.trial.FrozenTrial], float] | None,
                 params: list[str] | None = None) -> dict[str, float]:
     """Optuna's own normalised importances (``get_param_importances``) with ``evaluator``."""
-    with quiet(), warnings.catch_warnings():
+    with quiet_optuna(), warnings.catch_warnings():
         # PED-ANOVA warns of regimes with < 2 trials (`rank_sentence` says what that means)
         # and that a target is read as lower-is-better (`target_of` negates IS LL)
         warnings.simplefilter("ignore", UserWarning)
@@ -81,7 +82,7 @@ def importances(study: optuna.Study, evaluator: str,
 def _resampled(study: optuna.Study, rng: np.random.Generator) -> optuna.Study:
     trials = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
     picks = rng.integers(0, len(trials), len(trials))
-    with quiet():
+    with quiet_optuna():
         copy = optuna.create_study(storage=optuna.storages.InMemoryStorage(),
                                    direction=study.direction)
         copy.add_trials([trials[i] for i in picks])

@@ -30,9 +30,10 @@ import polars as pl
 from analysis import importances
 from analysis.load import Frames
 from analysis.registry import register
-from analysis.search_study import from_frame, quiet, rebuild_all, to_frame
+from analysis.search_study import from_frame, rebuild_all, to_frame
 from analysis.style import save_figure, slug
 from analysis.tables import write_table
+from search_spaces.quiet import quiet_optuna
 
 TOP = 10
 # The configuration columns of the top-trials table (those that vary are shown).
@@ -50,7 +51,7 @@ def optuna_figure(plot: Callable[..., Any], *args: Any, size: tuple[float, float
     beside a row of panels: the slice plot)."""
     import matplotlib
 
-    with matplotlib.rc_context(), quiet():
+    with matplotlib.rc_context(), quiet_optuna():
         axes = plot(*args, **kwargs)
         first = np.ravel(axes)[0] if isinstance(axes, np.ndarray) else axes
         fig = first.figure

@@ -31,11 +31,10 @@ Without a readable journal (an RDB storage, a study on an object store) the orde
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,6 +46,7 @@ from optuna.storages.journal import JournalFileBackend, JournalStorage
 import search_spaces
 from analysis.load import COMPLETED, EPOCHS, Frames, study_spec
 from analysis.location import Location
+from search_spaces.quiet import quiet_optuna
 from search_spaces.simplex import FIGURE4_PIS, PI_FLOOR, decode_pi
 
 # Grid settings that become categorical parameters where they vary (π as its label).
@@ -80,20 +80,6 @@ class Rebuilt:
     def trials(self) -> list[optuna.trial.FrozenTrial]:
         return self.study.get_trials(deepcopy=False,
                                      states=(optuna.trial.TrialState.COMPLETE,))
-
-
-@contextlib.contextmanager
-def quiet() -> Iterator[None]:
-    """Optuna's INFO lines ("A new study created in memory") and experimental-API warnings
-    off for one call, then as they were (the report prints nothing of its own)."""
-    level = optuna.logging.get_verbosity()
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            yield
-    finally:
-        optuna.logging.set_verbosity(level)
 
 
 def fractions_of(pi: Sequence[float], floor: float = PI_FLOOR) -> list[float]:
@@ -199,7 +185,7 @@ def ask_order(study_dir: str, spec: dict[str, Any]) -> dict[str, int]:
     if not path.is_file() or not name:
         return {}
     try:
-        with quiet():
+        with quiet_optuna():
             study = optuna.load_study(study_name=name, storage=JournalStorage(
                 JournalFileBackend(str(path))))
     except (KeyError, ValueError, OSError):  # another study's journal, or a torn one
@@ -258,7 +244,7 @@ def rebuild(frames: Frames, label: str) -> Rebuilt:
             value=float(row["value"]), params=params, distributions=dists,
             user_attrs={"trial_key": row["trial_key"],
                         "test_ll": None if test_ll is None else float(test_ll)}))
-    with quiet():
+    with quiet_optuna():
         study = optuna.create_study(storage=optuna.storages.InMemoryStorage(),
                                     direction=direction, study_name=label)
         study.add_trials(trials)
@@ -297,7 +283,7 @@ def from_frame(df: pl.DataFrame) -> optuna.Study:
             user_attrs={"trial_key": row["trial_key"], "test_ll": row["test_ll"]})
         for row in df.sort("number").iter_rows(named=True)
     ]
-    with quiet():
+    with quiet_optuna():
         study = optuna.create_study(storage=optuna.storages.InMemoryStorage(),
                                     direction=df["direction"][0], study_name=df["study"][0])
         study.add_trials(trials)

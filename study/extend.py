@@ -27,6 +27,7 @@ import optuna
 from optuna.trial import TrialState
 
 from search_spaces import KEY_FIELD
+from search_spaces.quiet import quiet_optuna
 from study import extend_plan, optuna_study, store
 from study import run as runner
 from study.console import say
@@ -223,7 +224,7 @@ def _carry_in_optuna(stepped: StepSpec, folder: StudyFolder, step: Step,
     study = optuna_study.open_study(stepped)
     present = {t.user_attrs.get(KEY_FIELD) for t in study.get_trials(deepcopy=False)}
     dists = optuna_study.grid_distributions(stepped.plan())
-    with optuna_study.quiet_optuna():
+    with quiet_optuna():
         for t in step.of(CARRY):
             if t.trial_key not in present:
                 study.add_trial(_carried_trial(stepped, folder, t, records[t.source], dists))

@@ -8,15 +8,13 @@ of truth of what was asked and told; `study.tune.searcher` drives it from Ray Tu
 ``Study.add_trial`` + ``trial.create_trial``, ``FrozenTrial.number/params/user_attrs/state``,
 the samplers of ``optuna.samplers``, ``JournalStorage(JournalFileBackend)`` and
 ``RDBStorage``. Optuna's own INFO lines ("Trial 3 finished …") are silenced around each call
-(`quiet_optuna`), not process-wide.
+(`search_spaces.quiet.quiet_optuna`), not process-wide.
 """
 
 from __future__ import annotations
 
-import contextlib
 import math
-import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +23,7 @@ from optuna.storages.journal import JournalFileBackend, JournalStorage
 from optuna.trial import TrialState
 
 from search_spaces import KEY_FIELD
+from search_spaces.quiet import quiet_optuna
 from study.spec import StudySpec
 from study.spec.step import SOURCE_KEY
 
@@ -38,20 +37,6 @@ RERUN_ATTR = "rerun_of"  # the result of a trial re-run with --rerun-errored (se
 # an extension step's trial continues from (`study.spec.step.SOURCE_KEY`): not hyperparameters.
 NOT_HYPERPARAMETERS = frozenset({"data_dir", "device", "image_shape", "likelihood",
                                  SOURCE_KEY})
-
-
-@contextlib.contextmanager
-def quiet_optuna() -> Iterator[None]:
-    """Optuna's INFO lines and experimental-API warnings off for one call, then as they were."""
-    level = optuna.logging.get_verbosity()
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            yield
-    finally:
-        optuna.logging.set_verbosity(level)
-
 
 
 def open_storage(spec: StudySpec) -> Any:

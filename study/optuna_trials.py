@@ -23,7 +23,7 @@ Public Optuna interfaces only: ``create_study(load_if_exists=True)``,
   RUNNING and nobody's: after a failed call the view is ``stale`` (the searcher reads the
   unfinished trials again and adopts it), and a trial asked by an attempt whose next step
   failed is kept (`half_asked`) for its retry instead of asking another.
-- Optuna's own INFO lines are silenced around each call (`study.optuna_study.quiet_optuna`).
+- Optuna's own INFO lines are silenced around each call (`search_spaces.quiet.quiet_optuna`).
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ import optuna
 from optuna.trial import TrialState
 
 from search_spaces import KEY_FIELD
+from search_spaces.quiet import quiet_optuna
 from study.optuna_outage import database_patience
 from study.optuna_study import (
     DUPLICATE_ATTR,
@@ -44,7 +45,6 @@ from study.optuna_study import (
     hyperparameters,
     make_sampler,
     open_study,
-    quiet_optuna,
 )
 from study.spec import StudySpec
 
