@@ -21,6 +21,12 @@ for folder in (STUDY_TESTS, HERE):
     if str(folder) in sys.path:
         sys.path.remove(str(folder))
     sys.path.insert(0, str(folder))
+# Ray's workers import fake_trials too, also on the nodes a test starts in this process
+# (`ray.cluster_utils.Cluster`), which inherit this environment: tests/study's conftest says the
+# same, but it is not loaded when tests/cloud runs alone.
+if str(STUDY_TESTS) not in os.environ.get("PYTHONPATH", "").split(os.pathsep):
+    os.environ["PYTHONPATH"] = os.pathsep.join(
+        p for p in (str(STUDY_TESTS), os.environ.get("PYTHONPATH", "")) if p)
 
 from servers import BUCKET, PgServer, S3Server, Unavailable  # noqa: E402
 
