@@ -108,6 +108,7 @@ TRIALS: dict[str, pl.DataType] = {
     "max_test_examples": pl.Int64(),
     "precision": pl.String(),
     "train_seconds": pl.Float64(),
+    "eval_seconds": pl.Float64(),
     "trial_dir": pl.String(),
     "schema_version": pl.Int64(),
     # schema version 3 (issue 23, docs/BUDGETS.md): one configuration at several budgets;
@@ -116,6 +117,7 @@ TRIALS: dict[str, pl.DataType] = {
     "continued_from": pl.String(),
     "carried_from": pl.String(),
     "started_at": pl.Datetime("us", "UTC"),  # the first attempt's start: a search's order
+    "ended_at": pl.Datetime("us", "UTC"),
 }
 EPOCHS: dict[str, pl.DataType] = {
     "study": pl.String(),

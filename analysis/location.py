@@ -3,7 +3,7 @@
 A study on an object store (``s3://bucket/studies/x``; any URI pyarrow opens, its endpoint and
 keys from the environment as for every S3 tool: ``AWS_ENDPOINT_URL``, ``AWS_ACCESS_KEY_ID``,
 ``AWS_SECRET_ACCESS_KEY``) is read through pyarrow's filesystem; a local one through the local
-file system, lazily. One meaning of "URI", the one of `study.storage.is_uri` (a test checks
+file system, lazily. One meaning of "URI", the one of `study.store.layout.is_uri` (a test checks
 they agree: analysis reads data and never imports study): ``scheme://…`` other than
 ``file://``. A store that cannot be reached (refused, wrong keys, no such bucket) is an
 ``OSError`` of one line, raised by the first look (`Location.kind`).

@@ -35,6 +35,7 @@ OUTPUT_MODULES = (
     "claims",
     "over_training",
     "budget_curves",
+    "budget_steps",
     "open_search",
     "pi_ablation",
     "table1",

@@ -5,6 +5,7 @@ keys in its environment the way a user sets them (`servers.S3Server.env`)."""
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import uuid
@@ -80,3 +81,18 @@ def subprocess_env(s3_env: dict[str, str], **extra: str) -> dict[str, str]:
     workers."""
     path = os.pathsep.join(p for p in (str(STUDY_TESTS), os.environ.get("PYTHONPATH", "")) if p)
     return {**os.environ, **s3_env, "PYTHONPATH": path, **extra}
+
+
+def fake_study(s3_env: dict[str, str], tmp_path: Path, name: str, storage: str, pg_url: str,
+               *, epoch_seconds: float, **sections: dict) -> tuple[Path, dict[str, str]]:
+    """A study file of fake trials (``epoch_seconds`` an epoch, set in the scratch folder's
+    fake.json) stored at ``storage`` with its Optuna study at ``pg_url``, and the environment
+    of its `gmmpvae` subprocesses. ``sections``: the study file's other sections."""
+    from test_runner import write_study
+
+    scratch = Path(s3_env["GMMPVAE_SCRATCH"])
+    scratch.mkdir(parents=True)
+    (scratch / "fake.json").write_text(json.dumps({"FAKE_EPOCH_SECONDS": epoch_seconds}))
+    path = write_study(tmp_path, name, study={"storage": storage, "optuna_storage": pg_url},
+                       **sections)
+    return path, subprocess_env(s3_env, GMMPVAE_TRIAL_FUNCTION="fake_trials:fake_trial")

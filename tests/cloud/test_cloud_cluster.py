@@ -9,13 +9,11 @@ Marked ``integration`` (with the other cloud tests); about 1 minute on 2 cores."
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
-from conftest import subprocess_env
+from conftest import fake_study
 from test_cloud_study import (
     REPO,
     check_each_key_once,
@@ -26,7 +24,6 @@ from test_cloud_study import (
     records,
     store,
 )
-from test_runner import write_study
 
 pytestmark = pytest.mark.integration
 
@@ -47,13 +44,10 @@ def loopback_cluster(s3_env):
 
 def test_run_kill_resume_status_report_on_a_cluster(s3_env, s3_study, pg_url, tmp_path,
                                                     loopback_cluster):
-    scratch = Path(s3_env["GMMPVAE_SCRATCH"])
-    scratch.mkdir(parents=True)
-    (scratch / "fake.json").write_text(json.dumps({"FAKE_EPOCH_SECONDS": 0.4}))
-    path = write_study(tmp_path, "c", study={"storage": s3_study, "optuna_storage": pg_url},
-                       search={"grid": {"Ms": [1, 2, 3], "Ks": [10], "include_vae": True}},
-                       budget={"max_epochs": 5, "patience": 5})
-    env = subprocess_env(s3_env, GMMPVAE_TRIAL_FUNCTION="fake_trials:fake_trial")
+    path, env = fake_study(
+        s3_env, tmp_path, "c", s3_study, pg_url, epoch_seconds=0.4,
+        search={"grid": {"Ms": [1, 2, 3], "Ks": [10], "include_vae": True}},
+        budget={"max_epochs": 5, "patience": 5})
     from study.spec import load_spec
 
     planned = sorted(t["trial_key"] for t in load_spec(str(path)).plan())

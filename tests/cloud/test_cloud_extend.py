@@ -6,16 +6,14 @@ budgets. Fake trials (seconds); marked ``integration``."""
 
 from __future__ import annotations
 
-import json
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from conftest import subprocess_env
+from conftest import fake_study
 from test_cloud_study import REPO, cli, finish, store, table
-from test_runner import write_study
 
 pytestmark = pytest.mark.integration
 
@@ -23,12 +21,9 @@ pytestmark = pytest.mark.integration
 def test_a_study_on_s3_and_postgres_is_extended(s3_env, s3_study, pg_url, tmp_path):
     import optuna
 
+    path, env = fake_study(s3_env, tmp_path, "grown", s3_study, pg_url, epoch_seconds=0.05,
+                           budget={"max_epochs": 2, "patience": 5})
     scratch = Path(s3_env["GMMPVAE_SCRATCH"])
-    scratch.mkdir(parents=True)
-    (scratch / "fake.json").write_text(json.dumps({"FAKE_EPOCH_SECONDS": 0.05}))
-    path = write_study(tmp_path, "grown", study={"storage": s3_study, "optuna_storage": pg_url},
-                       budget={"max_epochs": 2, "patience": 5})
-    env = subprocess_env(s3_env, GMMPVAE_TRIAL_FUNCTION="fake_trials:fake_trial")
     run = cli(["run", str(path), "--quiet"], env)
     out = finish(run)
     assert run.returncode == 0, out

@@ -16,7 +16,7 @@ from pathlib import Path
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import pytest
-from conftest import subprocess_env
+from conftest import fake_study, subprocess_env
 from drivers import kill_group
 from test_runner import write_study
 
@@ -146,12 +146,8 @@ def test_a_quickstart_lives_on_s3_and_postgres(s3_env, s3_study, pg_url, tmp_pat
 def test_a_killed_driver_is_resumed_with_each_key_once(s3_env, s3_study, pg_url, tmp_path):
     """SIGKILL the driver (and its Ray) after two trials; `resume` finishes the study: every
     key once in trials/epochs/test_ll, once COMPLETE in Optuna, nothing RUNNING."""
-    scratch = Path(s3_env["GMMPVAE_SCRATCH"])
-    scratch.mkdir(parents=True)
-    (scratch / "fake.json").write_text(json.dumps({"FAKE_EPOCH_SECONDS": 0.4}))
-    path = write_study(tmp_path, "k", study={"storage": s3_study, "optuna_storage": pg_url},
-                       budget={"max_epochs": 5, "patience": 5})
-    env = subprocess_env(s3_env, GMMPVAE_TRIAL_FUNCTION="fake_trials:fake_trial")
+    path, env = fake_study(s3_env, tmp_path, "k", s3_study, pg_url, epoch_seconds=0.4,
+                           budget={"max_epochs": 5, "patience": 5})
     from study.spec import load_spec
 
     planned = sorted(t["trial_key"] for t in load_spec(str(path)).plan())
@@ -174,11 +170,8 @@ def test_a_torn_trial_folder_on_s3_is_detected_and_re_run(s3_env, s3_study, pg_u
                                                           tmp_path):
     """A trial whose epochs.parquet was half-uploaded: `status` names it, `resume` sets it
     aside and re-runs that trial; the rest is reported; Optuna keeps one COMPLETE per key."""
+    path, env = fake_study(s3_env, tmp_path, "torn", s3_study, pg_url, epoch_seconds=0.05)
     scratch = Path(s3_env["GMMPVAE_SCRATCH"])
-    scratch.mkdir(parents=True)
-    (scratch / "fake.json").write_text(json.dumps({"FAKE_EPOCH_SECONDS": 0.05}))
-    path = write_study(tmp_path, "torn", study={"storage": s3_study, "optuna_storage": pg_url})
-    env = subprocess_env(s3_env, GMMPVAE_TRIAL_FUNCTION="fake_trials:fake_trial")
     run = cli(["run", str(path)], env)
     out = finish(run)
     assert run.returncode == 0, out
