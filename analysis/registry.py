@@ -36,6 +36,7 @@ OUTPUT_MODULES = (
     "over_training",
     "budget_curves",
     "budget_steps",
+    "budget_verdicts",
     "open_search",
     "pi_ablation",
     "table1",
