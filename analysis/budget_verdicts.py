@@ -120,16 +120,26 @@ def _shown(df: pl.DataFrame) -> pl.DataFrame:
     return pl.DataFrame(out)
 
 
+def common_budget(wheres: list[str]) -> str:
+    """``" · budget: <rest>"`` when every series has that budget (then the notes say it once),
+    else ``""``."""
+    found = {w[w.find(" · budget: "):].split(" · ")[1] for w in wheres if " · budget: " in w}
+    return f" · {found.pop()}" if len(found) == 1 and all(" · budget: " in w for w in wheres) \
+        else ""
+
+
 def notes(df: pl.DataFrame) -> list[str]:
     budgets = sorted(df["max_epochs"].unique().to_list())
     series = df.group_by("series", maintain_order=True).agg(
         pl.col("claim", "comparison", "where").first(), "verdict", "max_epochs",
         pl.col("changed").any())
     moved = series.filter(pl.col("changed"))
-    lines = [f"Budgets held: {', '.join(str(b) for b in budgets)} max epochs; "
-             f"{moved.height} of {series.height} comparisons changed verdict between budgets"
-             + (":" if moved.height else ".")]
-    lines += [f"({r['claim']}) {r['comparison']} — {r['where']}: "
+    shared = common_budget(series["where"].to_list())
+    lines = [f"Budgets held: {', '.join(str(b) for b in budgets)} max epochs"
+             + (f" ({shared.removeprefix(' · budget: ')} at each)" if shared else "")
+             + f"; {moved.height} of {series.height} comparisons changed verdict between "
+             "budgets" + (":" if moved.height else ".")]
+    lines += [f"({r['claim']}) {r['comparison']} — {r['where'].replace(shared, '')}: "
               f"{path(r['verdict'], r['max_epochs'])}." for r in moved.iter_rows(named=True)]
     lines.append("Each verdict holds at its own budget (the claims section's rules, seeds "
                  "and Holm families within a budget); one that holds at every budget here is "

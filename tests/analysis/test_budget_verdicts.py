@@ -92,10 +92,12 @@ def test_table_and_notes_name_what_changed(study, tmp_path):
     assert b["max 8 epochs"].startswith("supported: +1.98 [")
     lines = bv.notes(df)
     changed = df.filter(pl.col("changed"))["series"].n_unique()
-    assert lines[0].startswith(f"Budgets held: 4, 8 max epochs; {changed} of "
-                               f"{df['series'].n_unique()} comparisons changed verdict")
-    assert any(line.startswith("(b) K=500 − K=100") and "inconclusive (4) → supported (8)"
-               in line for line in lines)
+    assert lines[0].startswith("Budgets held: 4, 8 max epochs (all train images, warm-up 1, "
+                               "IS all, all test images at each); "
+                               f"{changed} of {df['series'].n_unique()} comparisons changed "
+                               "verdict")
+    assert "(b) K=500 − K=100 — b · fashion_mnist · mlp · lse: inconclusive (4) → supported " \
+           "(8)." in lines
     assert {p.name for p in bv.render(df, tmp_path)} == {
         "budget_verdicts.csv", "budget_verdicts.md", "budget_verdicts.html"}
 
