@@ -28,7 +28,7 @@ from pathlib import Path
 
 import polars as pl
 
-from analysis.load import Frames
+from analysis.load import NOT_STARTED, Frames
 from analysis.registry import register
 from analysis.tables import write_table
 
@@ -73,7 +73,7 @@ def covered(starts: pl.Series, ends: pl.Series) -> float | None:
 def prep(frames: Frames) -> pl.DataFrame:
     """One row per study and budget (module docstring), smallest budget first."""
     rows = frames.trials.filter(pl.col("max_epochs").is_not_null()
-                                & pl.col("started_at").is_not_null())
+                                & (pl.col("state") != NOT_STARTED))
     if rows.is_empty():
         return pl.DataFrame(schema=SCHEMA)
     carried = pl.col("carried_from").is_not_null()
@@ -150,7 +150,7 @@ def notes(df: pl.DataFrame) -> list[str]:
         "and the training and evaluation time summed over its trials."
     ),
     prep=prep,
-    absent="no trial has a recorded start time",
+    absent="no trial has run",
     notes=notes,
 )
 def render(df: pl.DataFrame, out_dir: Path) -> list[Path]:
