@@ -39,7 +39,9 @@ from analysis.tables import write_table
 
 PANEL = ["study", "dataset", "arch", "kl_estimator"]
 ANCHORS = ("VAE", "VampPrior")  # drawn in every panel of their dataset and architecture
-MODEL = ["study", "dataset", "arch", "kl_estimator", "prior", "model", "M", "K", "label"]
+# a model across budgets: its ``model_label`` (`analysis.load`: the label less the budget) is
+# the ``label`` of this output
+MODEL = ["study", "dataset", "arch", "kl_estimator", "prior", "model", "M", "K", "model_label"]
 
 
 def published_name(prior: str, M: int | None, estimator: str | None) -> str | None:
@@ -88,6 +90,7 @@ def prep(frames: Frames) -> pl.DataFrame:
         pl.Series("published", [r[0] for r in refs], pl.Float64),
         pl.Series("source", [r[1] for r in refs], pl.String))
         .with_columns((pl.col("mean") - pl.col("published")).alias("gap"))
+        .rename({"model_label": "label"})
         .sort([*PANEL, "model_id", "max_epochs"], nulls_last=True))
 
 

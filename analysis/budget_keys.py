@@ -29,3 +29,18 @@ def configuration(frame: pl.DataFrame, *, seed: bool = True) -> pl.Series:
     return frame.select(pl.concat_str(
         [pl.col(c).cast(pl.String).fill_null(_NULL) for c in columns], separator="|"
     ).alias("configuration")).to_series()
+
+
+def at_largest_budget(trials: pl.DataFrame) -> pl.DataFrame:
+    """Each configuration's trial at its largest budget only (``trials``: `Frames.trials`).
+    For the outputs drawn against the epoch: a larger budget's epoch rows hold every smaller
+    budget's of the same configuration (continued from its checkpoint, docs/BUDGETS.md), so
+    the smaller budgets would count each epoch again."""
+    if trials.is_empty() or trials["max_epochs"].drop_nulls().n_unique() < 2:
+        return trials
+    key = configuration(cd.design_frame(trials))
+    return (trials.with_columns(key.alias("_configuration"))
+            .filter(pl.col("max_epochs").is_null()
+                    | (pl.col("max_epochs") == pl.col("max_epochs").max()
+                       .over("_configuration")))
+            .drop("_configuration"))

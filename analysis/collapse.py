@@ -18,6 +18,7 @@ from pathlib import Path
 
 import polars as pl
 
+from analysis.budget_keys import at_largest_budget
 from analysis.load import COMPLETED, Frames
 from analysis.registry import register
 from analysis.style import model_colour, new_figure, save_figure
@@ -37,7 +38,7 @@ SERIES = ["study", "dataset", "arch", "model", "K"]
 def prep(frames: Frames) -> pl.DataFrame:
     """Long data: SERIES, kl_estimator, epoch, diagnostic, mean (over seeds), n_seeds."""
     trials = (
-        frames.trials.lazy()
+        at_largest_budget(frames.trials).lazy()
         .filter((pl.col("state") == COMPLETED) & (pl.col("prior") == "pseudo_mixture"))
         .select("study", "trial_key", "dataset", "arch", "model", "M", "K",
                 pl.col("kl_estimator").fill_null("greedy"))

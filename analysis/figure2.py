@@ -15,6 +15,7 @@ from pathlib import Path
 
 import polars as pl
 
+from analysis.budget_keys import at_largest_budget
 from analysis.load import COMPLETED, Frames, arch_order, model_order, spread_over_k
 from analysis.registry import register
 from analysis.style import model_colour, new_figure, save_figure, study_style
@@ -25,7 +26,7 @@ SERIES = ["study", "model", "variant"]
 
 def prep(frames: Frames) -> pl.DataFrame:
     trials = (
-        frames.trials.lazy()
+        at_largest_budget(frames.trials).lazy()
         .filter((pl.col("state") == COMPLETED) & pl.col("pi_uniform"))
         .select("study", "trial_key", "dataset", "arch", "K", "model", "variant", "prior", "M",
                 "warmup_epochs")

@@ -23,17 +23,18 @@ versions get compared:
   `analysis.location`): an object store is read through pyarrow with the endpoint and keys of
   the environment, and a store that cannot be read is a ``ResultsError`` of one line.
 
-Derived trial columns used by every output: ``model`` ("VAE" for the standard prior,
-"Mix1" = VampPrior, "Mix2", "Mix3", … for the pseudo-mixture prior with M components), ``K``
-(null for the standard prior: it has no pseudo-inputs), ``pi_label``/``pi_uniform``, ``variant``
-(settings that vary between trials besides the paper's keys), ``label`` (one readable name per
-model) and ``trial_path`` (``trial_dir`` resolved against the study folder). ``collapsed`` is
-not read as stored: ``collapse_state`` (collapsed, healthy, not yet spread, or null:
-undecided) is re-derived from the recorded spread_ratio, resp_perplexity, best_epoch and
-warmup_epochs and the largest spread ratio of the earlier epochs (epochs.parquet) by
-`models.collapse_rule.collapse_state`, and ``collapsed`` is True / False for collapsed /
-healthy (null otherwise), so a study written under an older rule is judged by the current
-one.
+Derived trial columns used by every output: ``model`` ("VAE" for the standard prior, "Mix1" =
+VampPrior, "Mix2", "Mix3", … for the pseudo-mixture prior with M components), ``K`` (null for
+the standard prior: it has no pseudo-inputs), ``pi_label``/``pi_uniform``, ``variant``
+(settings that vary between trials besides the paper's keys, the budget ``max_epochs`` among
+them in a study grown with ``gmmpvae extend``), ``label`` (one readable name per model and
+budget), ``model_label`` (the same less the budget) and ``trial_path`` (``trial_dir`` resolved
+against the study folder). ``collapsed`` is not read as stored: ``collapse_state`` (collapsed,
+healthy, not yet spread, or null: undecided) is re-derived from the recorded spread_ratio,
+resp_perplexity, best_epoch and warmup_epochs and the largest spread ratio of the earlier
+epochs (epochs.parquet) by `models.collapse_rule.collapse_state`, and ``collapsed`` is True /
+False for collapsed / healthy (null otherwise), so a study written under an older rule is
+judged by the current one.
 """
 
 from __future__ import annotations
@@ -154,8 +155,10 @@ TEST_LL: dict[str, pl.DataType] = {
 # The paper's grouping (Table 1); ``label`` is a function of these plus the varying extras.
 ARCH_ORDER = {"mlp": 0, "cnn": 1, "pixel": 2}  # the paper's order, not the alphabet
 BASE_KEYS = ("study", "dataset", "arch", "model", "prior", "M", "K")
-# Settings that become grouping keys only where they vary between trials.
-OPTIONAL_KEYS = ("pi_label", "kl_estimator", "latent_dim")
+# Settings that become grouping keys only where they vary between trials. ``max_epochs`` varies
+# in a study grown with ``gmmpvae extend`` (docs/BUDGETS.md): every model is then one row per
+# budget, never pooled over budgets.
+OPTIONAL_KEYS = ("pi_label", "kl_estimator", "latent_dim", "max_epochs")
 
 
 class ResultsError(ValueError):
@@ -307,24 +310,30 @@ def _derive(trials: pl.LazyFrame) -> pl.LazyFrame:
 
 
 def _text_labels(trials: pl.DataFrame, extra_keys: Sequence[str]) -> pl.DataFrame:
-    """``variant`` (varying settings other than π) and ``label`` (arch, model, K, extras)."""
+    """``variant`` (varying settings other than π), ``label`` (arch, model, K, extras) and
+    ``model_label`` (the label less the budget: one name for a model across budgets)."""
     parts = {
         # π of one component is always (1.0): not worth a word
         "pi_label": pl.when(pl.col("M") > 1).then(pl.format("π={}", pl.col("pi_label"))),
         "kl_estimator": pl.format("KL={}", pl.col("kl_estimator").fill_null("?")),
         "latent_dim": pl.format("D={}", pl.col("latent_dim").cast(pl.String).fill_null("?")),
+        "max_epochs": pl.format("{} epochs", pl.col("max_epochs").cast(pl.String)
+                                .fill_null("?")),
     }
     variant = [parts[k] for k in extra_keys if k != "pi_label"]
-    label = [
-        pl.col("arch").fill_null("?"),
-        pl.col("model"),
-        pl.when(pl.col("K").is_not_null()).then(pl.format("K={}", pl.col("K"))),
-        *[parts[k] for k in extra_keys],
-    ]
+    def label(keys: Sequence[str]) -> pl.Expr:
+        return pl.concat_str([
+            pl.col("arch").fill_null("?"),
+            pl.col("model"),
+            pl.when(pl.col("K").is_not_null()).then(pl.format("K={}", pl.col("K"))),
+            *[parts[k] for k in keys],
+        ], separator=" ", ignore_nulls=True)
+
     variant_expr = pl.concat_str(variant, separator=" ") if variant else pl.lit("")
     return trials.with_columns(
         variant_expr.alias("variant"),
-        pl.concat_str(label, separator=" ", ignore_nulls=True).alias("label"),
+        label(extra_keys).alias("label"),
+        label([k for k in extra_keys if k != "max_epochs"]).alias("model_label"),
     )
 
 

@@ -32,8 +32,15 @@ def cli(args: list[str], env: dict[str, str]) -> subprocess.Popen:
 
 
 def finish(process: subprocess.Popen, timeout: float = 400) -> str:
+    """The process's output once it ended; past ``timeout`` it is killed and the test fails
+    with the tail of what it printed (where it hung)."""
     try:
         out, _ = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        kill_group(process)
+        out, _ = process.communicate()
+        raise AssertionError(f"{' '.join(process.args[3:])} still running after {timeout:.0f} s;"
+                             f" its output ended with:\n{out[-4000:]}") from None
     finally:
         kill_group(process)
     return out
