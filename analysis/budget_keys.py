@@ -16,6 +16,7 @@ from __future__ import annotations
 import polars as pl
 
 from analysis import claims_design as cd
+from analysis.load import COMPLETED
 
 BUDGET_FIELDS = ("max_epochs",)  # search_spaces.base.BUDGET_FIELDS: what `extend` grows
 _NULL = "∅"
@@ -32,15 +33,18 @@ def configuration(frame: pl.DataFrame, *, seed: bool = True) -> pl.Series:
 
 
 def at_largest_budget(trials: pl.DataFrame) -> pl.DataFrame:
-    """Each configuration's trial at its largest budget only (``trials``: `Frames.trials`).
-    For the outputs drawn against the epoch: a larger budget's epoch rows hold every smaller
-    budget's of the same configuration (continued from its checkpoint, docs/BUDGETS.md), so
-    the smaller budgets would count each epoch again."""
+    """Each configuration's trial at its largest completed budget only (``trials``:
+    `Frames.trials`). For the outputs drawn against the epoch: a larger budget's epoch rows
+    hold every smaller budget's of the same configuration (continued from its checkpoint,
+    docs/BUDGETS.md), so the smaller budgets would count each epoch again. A configuration with
+    no completed trial keeps its rows (those outputs drop them); an extension under way keeps
+    the smaller budget until the larger one completes."""
     if trials.is_empty() or trials["max_epochs"].drop_nulls().n_unique() < 2:
         return trials
     key = configuration(cd.design_frame(trials))
     return (trials.with_columns(key.alias("_configuration"))
             .filter(pl.col("max_epochs").is_null()
-                    | (pl.col("max_epochs") == pl.col("max_epochs").max()
-                       .over("_configuration")))
+                    | (pl.col("max_epochs") == pl.col("max_epochs")
+                       .filter(pl.col("state") == COMPLETED).max().over("_configuration")
+                       .fill_null(pl.col("max_epochs"))))
             .drop("_configuration"))

@@ -83,3 +83,13 @@ def test_budget_curves_name_a_model_once_across_budgets(frames):
     df = budget_curves.prep(frames)
     assert not any(label.endswith("epochs") for label in df["label"].to_list())
     assert set(df.group_by("label").len()["len"].to_list()) == {len(BUDGETS)}
+
+
+def test_an_extension_under_way_keeps_the_smaller_budget_until_the_larger_completes(frames):
+    trials = frames.trials.with_columns(
+        pl.when((pl.col("max_epochs") == 8) & (pl.col("seed") == 0))
+        .then(pl.lit("NOT STARTED")).otherwise(pl.col("state")).alias("state"))
+    kept = at_largest_budget(trials)
+    assert set(kept.filter(pl.col("seed") == 0)["max_epochs"].to_list()) == {4}
+    assert set(kept.filter(pl.col("seed") == 0)["state"].to_list()) == {"COMPLETED"}
+    assert set(kept.filter(pl.col("seed") != 0)["max_epochs"].to_list()) == {8}
