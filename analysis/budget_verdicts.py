@@ -32,7 +32,8 @@ BY_RESULT = {"f": "collapse rate"}
 _MAX = re.compile(r"^max (\d+|all) epochs, ")
 _EARLY = ", early training"
 SCHEMA = {"series": pl.Int64, "claim": pl.String, "statement": pl.String,
-          "comparison": pl.String, "where": pl.String, "max_epochs": pl.Int64,
+          "comparison": pl.String, "where": pl.String, "budget_rest": pl.String,
+          "max_epochs": pl.Int64,
           "difference": pl.Float64, "ci_low": pl.Float64, "ci_high": pl.Float64,
           "verdict": pl.String, "result": pl.String, "changed": pl.Boolean}
 
@@ -59,6 +60,8 @@ def series_frame(rows: pl.DataFrame) -> pl.DataFrame:
     frame = rows.with_columns(
         pl.Series("max_epochs", [p[0] for p in parts], pl.Int64),
         pl.Series("where", where, pl.String),
+        pl.Series("budget_rest", [p[1] if b else None for p, b in zip(
+            parts, rows["budget"], strict=True)], pl.String),
         pl.col("comparison").alias("result"),
         pl.when(pl.col("claim").is_in(list(BY_RESULT)))
         .then(pl.col("claim").replace_strict(BY_RESULT, default=None))
@@ -120,23 +123,17 @@ def _shown(df: pl.DataFrame) -> pl.DataFrame:
     return pl.DataFrame(out)
 
 
-def common_budget(wheres: list[str]) -> str:
-    """``" · budget: <rest>"`` when every series has that budget (then the notes say it once),
-    else ``""``."""
-    found = {w[w.find(" · budget: "):].split(" · ")[1] for w in wheres if " · budget: " in w}
-    return f" · {found.pop()}" if len(found) == 1 and all(" · budget: " in w for w in wheres) \
-        else ""
-
-
 def notes(df: pl.DataFrame) -> list[str]:
     budgets = sorted(df["max_epochs"].unique().to_list())
     series = df.group_by("series", maintain_order=True).agg(
-        pl.col("claim", "comparison", "where").first(), "verdict", "max_epochs",
+        pl.col("claim", "comparison", "where", "budget_rest").first(), "verdict", "max_epochs",
         pl.col("changed").any())
     moved = series.filter(pl.col("changed"))
-    shared = common_budget(series["where"].to_list())
+    rests = series["budget_rest"].unique()
+    # the budget every series shares is said once, and left out of each line
+    shared = f" · budget: {rests[0]}" if len(rests) == 1 and rests[0] is not None else ""
     lines = [f"Budgets held: {', '.join(str(b) for b in budgets)} max epochs"
-             + (f" ({shared.removeprefix(' · budget: ')} at each)" if shared else "")
+             + (f" ({rests[0]} at each)" if shared else "")
              + f"; {moved.height} of {series.height} comparisons changed verdict between "
              "budgets" + (":" if moved.height else ".")]
     lines += [f"({r['claim']}) {r['comparison']} — {r['where'].replace(shared, '')}: "

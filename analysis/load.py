@@ -321,6 +321,7 @@ def _text_labels(trials: pl.DataFrame, extra_keys: Sequence[str]) -> pl.DataFram
                                 .fill_null("?")),
     }
     variant = [parts[k] for k in extra_keys if k != "pi_label"]
+
     def label(keys: Sequence[str]) -> pl.Expr:
         return pl.concat_str([
             pl.col("arch").fill_null("?"),
