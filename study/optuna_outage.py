@@ -7,9 +7,13 @@ password shown as ``***``) and how to continue. Ray-free.
 **Transient** (public exception classes only): SQLAlchemy's ``OperationalError`` and
 ``InterfaceError`` (a refused or cut connection; PostgreSQL shutting down or starting up),
 ``DisconnectionError``, any ``DBAPIError`` whose documented ``connection_invalidated`` is set;
-and Optuna's ``StorageInternalError`` when the error it was raised ``from`` (``__cause__``: the
-RDB storage wraps every SQLAlchemy error of a session that way) is transient. Anything else (an
-``IntegrityError``, a value Optuna refuses, a bug) is raised at once.
+SQLAlchemy's ``PendingRollbackError`` raised while a transient error was being handled (its
+``__context__``: a session whose connection was cut is asked a second query before it is rolled
+back — Optuna's RDB storage does so, reading trials, when it falls back to a slower query after an
+``OperationalError``); and Optuna's ``StorageInternalError`` when the error it was raised
+``from`` (``__cause__``: the RDB storage wraps every SQLAlchemy error of a session that way) is
+transient. Anything else (an ``IntegrityError``, a value Optuna refuses, a bug) is raised at
+once.
 
 **Retrying a call cut in flight** (its commit may or may not have reached the server):
 ``tell(…, skip_if_finished=True)`` is idempotent (a retry finds the trial finished and leaves
@@ -42,6 +46,9 @@ def database_outage(exc: BaseException) -> bool:
         return cause is not None and database_outage(cause)
     if isinstance(exc, TRANSIENT):
         return True
+    if isinstance(exc, sa_exc.PendingRollbackError):
+        during = exc.__cause__ or exc.__context__
+        return during is not None and database_outage(during)
     return isinstance(exc, sa_exc.DBAPIError) and bool(exc.connection_invalidated)
 
 

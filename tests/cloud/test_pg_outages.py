@@ -63,6 +63,44 @@ def check_each_key_once(study: Path, pg_url: str, name: str, planned: list[str])
     assert len(all_trials) == len(planned)  # no extra trial (a lost ask adopted, not doubled)
 
 
+def test_a_session_cut_between_two_queries_is_an_outage(pg_server, pg_url):
+    """A connection cut by the server (as a restart does) under a session that is asked a second
+    query while the first one's error is handled: SQLAlchemy's ``PendingRollbackError``, which
+    Optuna's RDB storage wraps in ``StorageInternalError`` when reading trials falls back to a
+    slower query — the case that ended a run with exit status 1 before `database_outage`
+    counted it (CI, stop 27). Fails loudly if SQLAlchemy or psycopg name it otherwise."""
+    import optuna
+    import psycopg
+    import sqlalchemy as sa
+    from servers import PG_PASSWORD, PG_USER
+    from sqlalchemy.orm import Session
+
+    from study.optuna_outage import database_outage
+
+    engine = sa.create_engine(pg_url)
+    try:
+        with Session(engine) as session:
+            pid = session.execute(sa.text("SELECT pg_backend_pid()")).scalar()
+            with psycopg.connect(host="127.0.0.1", port=pg_server.port, user=PG_USER,
+                                 password=PG_PASSWORD, dbname="postgres",
+                                 autocommit=True) as admin:
+                admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+            with pytest.raises(sa.exc.OperationalError) as first:
+                try:
+                    session.execute(sa.text("SELECT 1"))
+                except sa.exc.OperationalError:
+                    with pytest.raises(sa.exc.PendingRollbackError) as second:
+                        session.execute(sa.text("SELECT 1"))
+                    raise
+            try:
+                raise optuna.exceptions.StorageInternalError("commit") from second.value
+            except optuna.exceptions.StorageInternalError as wrapped:
+                assert database_outage(wrapped)
+            assert database_outage(first.value) and database_outage(second.value)
+    finally:
+        engine.dispose()
+
+
 def test_a_postgres_restart_mid_study_is_waited_out(pg_server, pg_url, tmp_path):
     path, study, planned = outage_study(tmp_path, pg_url, "pgwait")
     env = subprocess_env({}, GMMPVAE_TRIAL_FUNCTION=FAKE)

@@ -28,6 +28,23 @@ def refused() -> sa_exc.OperationalError:
         "Connection refused"))
 
 
+def pending_rollback(during: BaseException | None) -> sa_exc.PendingRollbackError:
+    """The error a cut session gives to a second query asked while the first one's error is
+    being handled (``during``), as Optuna's RDB storage does when reading trials falls back to
+    a slower query."""
+    again = sa_exc.PendingRollbackError("Can't reconnect until invalid transaction is rolled "
+                                        "back.")
+    try:
+        if during is None:
+            raise again
+        try:
+            raise during
+        except type(during):
+            raise again  # noqa: B904 (the implicit context is what is tested)
+    except sa_exc.PendingRollbackError as exc:
+        return exc
+
+
 @pytest.mark.parametrize("error, expected", [
     (refused(), True),
     (sa_exc.InterfaceError("SELECT 1", {}, Exception("connection already closed")), True),
@@ -36,6 +53,10 @@ def refused() -> sa_exc.OperationalError:
     (wrapped(refused()), True),
     (wrapped(sa_exc.IntegrityError("INSERT", {}, Exception("duplicate key"))), False),
     (wrapped(None), False),
+    (wrapped(pending_rollback(refused())), True),
+    (pending_rollback(refused()), True),
+    (pending_rollback(None), False),
+    (wrapped(pending_rollback(ValueError("a bug"))), False),
     (optuna.exceptions.UpdateFinishedTrialError("finished"), False),
     (ValueError("a bug"), False),
 ])
