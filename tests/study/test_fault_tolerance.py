@@ -1,6 +1,8 @@
-"""A study survives a lost node (a trial resumes from its checkpoint on another node) and a lost
-driver (`gmmpvae resume` finishes it: no trial missing, none twice, in Parquet and in Optuna).
-Trials are `fake_trials.fake_trial` (seconds, not minutes)."""
+"""A study survives a lost driver (`gmmpvae resume` finishes it: no trial missing, none twice, in
+Parquet and in Optuna) and an Optuna database gone past its grace. Trials are
+`fake_trials.fake_trial` (seconds, not minutes); the drivers killed are `gmmpvae` subprocesses
+(each with its embedded Ray), the in-process studies share the module's ``local_ray``. Lost
+nodes: `test_lost_nodes`."""
 
 from __future__ import annotations
 
@@ -8,7 +10,6 @@ import json
 import os
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -51,83 +52,20 @@ def check_complete(study: Path, spec, max_epochs: int) -> list[dict]:
     return trials
 
 
-def test_a_lost_node_costs_a_retry_from_the_checkpoint(tmp_path, capsys):
-    import ray
-    from ray.cluster_utils import Cluster
-
-    # a head without CPUs (trials land on the workers) and two workers of one CPU
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})
-    workers = [cluster.add_node(num_cpus=1) for _ in range(2)]
-    cluster.wait_for_nodes()
-
-    markers = tmp_path / "markers"
-    markers.mkdir()
-    fake = {"FAKE_EPOCH_SECONDS": 0.4, "FAKE_MARKER_DIR": str(markers), "FAKE_MARKER_EPOCH": 3}
-    spec = load_spec(str(write_study(
-        tmp_path, "nodes", fake=fake, budget={"max_epochs": 8, "patience": 8},
-        search={"grid": {"Ms": [1, 2], "Ks": [10], "include_vae": True}},
-        failure={"retries": 2}, study={"address": cluster.address})))
-    assert len(spec.plan()) == 3
-    removed: list[str] = []
-
-    def kill_a_node_mid_trial() -> None:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and not removed:
-            for marker in markers.glob("*.marker"):
-                node_id = marker.read_text().strip()
-                node = next((w for w in workers if w.node_id == node_id), None)
-                if node is not None:
-                    cluster.remove_node(node, allow_graceful=False)
-                    removed.append(marker.name)
-                    return
-            time.sleep(0.05)
-
-    killer = threading.Thread(target=kill_a_node_mid_trial, daemon=True)
-    killer.start()
-    try:  # the runner joins the cluster as `--address` does (our code shipped to its nodes)
-        outcome = runner.run_study(spec, trial_function=fake_trials.fake_trial)
-    finally:
-        killer.join(timeout=5)
-        ray.shutdown()
-        cluster.shutdown()
-    assert outcome.slots == 2 and not ray.is_initialized()
-    assert removed, "no trial reached the marker epoch"
-    # Quiet by default: Tune's traceback of the lost actor is in the study's log, not here.
-    terminal = capsys.readouterr()
-    assert "Traceback" not in terminal.out + terminal.err
-    assert "retrying" in terminal.out
-    assert "Traceback" in (tmp_path / "nodes" / "logs" / "driver.log").read_text()
-
-    study = tmp_path / "nodes"
-    trials = check_complete(study, spec, max_epochs=8)
-    resumed = [r for r in trials if r["attempts"] > 1]
-    assert len(resumed) == 1, [r["attempts"] for r in trials]
-    key = resumed[0]["trial_key"]
-    runs = executed_epochs(study, key)
-    pids = list(dict.fromkeys(pid for _, pid in runs))
-    assert len(pids) == 2  # two attempts, in two processes
-    first, second = ([e for e, p in runs if p == pid] for pid in pids)
-    assert first[:3] == [1, 2, 3]
-    assert second[0] > 3 and second[-1] == 8  # resumed after the checkpointed epoch 3
-    assert second == list(range(second[0], 9))
-    for other in trials:
-        if other["trial_key"] != key:
-            assert [e for e, _ in executed_epochs(study, other["trial_key"])] == \
-                list(range(1, 9))
-
-
 def cli(args: list[str], env: dict[str, str], **kwargs) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "study.cli", *args], cwd=REPO, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             start_new_session=True, **kwargs)
 
 
-
-
-def test_a_lost_driver_is_resumed_without_duplicates(tmp_path):
+def test_a_lost_driver_is_resumed_without_duplicates(local_ray, tmp_path, capsys):
+    """`gmmpvae run` killed (its process group: the driver and its Ray) once two trials are
+    recorded; a new driver (`gmmpvae resume`, in this process) finishes the study."""
     import optuna
 
-    fake = {"FAKE_EPOCH_SECONDS": 0.4}
+    from study.cli import main
+
+    fake = {"FAKE_EPOCH_SECONDS": 0.25}
     path = write_study(tmp_path, "driver", fake=fake, budget={"max_epochs": 5, "patience": 5})
     spec = load_spec(str(path))
     planned = sorted(t["trial_key"] for t in spec.plan())
@@ -148,13 +86,10 @@ def test_a_lost_driver_is_resumed_without_duplicates(tmp_path):
     assert 2 <= len(done) < len(planned), output
     assert not (study / "results").exists()  # the driver died before consolidating
 
-    resume = cli(["resume", str(study)], env)
-    try:
-        output, _ = resume.communicate(timeout=300)
-    finally:
-        kill_group(resume)
-    assert resume.returncode == 0, output
-    assert "resuming from" in output or "continuing the Optuna study" in output
+    capsys.readouterr()
+    assert main(["resume", str(study), "--quiet"]) == 0  # the study's trial function, saved
+    output = capsys.readouterr().out
+    assert "resuming from" in output or "continuing the Optuna study" in output, output
 
     check_complete(study, spec, max_epochs=5)
     ostudy = optuna.load_study(study_name=spec.name, storage=optuna_study.open_storage(spec))
@@ -165,9 +100,8 @@ def test_a_lost_driver_is_resumed_without_duplicates(tmp_path):
     info = json.loads((study / "study.json").read_text())
     assert info["trial_function"] == "fake_trials:fake_trial"
     # status after the resume: everything completed
-    status = subprocess.run([sys.executable, "-m", "study.cli", "status", str(study)],
-                            cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
-    assert status.returncode == 0 and f"{len(planned)} COMPLETED" in status.stdout
+    assert main(["status", str(study)]) == 0
+    assert f"{len(planned)} COMPLETED" in capsys.readouterr().out
 
 
 def test_a_driver_lost_at_the_tuner_pkl_moment_does_not_wedge(tmp_path):
@@ -199,9 +133,10 @@ def test_a_driver_lost_at_the_tuner_pkl_moment_does_not_wedge(tmp_path):
     assert len(list((study / "trials").glob("*/trial.json"))) == len(planned), output
 
 
-def test_a_deleted_record_is_re_run_by_resume_and_two_drivers_exclude(tmp_path):
+def test_a_deleted_record_is_re_run_by_resume_and_two_drivers_exclude(local_ray, tmp_path,
+                                                                     capsys):
     """A finished trial whose trial.json was deleted is re-run by resume (Optuna said
-    COMPLETE, Tune TERMINATED); a second `run` started beside a live one is refused."""
+    COMPLETE, Tune TERMINATED); a second `gmmpvae run` started beside a live one is refused."""
     fake = {"FAKE_EPOCH_SECONDS": 0.2}
     path = write_study(tmp_path, "lost", fake=fake, budget={"max_epochs": 3, "patience": 3})
     spec = load_spec(str(path))
@@ -226,12 +161,9 @@ def test_a_deleted_record_is_re_run_by_resume_and_two_drivers_exclude(tmp_path):
     (study / "trials" / key / "trial.json").unlink()
     before = len([line for line in (study / "trials" / key / "executed.log").read_text()
                   .splitlines()])
-    resume = cli(["resume", str(study)], env)
-    try:
-        output, _ = resume.communicate(timeout=300)
-    finally:
-        kill_group(resume)
-    assert resume.returncode == 0, output
+    capsys.readouterr()
+    runner.resume_study(str(study), trial_function=fake_trials.fake_trial)
+    output = capsys.readouterr().out
     assert "re-running 1 finished trial" in output, output
     assert (study / "trials" / key / "trial.json").is_file()
     check_complete(study, spec, max_epochs=3)
@@ -246,63 +178,8 @@ def test_a_deleted_record_is_re_run_by_resume_and_two_drivers_exclude(tmp_path):
     assert sorted(frame["user_attrs_trial_key"]) == sorted(t["trial_key"] for t in spec.plan())
 
 
-def test_a_study_whose_workers_are_all_lost_ends_after_the_grace(tmp_path, capsys):
-    """0-CPU head + one 1-CPU worker, the worker removed mid-trial: after `stranded_grace`
-    the study ends (results consolidated, unfinished trials left for resume, exit status 3
-    from the CLI), instead of waiting forever."""
-    import ray
-    from optuna.trial import TrialState
-    from ray.cluster_utils import Cluster
-
-    from study import summary
-
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})
-    worker = cluster.add_node(num_cpus=1)
-    cluster.wait_for_nodes()
-    markers = tmp_path / "markers"
-    markers.mkdir()
-    fake = {"FAKE_EPOCH_SECONDS": 0.4, "FAKE_MARKER_DIR": str(markers), "FAKE_MARKER_EPOCH": 2}
-    spec = load_spec(str(write_study(
-        tmp_path, "stranded", fake=fake, budget={"max_epochs": 6, "patience": 6},
-        search={"grid": {"Ms": [1], "Ks": [10], "include_vae": True}},
-        failure={"retries": 2, "stranded_grace": 5}, study={"address": cluster.address})))
-    removed: list[str] = []
-
-    def remove_the_worker_mid_trial() -> None:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and not removed:
-            if list(markers.glob("*.marker")):
-                cluster.remove_node(worker, allow_graceful=False)
-                removed.append("worker")
-                return
-            time.sleep(0.05)
-
-    killer = threading.Thread(target=remove_the_worker_mid_trial, daemon=True)
-    killer.start()
-    start = time.monotonic()
-    try:
-        outcome = runner.run_study(spec, trial_function=fake_trials.fake_trial)
-    finally:
-        killer.join(timeout=5)
-        ray.shutdown()
-        cluster.shutdown()
-    seconds = time.monotonic() - start
-    assert removed and outcome.stranded, capsys.readouterr().out
-    assert summary.stranded_exit(spec, outcome) == summary.STRANDED_EXIT
-    err = capsys.readouterr().err
-    assert "gmmpvae resume" in err and "unfinished" in err
-    study = tmp_path / "stranded"
-    assert (study / "results" / "trials.parquet").is_file()
-    states = [r["state"] for r in pq.read_table(study / "results" / "trials.parquet")
-              .to_pylist()]
-    assert "PRUNED" not in states and len(states) < len(spec.plan())
-    ostudy = optuna_study.existing_study(spec)
-    assert not [t for t in ostudy.get_trials() if t.state == TrialState.PRUNED]
-    print(f"stranded study ended {seconds:.1f} s after it started")
-
-
 def test_an_optuna_database_gone_past_the_grace_ends_the_run_and_resume_finishes(
-        tmp_path, monkeypatch):
+        local_ray, tmp_path, monkeypatch):
     """The study's Optuna storage stops answering mid-study (`flaky_storage.Flaky` around its
     journal, through our own `open_storage` seam) for longer than ``outage_grace``: the run
     ends with the searcher's `Unreachable` — raised by `run_study` after Tune stopped, not a

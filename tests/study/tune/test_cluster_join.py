@@ -1,7 +1,9 @@
 """Joining a cluster that will not have us: a token-protected head (`ray start --head`, token
 authentication on by default in Ray 2.60) refuses a driver without the token; the refusal is one
 line naming RAY_AUTH_MODE=token, exit status 2, nothing written. The head runs in its own
-process group and is stopped by its group's PID (`drivers.kill_group`), never with `ray stop`."""
+process group and is stopped by its group's PID (`drivers.kill_group`), never with `ray stop`.
+A real server (a Ray head of its own, ≈ 30 s on 2 cores): marked ``integration``, run by
+``.ci/run``'s second step."""
 
 from __future__ import annotations
 
@@ -19,7 +21,7 @@ HERE = Path(__file__).resolve().parents[1]  # tests/study: the drivers' helpers
 
 from drivers import kill_group  # noqa: E402
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[3]
 RAY = Path(sys.executable).with_name("ray")
 

@@ -1,0 +1,142 @@
+"""A study survives a lost node: the trial on it resumes from its checkpoint on another node;
+and a study whose every worker is lost ends after ``stranded_grace`` instead of waiting forever.
+Each test builds its own cluster (`ray.cluster_utils.Cluster`: a 0-CPU head, 1-CPU workers) and
+joins it as ``--address`` does; trials are `fake_trials.fake_trial` (seconds, not minutes).
+Apart from `test_fault_tolerance`, whose in-process studies share one local Ray."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import fake_trials
+import pyarrow.parquet as pq
+import pytest
+from test_fault_tolerance import check_complete, executed_epochs
+from test_runner import write_study
+
+from study import optuna_study
+from study import run as runner
+from study.spec import load_spec
+
+pytestmark = pytest.mark.slow
+
+
+def test_a_lost_node_costs_a_retry_from_the_checkpoint(tmp_path, capsys):
+    import ray
+    from ray.cluster_utils import Cluster
+
+    # a head without CPUs (trials land on the workers) and two workers of one CPU
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})
+    workers = [cluster.add_node(num_cpus=1) for _ in range(2)]
+    cluster.wait_for_nodes()
+
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    fake = {"FAKE_EPOCH_SECONDS": 0.4, "FAKE_MARKER_DIR": str(markers), "FAKE_MARKER_EPOCH": 3}
+    spec = load_spec(str(write_study(
+        tmp_path, "nodes", fake=fake, budget={"max_epochs": 8, "patience": 8},
+        search={"grid": {"Ms": [1, 2], "Ks": [10], "include_vae": True}},
+        failure={"retries": 2}, study={"address": cluster.address})))
+    assert len(spec.plan()) == 3
+    removed: list[str] = []
+
+    def kill_a_node_mid_trial() -> None:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not removed:
+            for marker in markers.glob("*.marker"):
+                node_id = marker.read_text().strip()
+                node = next((w for w in workers if w.node_id == node_id), None)
+                if node is not None:
+                    cluster.remove_node(node, allow_graceful=False)
+                    removed.append(marker.name)
+                    return
+            time.sleep(0.05)
+
+    killer = threading.Thread(target=kill_a_node_mid_trial, daemon=True)
+    killer.start()
+    try:  # the runner joins the cluster as `--address` does (our code shipped to its nodes)
+        outcome = runner.run_study(spec, trial_function=fake_trials.fake_trial)
+    finally:
+        killer.join(timeout=5)
+        ray.shutdown()
+        cluster.shutdown()
+    assert outcome.slots == 2 and not ray.is_initialized()
+    assert removed, "no trial reached the marker epoch"
+    # Quiet by default: Tune's traceback of the lost actor is in the study's log, not here.
+    terminal = capsys.readouterr()
+    assert "Traceback" not in terminal.out + terminal.err
+    assert "retrying" in terminal.out
+    assert "Traceback" in (tmp_path / "nodes" / "logs" / "driver.log").read_text()
+
+    study = tmp_path / "nodes"
+    trials = check_complete(study, spec, max_epochs=8)
+    resumed = [r for r in trials if r["attempts"] > 1]
+    assert len(resumed) == 1, [r["attempts"] for r in trials]
+    key = resumed[0]["trial_key"]
+    runs = executed_epochs(study, key)
+    pids = list(dict.fromkeys(pid for _, pid in runs))
+    assert len(pids) == 2  # two attempts, in two processes
+    first, second = ([e for e, p in runs if p == pid] for pid in pids)
+    assert first[:3] == [1, 2, 3]
+    assert second[0] > 3 and second[-1] == 8  # resumed after the checkpointed epoch 3
+    assert second == list(range(second[0], 9))
+    for other in trials:
+        if other["trial_key"] != key:
+            assert [e for e, _ in executed_epochs(study, other["trial_key"])] == \
+                list(range(1, 9))
+
+
+def test_a_study_whose_workers_are_all_lost_ends_after_the_grace(tmp_path, capsys):
+    """0-CPU head + one 1-CPU worker, the worker removed mid-trial: after `stranded_grace`
+    the study ends (results consolidated, unfinished trials left for resume, exit status 3
+    from the CLI), instead of waiting forever."""
+    import ray
+    from optuna.trial import TrialState
+    from ray.cluster_utils import Cluster
+
+    from study import summary
+
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})
+    worker = cluster.add_node(num_cpus=1)
+    cluster.wait_for_nodes()
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    fake = {"FAKE_EPOCH_SECONDS": 0.4, "FAKE_MARKER_DIR": str(markers), "FAKE_MARKER_EPOCH": 2}
+    spec = load_spec(str(write_study(
+        tmp_path, "stranded", fake=fake, budget={"max_epochs": 6, "patience": 6},
+        search={"grid": {"Ms": [1], "Ks": [10], "include_vae": True}},
+        failure={"retries": 2, "stranded_grace": 5}, study={"address": cluster.address})))
+    removed: list[str] = []
+
+    def remove_the_worker_mid_trial() -> None:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not removed:
+            if list(markers.glob("*.marker")):
+                cluster.remove_node(worker, allow_graceful=False)
+                removed.append("worker")
+                return
+            time.sleep(0.05)
+
+    killer = threading.Thread(target=remove_the_worker_mid_trial, daemon=True)
+    killer.start()
+    start = time.monotonic()
+    try:
+        outcome = runner.run_study(spec, trial_function=fake_trials.fake_trial)
+    finally:
+        killer.join(timeout=5)
+        ray.shutdown()
+        cluster.shutdown()
+    seconds = time.monotonic() - start
+    assert removed and outcome.stranded, capsys.readouterr().out
+    assert summary.stranded_exit(spec, outcome) == summary.STRANDED_EXIT
+    err = capsys.readouterr().err
+    assert "gmmpvae resume" in err and "unfinished" in err
+    study = tmp_path / "stranded"
+    assert (study / "results" / "trials.parquet").is_file()
+    states = [r["state"] for r in pq.read_table(study / "results" / "trials.parquet")
+              .to_pylist()]
+    assert "PRUNED" not in states and len(states) < len(spec.plan())
+    ostudy = optuna_study.existing_study(spec)
+    assert not [t for t in ostudy.get_trials() if t.state == TrialState.PRUNED]
+    print(f"stranded study ended {seconds:.1f} s after it started")
