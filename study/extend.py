@@ -53,9 +53,14 @@ def request_of(study_dir: str) -> dict[str, Any] | None:
 
 
 def plan_of(spec: StudySpec, folder: StudyFolder, max_epochs: int | None, seeds: int | None,
-            resuming: bool) -> ExtendPlan:
-    """The extension's plan from the study's records and plan (`extend_plan.plan_extend`)."""
+            resuming: bool, rerun_errored: bool = False) -> ExtendPlan:
+    """The extension's plan from the study's records and plan (`extend_plan.plan_extend`);
+    ``rerun_errored``: the errored trials to run again (`store.errored_to_rerun`: in a step
+    under way, its own) are planned as if they had no result."""
     records = store.read_records(folder.fs, folder.root)
+    if rerun_errored:
+        again = set(store.errored_to_rerun(records)[0])
+        records = [r for r in records if r["trial_key"] not in again]
     plan_rows = store.read_plan(folder) if folder.exists(store.PLAN_FILE) else []
 
     def grid(n: int) -> list[dict[str, Any]]:
@@ -86,17 +91,19 @@ def extend_study(study_dir: str, *, max_epochs: int | None = None, seeds: int | 
 
 
 def resume_extension(study_dir: str, request: dict[str, Any], *, address: str | None = None,
-                     trial_function: Any = None, verbose: bool = False,
-                     quiet: bool = True) -> Outcome:
-    """Finish the extension whose ``request`` (``extend.json``) a lost driver left."""
+                     rerun_errored: bool = False, trial_function: Any = None,
+                     verbose: bool = False, quiet: bool = True) -> Outcome:
+    """Finish the extension whose ``request`` (``extend.json``) a lost driver left;
+    ``rerun_errored``: the step in flight restarts its errored trials (before the next step
+    plans from its records, so a re-run that completes is continued there, not carried)."""
     return _extend(study_dir, request, max_epochs=request.get("max_epochs"),
-                   seeds=request.get("seeds"), address=address,
+                   seeds=request.get("seeds"), address=address, rerun_errored=rerun_errored,
                    trial_function=trial_function, verbose=verbose, quiet=quiet)
 
 
 def _extend(study_dir: str, saved: dict[str, Any] | None, *, max_epochs: int | None,
             seeds: int | None, address: str | None, trial_function: Any, verbose: bool,
-            quiet: bool) -> Outcome:
+            quiet: bool, rerun_errored: bool = False) -> Outcome:
     start = time.monotonic()
     spec, info = runner.resumed_spec(study_dir, address, trial_function)
     resuming = saved is not None
@@ -110,7 +117,8 @@ def _extend(study_dir: str, saved: dict[str, Any] | None, *, max_epochs: int | N
                 say(spec.name, line)
         else:  # again, now that no other driver can change the study
             _refuse_under_way(spec, folder)
-        plan = plan_of(spec, folder, max_epochs, seeds, resuming)  # refusals: nothing written
+        plan = plan_of(spec, folder, max_epochs, seeds, resuming,  # refusals: nothing written
+                       rerun_errored=resuming and rerun_errored)
         if plan.step is None:
             for line in plan.lines():
                 say(spec.name, line)
@@ -130,7 +138,8 @@ def _extend(study_dir: str, saved: dict[str, Any] | None, *, max_epochs: int | N
                 say(spec.name, f"the step to max_epochs={last} did not finish: continue with "
                     f"`gmmpvae resume {spec.storage}`")
                 return _whole(spec, folder, outcome)
-            outcome = _run_step(spec, info, folder, ending, plan, verbose, quiet, start)
+            outcome = _run_step(spec, info, folder, ending, plan, verbose, quiet, start,
+                                rerun_errored and outcome is None)
             if not ending.finished:  # stranded: the request stays for `gmmpvae resume`
                 return _whole(spec, folder, outcome)
             last = plan.step.max_epochs
@@ -162,8 +171,10 @@ def step_rows(step: Step) -> list[dict[str, Any]]:
 
 
 def _run_step(spec: StudySpec, info: dict[str, Any], folder: StudyFolder, ending: Any,
-              plan: ExtendPlan, verbose: bool, quiet: bool, start: float) -> Outcome:
-    """Steps 2-4 of the module doc for ``plan.step``."""
+              plan: ExtendPlan, verbose: bool, quiet: bool, start: float,
+              rerun_errored: bool = False) -> Outcome:
+    """Steps 2-4 of the module doc for ``plan.step``; ``rerun_errored``: a resumed step
+    restarts its errored trials."""
     step = plan.step
     assert step is not None
     _add_to_plan(spec, folder, step)
@@ -188,9 +199,11 @@ def _run_step(spec: StudySpec, info: dict[str, Any], folder: StudyFolder, ending
         records = store.read_records(folder.fs, folder.root)
         rerun = database_patience(spec).call(lambda: repair.reconcile_optuna(
             stepped, records, lambda r: runner.record_metric(spec, folder, r)))
-        if runner.nothing_left(stepped, records, rerun, False):
+        if rerun_errored:
+            runner.say_errored_left(spec, records)
+        if runner.nothing_left(stepped, records, rerun, rerun_errored):
             return None
-        return engine.Trials(info, engine.Resumed(records, rerun, False))
+        return engine.Trials(info, engine.Resumed(records, rerun, rerun_errored))
 
     ran = engine.run(stepped, ending, prepare, verbose=verbose, quiet=quiet)
     return runner.ended(stepped, folder, ran, ending, start)

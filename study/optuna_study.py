@@ -157,18 +157,24 @@ def record_reruns(spec: StudySpec, completed: dict[str, dict[str, Any]],
     """A trial re-run with ``--rerun-errored`` completes outside the searcher (Tune restarts it
     itself, and its Optuna trial has been told FAIL): add its result (``completed``: trial_key
     → record of the completed trials; ``metric_of(record)``: its metric) as a new COMPLETE
-    trial with the same parameters."""
-    study = open_study(spec)
-    trials = study.get_trials(deepcopy=False)
-    complete = {t.user_attrs.get(KEY_FIELD) for t in trials if t.state == TrialState.COMPLETE}
-    failed = {t.user_attrs.get(KEY_FIELD): t for t in trials
-              if t.state == TrialState.FAIL and counted(t)}
-    with quiet_optuna():
-        for key, record in completed.items():
-            value = None if key in complete or key not in failed else metric_of(record)
-            if value is None:
-                continue
-            old = failed[key]
-            study.add_trial(optuna.trial.create_trial(
-                value=value, params=old.params, distributions=old.distributions,
-                user_attrs={**old.user_attrs, RERUN_ATTR: old.number}))
+    trial with the same parameters, in the Optuna study that holds its FAIL trial — the
+    study's own or an extension step's (a study grown with ``gmmpvae extend`` re-runs the
+    errored trials of its last step)."""
+    storage = open_storage(spec)
+    for name in study_names(spec, storage):
+        with quiet_optuna():
+            study = optuna.load_study(study_name=name, storage=storage)
+        trials = study.get_trials(deepcopy=False)
+        complete = {t.user_attrs.get(KEY_FIELD) for t in trials
+                    if t.state == TrialState.COMPLETE}
+        failed = {t.user_attrs.get(KEY_FIELD): t for t in trials
+                  if t.state == TrialState.FAIL and counted(t)}
+        with quiet_optuna():
+            for key, record in completed.items():
+                value = None if key in complete or key not in failed else metric_of(record)
+                if value is None:
+                    continue
+                old = failed[key]
+                study.add_trial(optuna.trial.create_trial(
+                    value=value, params=old.params, distributions=old.distributions,
+                    user_attrs={**old.user_attrs, RERUN_ATTR: old.number}))

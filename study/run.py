@@ -141,6 +141,8 @@ def resume_study(study_dir: str, *, rerun_errored: bool = False, address: str | 
             records = store.read_records(folder.fs, folder.root)
             rerun = database_patience(spec).call(lambda: repair.reconcile_optuna(
                 spec, records, lambda r: record_metric(spec, folder, r)))
+            if rerun_errored:
+                say_errored_left(spec, records)
             if nothing_left(spec, records, rerun, rerun_errored):
                 say(spec.name, "every planned trial has finished; nothing to run")
                 return None
@@ -164,15 +166,25 @@ def resumed_spec(study_dir: str, address: str | None, trial_function: Any = None
     return spec, info
 
 
+def say_errored_left(spec: StudySpec, records: list[dict[str, Any]]) -> None:
+    """One line naming the errored trials ``--rerun-errored`` leaves (their error is carried
+    to a larger budget: `store.errored_to_rerun`), if any."""
+    left = store.errored_to_rerun(records)[1]
+    if left:
+        say(spec.name, f"--rerun-errored leaves {len(left)} errored trial(s) whose result a "
+                       f"larger budget carries (re-run, its carried rows would be stale): "
+                       f"{', '.join(left)}")
+
+
 def nothing_left(spec: StudySpec, records: list[dict[str, Any]], rerun: dict[str, int],
                   rerun_errored: bool) -> bool:
     """A grid whose every planned key has a record, none to re-run (open searches: False)."""
     plan = spec.plan()
     if plan is None or rerun:
         return False
+    if rerun_errored and store.errored_to_rerun(records)[0]:
+        return False  # (a step's errored trials too: Tune's restored experiment runs them)
     states = {r["trial_key"]: r["state"] for r in records}
-    if rerun_errored and store.ERROR in states.values():
-        return False
     return all(t["trial_key"] in states for t in plan)
 
 

@@ -7,7 +7,10 @@ consolidated (no trial_key twice). A study whose ``gmmpvae extend`` was cut (its
 (`study.extend.resume_extension`): the step in flight, then the remaining steps.
 ``--rerun-errored`` also restarts, from scratch, the trials that errored after their last
 retry (a trial whose loss became NaN is recorded as ERROR but finished, and is not re-run:
-the same configuration would diverge again).
+the same configuration would diverge again). In a study grown with ``gmmpvae extend`` these
+are the trials of its last step (an extension under way: of the step in flight, before the
+next step is planned), a continued trial again from its source's checkpoint; an errored trial
+whose result a larger budget carries is left, and named (`study.store.errored_to_rerun`).
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ def run(args: argparse.Namespace) -> int:
     request = extend.request_of(args.study_dir)
     if request is not None:  # an extension's driver was lost: its own driver finishes it
         outcome = extend.resume_extension(args.study_dir, request, address=args.address,
+                                          rerun_errored=args.rerun_errored,
                                           verbose=args.verbose, quiet=args.quiet)
     else:
         outcome = runner.resume_study(args.study_dir, rerun_errored=args.rerun_errored,

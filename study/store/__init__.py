@@ -47,6 +47,7 @@ from study.store.layout import (
 )
 from study.store.records import (
     carried_record,
+    errored_to_rerun,
     make_record,
     now_utc,
     read_markers,
@@ -87,7 +88,8 @@ __all__ = [
     "PLAN_SCHEMA", "PRUNED", "RECORD_FILE", "RESULTS_DIR", "RUNNING_FILE", "SCHEMA_VERSION",
     "STATES", "STUDY_FILE", "TEST_LL_FILE", "TEST_LL_SCHEMA", "TEST_METRICS", "TRAIN_COLUMNS",
     "TRIALS_DIR", "TRIALS_FILE", "TRIALS_SCHEMA", "TUNE_DIR", "Consolidated", "StudyFolder",
-    "carried_record", "check_writable", "consolidate", "copy_folder", "damage_line", "exists",
+    "carried_record", "check_writable", "consolidate", "copy_folder", "damage_line",
+    "errored_to_rerun", "exists",
     "filesystem", "is_uri", "join", "local_path", "log_folder", "make_record", "move_folder",
     "normalise", "now_utc", "one_line", "read_bytes", "read_json", "read_markers", "read_plan",
     "read_record", "read_records", "record_config", "records_table", "scratch", "trial_damage",

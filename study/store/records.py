@@ -32,6 +32,7 @@ from study.store.layout import (
 from study.store.schemas import (
     DIAGNOSTIC_METRICS,
     EPOCHS_FILE,
+    ERROR,
     MODEL_COLUMNS,
     PLAN_SCHEMA,
     RECORD_FILE,
@@ -115,6 +116,18 @@ def carried_record(source: dict[str, Any], config: dict[str, Any], trial_key: st
               "schema_version": SCHEMA_VERSION}
     record.pop("config_key", None)  # derived when consolidated
     return record
+
+
+def errored_to_rerun(records: Sequence[dict[str, Any]]) -> tuple[list[str], list[str]]:
+    """The errored trials ``--rerun-errored`` runs again, and those it leaves: (to run, left),
+    each sorted by key. A trial is run again when it ran and errored (an ERROR record that is
+    not a carried copy) and no larger budget repeats its result; one whose error a larger
+    budget carries (docs/BUDGETS.md) is left — run again, its carried rows would repeat a
+    result it no longer has."""
+    carried_from = {r.get("carried_from") for r in records if r.get("carried_from")}
+    ran = sorted(r["trial_key"] for r in records
+                 if r["state"] == ERROR and not r.get("carried_from"))
+    return ([k for k in ran if k not in carried_from], [k for k in ran if k in carried_from])
 
 
 def record_config(record: dict[str, Any]) -> dict[str, Any]:

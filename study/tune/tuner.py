@@ -134,8 +134,8 @@ def resumed_tuner(spec: StudySpec, info: dict[str, Any], records: list[dict[str,
             tune_path, trainable=_trainable(spec), storage_filesystem=filesystem,
             param_space={CONTEXT_KEY: _context(spec, info)},
             resume_unfinished=True, resume_errored=False, restart_errored=rerun_errored)
-    if rerun_errored:
-        rerun = {**rerun, **_errored_keys(records)}
+    again = {k: n for k, n in _errored_keys(records).items() if k not in rerun} \
+        if rerun_errored else {}
     fs, fs_path = store.filesystem(path)
     if store.exists(fs, fs_path):
         stamp = store.utc_stamp()
@@ -149,10 +149,14 @@ def resumed_tuner(spec: StudySpec, info: dict[str, Any], records: list[dict[str,
     if rerun:
         say(spec.name, f"re-running {len(rerun)} finished trial(s) whose records were lost: "
                        f"{', '.join(sorted(rerun))}")
-    return new_tuner(spec, info, max_concurrent, verbose, rerun)
+    if again:
+        say(spec.name, f"running {len(again)} errored trial(s) again: "
+                       f"{', '.join(sorted(again))}")
+    return new_tuner(spec, info, max_concurrent, verbose, {**rerun, **again})
 
 
 def _errored_keys(records: list[dict[str, Any]]) -> dict[str, int]:
-    """``--rerun-errored`` with a new Tuner: the keys whose record is ERROR, to be enqueued
-    again (their FAIL Optuna trial's number; -1 when Optuna has none)."""
-    return {r["trial_key"]: -1 for r in records if r["state"] == store.ERROR}
+    """``--rerun-errored`` with a new Tuner: the keys of the errored trials to run again
+    (`store.errored_to_rerun`: not a carried copy, not carried to a larger budget), to be
+    enqueued again (their FAIL Optuna trial's number; -1 when Optuna has none)."""
+    return dict.fromkeys(store.errored_to_rerun(records)[0], -1)

@@ -302,3 +302,84 @@ def test_a_killed_extend_is_finished_by_resume(local_ray, tmp_path, capsys):
         if r["max_epochs"] == 4:  # continued: epochs 3-4 trained here, never 1-2
             log = (study / "trials" / r["trial_key"] / "executed.log").read_text().split()
             assert sorted({int(e) for e in log[::2]}) == [3, 4], r["trial_key"]
+
+
+def crashed_in_a_step(tmp_path: Path, name: str) -> tuple[Path, str]:
+    """A 1-epoch grid grown to 3 epochs whose continued m1-k10 trial crashes at epoch 2 (no
+    retries: ERROR at 3 epochs; the crash happens once); the study and that trial's key."""
+    crash = tmp_path / f"{name}-crash"
+    crash.mkdir()
+    path = write_study(tmp_path, name, fake={"FAKE_EPOCH_SECONDS": 0.01,
+                                             "FAKE_CRASH_MATCH": "m1-k10",
+                                             "FAKE_CRASH_DIR": str(crash)},
+                       budget={"max_epochs": 1, "patience": 5}, failure={"retries": 0})
+    runner.run_study(load_spec(str(path)), trial_function=fake_trials.fake_trial)
+    study = tmp_path / name
+    assert cli.main(["extend", str(study), "--max-epochs", "3", "--quiet"]) == 0
+    errored = [r for r in results(study, "trials.parquet") if r["state"] == "ERROR"]
+    assert [r["max_epochs"] for r in errored] == [3] and errored[0]["continued_from"]
+    return study, errored[0]["trial_key"]
+
+
+def check_rerun(study: Path, key: str) -> None:
+    """Every trial COMPLETED at both budgets; ``key`` ran again from its source's checkpoint
+    (epochs 2-3, never 1) and is told COMPLETE in its step's Optuna study beside its FAIL."""
+    trials = check_budgets_once(study, {1: 7, 3: 7}, n_test=5)
+    assert {r["state"] for r in trials} == {"COMPLETED"}
+    log = (study / "trials" / key / "executed.log").read_text().split()
+    assert [int(e) for e in log[::2]] == [2, 2, 3]  # crashed at 2; then 2-3 again
+    by_state = optuna_by_state(study)
+    assert by_state["FAIL"] == [key] and by_state["COMPLETE"].count(key) == 1
+
+
+def test_rerun_errored_runs_the_last_steps_errored_trial_again(local_ray, tmp_path, capsys):
+    """`resume --rerun-errored` after an extension: the step's errored trial runs again
+    (Tune's restored experiment of the step) and its step's Optuna study is told."""
+    study, key = crashed_in_a_step(tmp_path, "rerun")
+    capsys.readouterr()
+    assert cli.main(["resume", str(study), "--rerun-errored", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "trial(s) recorded (14 COMPLETED)" in out, out
+    check_rerun(study, key)
+
+
+def test_rerun_errored_reaches_the_step_in_flight(local_ray, tmp_path, capsys):
+    """An extension under way (its request there, a step trial's record lost): `resume
+    --rerun-errored` finishes the step and runs its errored trial again (it used to be
+    ignored by an extension's resume)."""
+    study, key = crashed_in_a_step(tmp_path, "flight")
+    lost = next(r["trial_key"] for r in results(study, "trials.parquet")
+                if r["max_epochs"] == 3 and r["state"] == "COMPLETED")
+    (study / "trials" / lost / "trial.json").unlink()
+    (study / extend.REQUEST_FILE).write_text(json.dumps({"max_epochs": 3, "seeds": None}))
+    capsys.readouterr()
+    assert cli.main(["resume", str(study), "--rerun-errored", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert f"re-running 1 finished trial(s) whose records were lost: {lost}" in out, out
+    assert f"running 1 errored trial(s) again: {key}" in out, out
+    assert not (study / extend.REQUEST_FILE).exists()
+    check_rerun(study, key)
+
+
+def test_rerun_errored_leaves_an_error_a_larger_budget_carries(local_ray, tmp_path, capsys):
+    """Errored at 2 epochs, carried to 4: `resume --rerun-errored` names it and runs
+    nothing (run again, its 4-epoch row would repeat a result it no longer has)."""
+    crash = tmp_path / "crash"
+    crash.mkdir()
+    path = write_study(tmp_path, "left", fake={"FAKE_EPOCH_SECONDS": 0.01,
+                                               "FAKE_CRASH_MATCH": "m1-k10",
+                                               "FAKE_CRASH_DIR": str(crash)},
+                       budget={"max_epochs": 2, "patience": 5}, failure={"retries": 0})
+    runner.run_study(load_spec(str(path)), trial_function=fake_trials.fake_trial)
+    study = tmp_path / "left"
+    assert cli.main(["extend", str(study), "--max-epochs", "4", "--quiet"]) == 0
+    source = next(r["trial_key"] for r in results(study, "trials.parquet")
+                  if r["state"] == "ERROR" and not r["carried_from"])
+    before = snapshot(study / "trials")
+    capsys.readouterr()
+    assert cli.main(["resume", str(study), "--rerun-errored", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert (f"--rerun-errored leaves 1 errored trial(s) whose result a larger budget carries "
+            f"(re-run, its carried rows would be stale): {source}") in out, out
+    assert "nothing to run" in out, out
+    assert snapshot(study / "trials") == before

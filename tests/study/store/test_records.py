@@ -204,3 +204,22 @@ def test_records_carry_the_gpu_memory_peak_and_the_summary_names_devices():
         "device     cuda:0 NVIDIA H200: 2 trial(s), GPU memory peak per trial max 812 MiB, "
         "mean 606 MiB",
     ]
+
+
+def test_errored_to_rerun_leaves_an_error_a_larger_budget_carries():
+    """Budgets 2 → 4 → 8. ``a`` errored at 2, carried to 4 and 8 (each carried row names ``a``,
+    the first source); ``b`` continued to 4 and errored there, carried to 8; ``c`` errored at
+    8 (its last budget), ``d`` completed: only ``c`` is run again; ``a`` and ``b`` are left
+    (their carried rows would repeat a result they no longer have); carried copies never
+    count; a study never extended runs every errored trial again."""
+    def rec(key, state, carried_from=None):
+        return {"trial_key": key, "state": state, "carried_from": carried_from}
+
+    records = [rec("a2", "ERROR"), rec("a4", "ERROR", "a2"), rec("a8", "ERROR", "a2"),
+               rec("b2", "COMPLETED"), rec("b4", "ERROR"), rec("b8", "ERROR", "b4"),
+               rec("c2", "COMPLETED"), rec("c4", "COMPLETED"), rec("c8", "ERROR"),
+               rec("d2", "COMPLETED"), rec("d4", "PRUNED"), rec("d8", "PRUNED", "d4")]
+    assert store.errored_to_rerun(records) == (["c8"], ["a2", "b4"])
+    assert store.errored_to_rerun(records[:1] + records[3:4] + [rec("e2", "ERROR")]) == \
+        (["a2", "e2"], [])
+    assert store.errored_to_rerun([]) == ([], [])
