@@ -70,17 +70,21 @@ def scoped_environ(values: dict[str, str]) -> Iterator[None]:
 
 
 DRIVER_LOG = "driver.log"
-_LOGGED = ("ray",)  # Ray's and Tune's loggers (ray.tune, ray.train, … are its children)
+# Ray's and Tune's loggers (ray.tune, ray.train, … are its children), and Optuna's (its RDB
+# storage warns, with the SQL, when a query fails during a database outage that we announce
+# in one line of our own)
+_LOGGED = ("ray", "optuna")
 
 
 @contextlib.contextmanager
 def quiet_tune(verbose: bool, study_dir: str | None = None) -> Iterator[None]:
     """Tune's console output and per-result loggers off while a Tuner runs or a saved
     experiment is read (all of it on with ``verbose``, except the per-result files). With a
-    ``study_dir`` and without ``verbose``, what Ray and Tune log (the tracebacks of failures we
-    handle: a lost node, a checkpoint already deleted, a store that does not answer) goes to
-    ``driver.log`` in `study.store.log_folder` (``STUDY/logs/``; a local folder for a study on
-    an object store) instead of the terminal, for the duration of the block only."""
+    ``study_dir`` and without ``verbose``, what Ray, Tune and Optuna log (the tracebacks and
+    warnings of failures we handle: a lost node, a checkpoint already deleted, a store or a
+    database that does not answer) goes to ``driver.log`` in `study.store.log_folder`
+    (``STUDY/logs/``; a local folder for a study on an object store) instead of the terminal,
+    for the duration of the block only."""
     env = {**_QUIET_TUNE_ENV, **({} if verbose else _SILENT_TUNE_ENV)}
     with (scoped_environ(env), _logged_to_file(None if verbose else study_dir),
           quiet_loggers(_NOISY_LOGGERS, logging.ERROR)):
@@ -89,8 +93,9 @@ def quiet_tune(verbose: bool, study_dir: str | None = None) -> Iterator[None]:
 
 @contextlib.contextmanager
 def _logged_to_file(study_dir: str | None) -> Iterator[None]:
-    """Ray's loggers write to the study's log file instead of the terminal for the block: a
-    file handler added and propagation off, then both put back."""
+    """Ray's and Optuna's loggers write to the study's log file instead of the terminal for
+    the block: their console handlers taken off, a file handler added and propagation off,
+    then all put back (standard `logging` calls on the loggers' public names)."""
     if study_dir is None:
         yield
         return

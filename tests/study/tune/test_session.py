@@ -111,3 +111,31 @@ def test_quiet_tune_is_scoped(monkeypatch):
         assert os.environ["TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"] == "1"
         assert logger.level == logging.ERROR
     assert "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS" not in os.environ and logger.level == before
+
+
+def test_ray_and_optuna_lines_go_to_the_study_log_not_the_terminal(tmp_path):
+    """Without ``verbose``, during a run: Ray's and Optuna's log records (Optuna's RDB storage
+    warns, SQL and all, when a query fails in a database outage we announce ourselves) go to
+    STUDY/logs/driver.log and to no console handler; after the block each logger has its own
+    handlers and propagation back."""
+    import logging
+
+    import optuna
+
+    optuna.logging.get_logger("optuna")  # Optuna's console handler in place, as in a run
+    loggers = [logging.getLogger(name) for name in ("optuna", "ray")]
+    before = [(set(lg.handlers), lg.propagate) for lg in loggers]
+    assert any(type(h) is logging.StreamHandler for h in loggers[0].handlers)
+    study = tmp_path / "study"
+    study.mkdir()
+    with ray_session.quiet_tune(verbose=False, study_dir=str(study)):
+        for lg in loggers:  # no console handler; ours to the file; nothing to the root's
+            assert not [h for h in lg.handlers if type(h) is logging.StreamHandler]
+            assert [h for h in lg.handlers if getattr(h, "baseFilename", "").endswith(
+                ray_session.DRIVER_LOG)] and not lg.propagate
+        logging.getLogger("optuna.storages").warning("Caught an error from sqlalchemy: cut")
+        logging.getLogger("ray.tune").warning("a node was lost")
+    log = (study / "logs" / ray_session.DRIVER_LOG).read_text(encoding="utf-8")
+    assert "WARNING optuna.storages: Caught an error from sqlalchemy: cut" in log
+    assert "WARNING ray.tune: a node was lost" in log
+    assert [(set(lg.handlers), lg.propagate) for lg in loggers] == before
