@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import threading
 import time
+from pathlib import Path
+from typing import Any
 
 import fake_trials
 import pyarrow.parquet as pq
@@ -22,45 +24,67 @@ from study.spec import load_spec
 pytestmark = pytest.mark.slow
 
 
-def test_a_lost_node_costs_a_retry_from_the_checkpoint(tmp_path, capsys):
-    import ray
+def cluster_study(tmp_path: Path, name: str, workers: int, marker_epoch: int, max_epochs: int,
+                  Ms: list[int], **failure: float) -> tuple[Any, list[Any], Path, Any]:
+    """A cluster — a head without CPUs (trials land on the workers) and ``workers`` workers of
+    one CPU — and a fake grid study joining it as ``--address`` does (our code shipped to its
+    nodes), whose trials write a marker (their node's id) after ``marker_epoch``: (cluster,
+    workers, markers folder, spec)."""
     from ray.cluster_utils import Cluster
 
-    # a head without CPUs (trials land on the workers) and two workers of one CPU
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})
-    workers = [cluster.add_node(num_cpus=1) for _ in range(2)]
+    nodes = [cluster.add_node(num_cpus=1) for _ in range(workers)]
     cluster.wait_for_nodes()
-
     markers = tmp_path / "markers"
     markers.mkdir()
-    fake = {"FAKE_EPOCH_SECONDS": 0.4, "FAKE_MARKER_DIR": str(markers), "FAKE_MARKER_EPOCH": 3}
+    fake = {"FAKE_EPOCH_SECONDS": 0.4, "FAKE_MARKER_DIR": str(markers),
+            "FAKE_MARKER_EPOCH": marker_epoch}
     spec = load_spec(str(write_study(
-        tmp_path, "nodes", fake=fake, budget={"max_epochs": 8, "patience": 8},
-        search={"grid": {"Ms": [1, 2], "Ks": [10], "include_vae": True}},
-        failure={"retries": 2}, study={"address": cluster.address})))
-    assert len(spec.plan()) == 3
+        tmp_path, name, fake=fake, budget={"max_epochs": max_epochs, "patience": max_epochs},
+        search={"grid": {"Ms": Ms, "Ks": [10], "include_vae": True}},
+        failure=failure, study={"address": cluster.address})))
+    return cluster, nodes, markers, spec
+
+
+def run_losing_a_node(cluster: Any, nodes: list[Any], markers: Path, spec: Any
+                      ) -> tuple[Any, list[str]]:
+    """Run ``spec`` while a thread removes, ungracefully, the node of the first trial that
+    writes its marker; then Ray and the cluster shut down: (outcome, the markers acted on)."""
+    import ray
+
     removed: list[str] = []
 
-    def kill_a_node_mid_trial() -> None:
+    def remove_a_node_mid_trial() -> None:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and not removed:
             for marker in markers.glob("*.marker"):
                 node_id = marker.read_text().strip()
-                node = next((w for w in workers if w.node_id == node_id), None)
+                node = next((n for n in nodes if n.node_id == node_id), None)
                 if node is not None:
                     cluster.remove_node(node, allow_graceful=False)
                     removed.append(marker.name)
                     return
             time.sleep(0.05)
 
-    killer = threading.Thread(target=kill_a_node_mid_trial, daemon=True)
+    killer = threading.Thread(target=remove_a_node_mid_trial, daemon=True)
     killer.start()
-    try:  # the runner joins the cluster as `--address` does (our code shipped to its nodes)
+    try:
         outcome = runner.run_study(spec, trial_function=fake_trials.fake_trial)
     finally:
         killer.join(timeout=5)
         ray.shutdown()
         cluster.shutdown()
+    return outcome, removed
+
+
+def test_a_lost_node_costs_a_retry_from_the_checkpoint(tmp_path, capsys):
+    import ray
+
+    cluster, workers, markers, spec = cluster_study(tmp_path, "nodes", workers=2,
+                                                    marker_epoch=3, max_epochs=8, Ms=[1, 2],
+                                                    retries=2)
+    assert len(spec.plan()) == 3
+    outcome, removed = run_losing_a_node(cluster, workers, markers, spec)
     assert outcome.slots == 2 and not ray.is_initialized()
     assert removed, "no trial reached the marker epoch"
     # Quiet by default: Tune's traceback of the lost actor is in the study's log, not here.
@@ -91,42 +115,15 @@ def test_a_study_whose_workers_are_all_lost_ends_after_the_grace(tmp_path, capsy
     """0-CPU head + one 1-CPU worker, the worker removed mid-trial: after `stranded_grace`
     the study ends (results consolidated, unfinished trials left for resume, exit status 3
     from the CLI), instead of waiting forever."""
-    import ray
     from optuna.trial import TrialState
-    from ray.cluster_utils import Cluster
 
     from study import summary
 
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})
-    worker = cluster.add_node(num_cpus=1)
-    cluster.wait_for_nodes()
-    markers = tmp_path / "markers"
-    markers.mkdir()
-    fake = {"FAKE_EPOCH_SECONDS": 0.4, "FAKE_MARKER_DIR": str(markers), "FAKE_MARKER_EPOCH": 2}
-    spec = load_spec(str(write_study(
-        tmp_path, "stranded", fake=fake, budget={"max_epochs": 6, "patience": 6},
-        search={"grid": {"Ms": [1], "Ks": [10], "include_vae": True}},
-        failure={"retries": 2, "stranded_grace": 5}, study={"address": cluster.address})))
-    removed: list[str] = []
-
-    def remove_the_worker_mid_trial() -> None:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and not removed:
-            if list(markers.glob("*.marker")):
-                cluster.remove_node(worker, allow_graceful=False)
-                removed.append("worker")
-                return
-            time.sleep(0.05)
-
-    killer = threading.Thread(target=remove_the_worker_mid_trial, daemon=True)
-    killer.start()
+    cluster, workers, markers, spec = cluster_study(tmp_path, "stranded", workers=1,
+                                                    marker_epoch=2, max_epochs=6, Ms=[1],
+                                                    retries=2, stranded_grace=5)
     start = time.monotonic()
-    try:
-        outcome = runner.run_study(spec, trial_function=fake_trials.fake_trial)
-    finally:
-        killer.join(timeout=5)
-        ray.shutdown()
-        cluster.shutdown()
+    outcome, removed = run_losing_a_node(cluster, workers, markers, spec)
     seconds = time.monotonic() - start
     assert removed and outcome.stranded, capsys.readouterr().out
     assert summary.stranded_exit(spec, outcome) == summary.STRANDED_EXIT
