@@ -13,7 +13,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from analysis import budget_curves, collapse, figure2, figure4, table1
+from analysis import budget_curves, collapse, figure2, figure3, figure4, table1
 from analysis.budget_keys import at_largest_budget
 from analysis.load import load
 
@@ -77,6 +77,20 @@ def test_epoch_curves_take_each_configurations_largest_budget(frames):
     assert set(figure2.prep(frames)["n_seeds"].to_list()) == {3}
     counts = collapse.prep(frames).filter(pl.col("M") == 1)["n_seeds"]
     assert set(counts.to_list()) == {3}  # Mix1, K = 100: 3 seeds, not 6
+
+
+def test_figure3_draws_one_line_per_model_at_the_largest_budget(frames):
+    """Figure 3 at each configuration's largest budget: one line per model (VAE, Mix1,
+    Mix2), its mean the 8-epoch trials' own, over 3 seeds; not one line per model and
+    budget (a legend taller than the figure, on reproduce_fashion's four budgets)."""
+    df = figure3.prep(frames).filter(pl.col("metric") == "ll")
+    assert set(df["n_seeds"].to_list()) == {3}
+    assert df.select("model", "variant").unique().height == 3
+    assert set(df["variant"].to_list()) == {v for v in df["variant"].to_list()
+                                            if v.endswith("8 epochs")}
+    vae = df.filter(pl.col("model") == "VAE")["mean"].to_list()
+    assert vae == pytest.approx([np.mean([ll({"seed": s, "prior": "standard"}, 8)
+                                          for s in (0, 1, 2)])] * len(vae))
 
 
 def test_budget_curves_name_a_model_once_across_budgets(frames):
