@@ -11,7 +11,12 @@
   client with the SDK's standard retries, twice (about 6 s per call), so that the patience is
   ours and bounded by the grace period. It is the same endpoint (``AWS_ENDPOINT_URL_S3`` or
   ``AWS_ENDPOINT_URL``, as ``from_uri`` reads it), region and credentials (the environment's);
-  a URI with options of its own (``?…``, keys in it) keeps ``from_uri``'s client.
+  a URI with options of its own (``?…``, keys in it) keeps ``from_uri``'s client. Its writes
+  are not in the background (``background_writes=False``): a file is uploaded by the thread
+  that closes it. With background writes, closing a file queues its upload to pyarrow's I/O
+  thread pool and waits; `pyarrow.fs.copy_files` (Tune's experiment sync) closes its files
+  *on* that pool, so eight files at once (the pool's size) waited for uploads that no thread
+  was left to run: a resumed study on S3 hung for good (measured; test_store).
 - `patient_filesystem(fs, …)`: ``pafs.PyFileSystem`` (pyarrow's public way to wrap a
   filesystem) whose calls go through the study's one patience (`study.patience.Patience`,
   shared by the process); a file is read whole and written whole (one upload on close, retried
@@ -74,7 +79,8 @@ def bounded(fs: pafs.FileSystem, location: str) -> pafs.FileSystem:
     endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
     return pafs.S3FileSystem(
         region=fs.region, endpoint_override=endpoint or None,
-        retry_strategy=pafs.AwsStandardS3RetryStrategy(max_attempts=SDK_ATTEMPTS))
+        retry_strategy=pafs.AwsStandardS3RetryStrategy(max_attempts=SDK_ATTEMPTS),
+        background_writes=False)  # see the module docstring: no upload queued to the I/O pool
 
 
 def log_warning(text: str) -> None:

@@ -141,3 +141,34 @@ def test_the_bounded_s3_client_is_the_one_from_uri_gives_with_fewer_retries(s3_e
     assert store.read_json(plain, probe) == {"ok": True}  # the same store, seen both ways
     fs.delete_file(probe)
     assert not store.exists(plain, probe)
+
+
+def test_many_files_copied_at_once_through_the_patient_store_do_not_deadlock(s3_env, s3_study,
+                                                                            tmp_path):
+    """What Tune's experiment sync does (`pyarrow.fs.copy_files`, threaded): closing each
+    destination file runs on pyarrow's I/O thread pool, and the patient filesystem's close
+    uploads through the S3 client. With the client's background writes, each close waited on
+    an upload queued to that same pool: 8 files at once (the pool's size) and nothing ever
+    moved — a resumed study on S3 hung for good (CI, stop 28). Run in a thread, so that a
+    deadlock fails here instead of hanging the suite."""
+    import threading
+
+    source = tmp_path / "experiment"
+    for i in range(40):
+        (source / f"trial_{i:02d}").mkdir(parents=True)
+        (source / f"trial_{i:02d}" / "result.json").write_text(json.dumps({"i": i}))
+    folder = store.StudyFolder.open(s3_study).waiting_out(30)
+    done: list[bool] = []
+
+    def copy() -> None:
+        pafs.copy_files(str(source), folder.path("tune"),
+                        source_filesystem=pafs.LocalFileSystem(),
+                        destination_filesystem=folder.fs, use_threads=True)
+        done.append(True)
+
+    worker = threading.Thread(target=copy, daemon=True)
+    worker.start()
+    worker.join(timeout=60)
+    assert done, "copy_files through the patient filesystem deadlocked (60 s)"
+    fs, root = store.filesystem(s3_study)
+    assert store.read_json(fs, store.join(root, "tune", "trial_39", "result.json")) == {"i": 39}
