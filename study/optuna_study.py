@@ -164,12 +164,11 @@ def record_reruns(spec: StudySpec, completed: dict[str, dict[str, Any]],
     for name in study_names(spec, storage):
         with quiet_optuna():
             study = optuna.load_study(study_name=name, storage=storage)
-        trials = study.get_trials(deepcopy=False)
-        complete = {t.user_attrs.get(KEY_FIELD) for t in trials
-                    if t.state == TrialState.COMPLETE}
-        failed = {t.user_attrs.get(KEY_FIELD): t for t in trials
-                  if t.state == TrialState.FAIL and counted(t)}
-        with quiet_optuna():
+            trials = study.get_trials(deepcopy=False)
+            complete = {t.user_attrs.get(KEY_FIELD) for t in trials
+                        if t.state == TrialState.COMPLETE}
+            failed = {t.user_attrs.get(KEY_FIELD): t for t in trials
+                      if t.state == TrialState.FAIL and counted(t)}
             for key, record in completed.items():
                 value = None if key in complete or key not in failed else metric_of(record)
                 if value is None:

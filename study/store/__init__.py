@@ -93,6 +93,5 @@ __all__ = [
     "make_record", "move_folder", "normalise", "now_utc", "one_line", "read_bytes", "read_json",
     "read_markers", "read_plan", "read_record", "read_records", "record_config", "records_table",
     "scratch", "trial_damage", "trial_folders", "utc_stamp", "write_bytes", "write_epochs",
-    "write_json", "write_plan",
-    "write_record", "write_table", "running",
+    "write_json", "write_plan", "write_record", "write_table", "running",
 ]

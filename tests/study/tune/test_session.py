@@ -122,7 +122,7 @@ def test_ray_and_optuna_lines_go_to_the_study_log_not_the_terminal(tmp_path):
 
     import optuna
 
-    optuna.logging.get_logger("optuna")  # Optuna's console handler in place, as in a run
+    optuna.logging.enable_default_handler()  # Optuna's console handler, as in a run
     loggers = [logging.getLogger(name) for name in ("optuna", "ray")]
     before = [(set(lg.handlers), lg.propagate) for lg in loggers]
     assert any(type(h) is logging.StreamHandler for h in loggers[0].handlers)
