@@ -217,13 +217,10 @@ def test_a_lost_node_resumes_its_trial_from_the_uploaded_checkpoint(s3_env, s3_s
     removed after its epoch 3 and its local scratch wiped (a lost machine's disk): the retry
     on the other node continues from the checkpoint Tune uploaded to the bucket."""
     import shutil
-    import threading
 
-    import fake_trials
-    import ray
+    from node_loss import run_losing_a_node
     from ray.cluster_utils import Cluster
 
-    from study import run as runner
     from study.spec import load_spec
 
     scratch = Path(s3_env["GMMPVAE_SCRATCH"])
@@ -240,30 +237,14 @@ def test_a_lost_node_resumes_its_trial_from_the_uploaded_checkpoint(s3_env, s3_s
         search={"grid": {"Ms": [1, 2], "Ks": [10], "include_vae": True}},
         failure={"retries": 2},
         study={"address": cluster.address, "storage": s3_study, "optuna_storage": pg_url})))
-    removed: list[str] = []
 
-    def kill_a_node_mid_trial() -> None:
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline and not removed:
-            for marker in markers.glob("*.marker"):
-                node = next((w for w in workers if w.node_id == marker.read_text().strip()),
-                            None)
-                if node is not None:
-                    cluster.remove_node(node, allow_graceful=False)
-                    lost = scratch_of(scratch, marker.stem)
-                    shutil.rmtree(lost)  # the lost machine's disk goes with it
-                    removed.append(lost.name)
-                    return
-            time.sleep(0.05)
+    def wiped(marker: Path) -> str:
+        lost = scratch_of(scratch, marker.stem)
+        shutil.rmtree(lost)  # the lost machine's disk goes with it
+        return lost.name
 
-    killer = threading.Thread(target=kill_a_node_mid_trial, daemon=True)
-    killer.start()
-    try:
-        outcome = runner.run_study(spec, trial_function=fake_trials.fake_trial)
-    finally:
-        killer.join(timeout=5)
-        ray.shutdown()
-        cluster.shutdown()
+    outcome, removed = run_losing_a_node(cluster, workers, markers, spec, within=180,
+                                         lost=wiped)
     assert removed, "no trial reached the marker epoch"
     assert outcome.slots == 2
     planned = sorted(t["trial_key"] for t in spec.plan())

@@ -6,19 +6,17 @@ Apart from `test_fault_tolerance`, whose in-process studies share one local Ray.
 
 from __future__ import annotations
 
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
-import fake_trials
 import pyarrow.parquet as pq
 import pytest
+from node_loss import run_losing_a_node
 from test_fault_tolerance import check_complete, executed_epochs
 from test_runner import write_study
 
 from study import optuna_study
-from study import run as runner
 from study.spec import load_spec
 
 pytestmark = pytest.mark.slow
@@ -44,37 +42,6 @@ def cluster_study(tmp_path: Path, name: str, workers: int, marker_epoch: int, ma
         search={"grid": {"Ms": Ms, "Ks": [10], "include_vae": True}},
         failure=failure, study={"address": cluster.address})))
     return cluster, nodes, markers, spec
-
-
-def run_losing_a_node(cluster: Any, nodes: list[Any], markers: Path, spec: Any
-                      ) -> tuple[Any, list[str]]:
-    """Run ``spec`` while a thread removes, ungracefully, the node of the first trial that
-    writes its marker; then Ray and the cluster shut down: (outcome, the markers acted on)."""
-    import ray
-
-    removed: list[str] = []
-
-    def remove_a_node_mid_trial() -> None:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and not removed:
-            for marker in markers.glob("*.marker"):
-                node_id = marker.read_text().strip()
-                node = next((n for n in nodes if n.node_id == node_id), None)
-                if node is not None:
-                    cluster.remove_node(node, allow_graceful=False)
-                    removed.append(marker.name)
-                    return
-            time.sleep(0.05)
-
-    killer = threading.Thread(target=remove_a_node_mid_trial, daemon=True)
-    killer.start()
-    try:
-        outcome = runner.run_study(spec, trial_function=fake_trials.fake_trial)
-    finally:
-        killer.join(timeout=5)
-        ray.shutdown()
-        cluster.shutdown()
-    return outcome, removed
 
 
 def test_a_lost_node_costs_a_retry_from_the_checkpoint(tmp_path, capsys):
